@@ -1,0 +1,102 @@
+"""``batch-scoring``: run a scoring job from a shell, without Airflow, and inspect a finished job's manifest.
+
+    batch-scoring score --model models:/churn@champion --source file:///data/in.csv --sink file:///data/out/ \\
+        --replicas 2 --passthrough id
+    batch-scoring manifest file:///data/out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import uuid
+
+from airflow_batch_scoring.errors import BatchScoringError
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-scoring", description="Batch scoring of ML models, from a shell.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="score a source into a sink on local replicas")
+    score.add_argument("--model", required=True, help="models:/name@alias, models:/name/1, runs:/..., a path")
+    score.add_argument("--source", required=True, help="input file, folder or glob (file:///...)")
+    score.add_argument("--sink", required=True, help="output folder (file:///...)")
+    score.add_argument("--source-format", choices=["csv", "jsonl", "parquet"], default=None)
+    score.add_argument("--sink-format", choices=["csv", "jsonl", "parquet"], default=None)
+    score.add_argument("--header", action="store_true", help="the source CSV has a header line")
+    score.add_argument("--sink-header", action="store_true", help="write a header line in CSV output")
+    score.add_argument("--columns", help="column names of a CSV without header, in file order (comma-separated)")
+    score.add_argument("--passthrough", help="input columns copied to the output (comma-separated)")
+    score.add_argument("--replicas", type=int, default=1)
+    score.add_argument("--batch-size", type=int, default=100_000)
+    score.add_argument("--input-schema", help='JSON: [{"name": "x", "type": "Float64"}, ...]')
+    score.add_argument("--output-schema", help="JSON, as --input-schema")
+    score.add_argument("--no-schema-check", action="store_true", help="pass input columns to the model unchecked")
+    score.add_argument("--probabilities", action="store_true", help="add probability_<class> columns")
+    score.add_argument("--if-exists", choices=["replace", "fail"], default="replace")
+    score.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    manifest = commands.add_parser("manifest", help="print the manifest of a finished job's output folder")
+    manifest.add_argument("output", help="the sink folder (file:///...)")
+    return parser
+
+
+def _score(args: argparse.Namespace) -> dict:
+    from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.job import DataSpec
+    from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
+
+    source = DataSpec.parse(
+        {"uri": args.source, "format": args.source_format, "header": args.header, "columns": _columns(args.columns)},
+        "source",
+    )
+    sink = DataSpec.parse({"uri": args.sink, "format": args.sink_format, "header": args.sink_header}, "sink")
+    with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
+        model = process_model(args.model, folder, tracking_uri=args.tracking_uri)
+        job, files = prepare_job(
+            job_id=f"cli-{uuid.uuid4().hex[:12]}",
+            model=model,
+            source=source,
+            sink=sink,
+            replicas=args.replicas,
+            batch_size=args.batch_size,
+            passthrough_columns=_columns(args.passthrough),
+            input_schema=args.input_schema,
+            output_schema=args.output_schema,
+            schema_check=not args.no_schema_check,
+            predict_probabilities=args.probabilities,
+        )
+        return execute_job(job, files, log=lambda line: print(line, file=sys.stderr, flush=True),
+                           if_exists=args.if_exists)
+
+
+def _manifest(args: argparse.Namespace) -> dict:
+    from airflow_batch_scoring.io.files import filesystem
+    from airflow_batch_scoring.runtime.commit import MANIFEST, SUCCESS
+
+    fs, path = filesystem(args.output)
+    path = path.rstrip("/")
+    if not fs.exists(f"{path}/{SUCCESS}"):
+        raise BatchScoringError(f"{args.output} holds no finished output (no {SUCCESS}); the job has not published.")
+    with fs.open(f"{path}/{MANIFEST}", "r") as f:
+        return json.load(f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = _score(args) if args.command == "score" else _manifest(args)
+    except BatchScoringError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The ScoringJob spec: the one JSON document the driver hands to every replica.
+
+A job names the processed model, the source and the sink, the scoring options, and the shard plan. It never holds
+credentials: those travel separately (see :mod:`airflow_batch_scoring.runtime.secrets`).
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.schema import ModelSchema
+
+FORMATS = ("csv", "jsonl", "parquet")
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def infer_format(uri: str) -> str | None:
+    """Return the format a URI's suffix names (``data.csv`` -> ``csv``), or ``None``."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix, fmt in _SUFFIX_FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def normalize_format(fmt: str | None, uri: str, role: str) -> str:
+    """Validate ``fmt`` or infer it from ``uri``.
+
+    :raises ConfigurationError: for an unknown format, or when none is given and the suffix tells none.
+    """
+    if fmt:
+        value = str(fmt).strip().lower()
+        value = {"json": "jsonl", "ndjson": "jsonl", "json_lines": "jsonl", "pq": "parquet"}.get(value, value)
+        if value not in FORMATS:
+            raise ConfigurationError(f"Unknown {role} format {fmt!r}: use one of {', '.join(FORMATS)}.")
+        return value
+    inferred = infer_format(uri)
+    if inferred is None:
+        raise ConfigurationError(
+            f"Cannot tell the {role} format of {uri!r} from its name: set {role}['format'] to one of "
+            f"{', '.join(FORMATS)}."
+        )
+    return inferred
+
+
+def _as_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigurationError(f"{what} must be true or false, got {value!r}.")
+
+
+def _as_columns(value: Any, what: str) -> list[str] | None:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(f"{what} must be a list of column names, got {value!r}.")
+    lowered = [v.lower() for v in value]
+    if len(set(lowered)) != len(lowered):
+        raise ConfigurationError(f"{what} names a column twice (names are case-insensitive): {value!r}.")
+    return list(value)
+
+
+@dataclass
+class DataSpec:
+    """Where data is read from or written to.
+
+    :param uri: a file, folder or glob (source) or a folder (sink), e.g. ``file:///data/in/*.csv``.
+    :param format: ``csv``, ``jsonl`` or ``parquet``; inferred from the suffix when left out.
+    :param header: CSV only: whether the file has a header line (default ``False``, as H2O).
+    :param columns: CSV without header: the column names in file order (default: the model's input columns).
+    :param conn_id: the Airflow connection that grants access (resolved by the operator, never by the runtime).
+    :param newlines_in_values: CSV only: quoted values may hold line breaks; then files are never split.
+    """
+
+    uri: str
+    format: str = ""
+    header: bool = False
+    columns: list[str] | None = None
+    conn_id: str | None = None
+    newlines_in_values: bool = False
+
+    @classmethod
+    def parse(cls, value: DataSpec | Mapping[str, Any] | str, role: str) -> DataSpec:
+        """Build a spec from a mapping (or a bare URI string).
+
+        :raises ConfigurationError: naming the key that is wrong.
+        """
+        if isinstance(value, DataSpec):
+            return value
+        if isinstance(value, str):
+            value = {"uri": value}
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"{role} must be a mapping with at least 'uri', got {type(value).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigurationError(f"Unknown {role} key(s) {unknown}: the keys are {sorted(known)}.")
+        uri = value.get("uri")
+        if not uri or not isinstance(uri, str):
+            raise ConfigurationError(f"{role}['uri'] is required, e.g. 'file:///data/{role}/'.")
+        uri = uri.strip()
+        fmt = value.get("format") or ""
+        if role == "source" or fmt:
+            fmt = normalize_format(fmt, uri, role)
+        return cls(
+            uri=uri,
+            format=fmt,
+            header=_as_bool(value.get("header", False), f"{role}['header']"),
+            columns=_as_columns(value.get("columns"), f"{role}['columns']"),
+            conn_id=value.get("conn_id") or None,
+            newlines_in_values=_as_bool(value.get("newlines_in_values", False), f"{role}['newlines_in_values']"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Piece:
+    """A part of one input file: a byte range (text formats) or a list of row groups (Parquet).
+
+    A text piece owns the lines whose first byte lies in ``[start, end)``; ``end = -1`` means the end of the file.
+    ``rows`` is the piece's row count when the planner knows it (Parquet), for progress and ETA.
+    """
+
+    path: str
+    start: int = 0
+    end: int = -1
+    row_groups: list[int] | None = None
+    rows: int | None = None
+
+
+@dataclass
+class ModelSpec:
+    """The processed model every replica loads.
+
+    :param uri: the model as the user named it (``models:/churn@champion``, a path, ...).
+    :param path: the local folder or file the runtime loads (MODEL_PATH).
+    :param flavor: ``mlflow`` or ``sklearn``.
+    :param resolved_uri: the fixed reference the alias or stage resolved to (``models:/churn/3``).
+    :param version: the registry version, when the model came from a registry.
+    :param digest: ``sha256:<hex>`` of the processed artifact.
+    """
+
+    uri: str
+    path: str
+    flavor: str
+    resolved_uri: str | None = None
+    name: str | None = None
+    version: str | None = None
+    digest: str | None = None
+    input_schema: list[dict[str, str]] | None = None
+    output_schema: list[dict[str, str]] | None = None
+
+
+@dataclass
+class ScoringJob:
+    """Everything a replica needs to score its shard, as one JSON document.
+
+    :param job_id: unique per run attempt; names the staging folder.
+    :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
+    :param staging_uri: where replicas write their parts before the commit publishes them.
+    """
+
+    job_id: str
+    model: ModelSpec
+    source: DataSpec
+    sink: DataSpec
+    staging_uri: str
+    shards: list[list[Piece]] = field(default_factory=list)
+    batch_size: int = 100_000
+    passthrough_columns: list[str] = field(default_factory=list)
+    input_schema: list[dict[str, str]] | None = None
+    output_schema: list[dict[str, str]] | None = None
+    schema_check: bool = True
+    predict_probabilities: bool = False
+    read_block_size: int = 16 * 1024 * 1024
+
+    @property
+    def replicas(self) -> int:
+        return len(self.shards)
+
+    def input_model_schema(self) -> ModelSchema | None:
+        return ModelSchema.parse(self.input_schema)
+
+    def output_model_schema(self) -> ModelSchema | None:
+        return ModelSchema.parse(self.output_schema)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringJob:
+        data = json.loads(text)
+        data["model"] = ModelSpec(**data["model"])
+        data["source"] = DataSpec(**data["source"])
+        data["sink"] = DataSpec(**data["sink"])
+        data["shards"] = [[Piece(**piece) for piece in shard] for shard in data["shards"]]
+        return cls(**data)

@@ -1,0 +1,268 @@
+"""The scoring engine: one replica scores one shard of a ScoringJob.
+
+Three stages run concurrently with bounded queues between them, so memory depends on the batch size and never on the
+input size: a reader thread parses the shard's pieces into Arrow tables and cuts them into batches of ``batch_size``
+rows; the calling thread predicts; a writer thread appends the results to the shard's part file in the staging folder.
+The shard's report (its counts and timings) is written last, and is the marker that the shard is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from airflow_batch_scoring.errors import ConfigurationError, ModelError
+from airflow_batch_scoring.io.files import filesystem
+from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
+from airflow_batch_scoring.io.writers import EXTENSIONS, make_writer
+from airflow_batch_scoring.job import Piece, ScoringJob
+from airflow_batch_scoring.runtime.predictors import Predictor, load_predictor
+from airflow_batch_scoring.schema import ModelSchema
+
+_DONE = object()
+
+
+def part_name(shard: int, fmt: str) -> str:
+    """The file name of shard ``shard``'s part."""
+    return f"part-{shard:05d}.{EXTENSIONS[fmt]}"
+
+
+def report_name(shard: int) -> str:
+    """The file name of shard ``shard``'s report, written last."""
+    return f"_shard-{shard:05d}.json"
+
+
+@dataclass
+class ShardReport:
+    """What one replica did; read back by the driver for the manifest and the commit."""
+
+    shard: int
+    rows_in: int = 0
+    rows_out: int = 0
+    parts: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    read_s: float = 0.0
+    predict_s: float = 0.0
+    write_s: float = 0.0
+    input_schema: list[dict[str, str]] | None = None
+    output_columns: list[dict[str, str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.Table]:
+    """Re-cut a stream of tables into tables of exactly ``batch_size`` rows (the last one may be shorter)."""
+    pending: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        while table.num_rows:
+            take = min(batch_size - count, table.num_rows)
+            pending.append(table.slice(0, take))
+            count += take
+            table = table.slice(take)
+            if count == batch_size:
+                yield pa.concat_tables(pending).combine_chunks() if len(pending) > 1 else pending[0]
+                pending, count = [], 0
+    if count:
+        yield pa.concat_tables(pending).combine_chunks() if len(pending) > 1 else pending[0]
+
+
+class _Stage(threading.Thread):
+    """A daemon thread that records its exception for the main thread to re-raise."""
+
+    def __init__(self, target: Callable[[], None], name: str):
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._target_fn()
+        except BaseException as err:  # re-raised by the main thread
+            self.error = err
+        finally:
+            self.seconds = time.perf_counter() - started
+
+
+class Progress:
+    """Logs rows done, rows per second and, when the shard's size is known, the share done and an ETA."""
+
+    def __init__(self, log: Callable[[str], None], label: str, total_rows: int | None, interval: float):
+        self.log, self.label, self.total_rows, self.interval = log, label, total_rows, interval
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def update(self, rows: int, fraction: float | None, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = rows / elapsed
+        if self.total_rows:
+            fraction = rows / self.total_rows
+        text = f"{self.label}: {rows:,} rows scored, {rate:,.0f} rows/s"
+        if fraction is not None and not final:
+            fraction = min(max(fraction, 0.0), 1.0)
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            text += f", {fraction:.0%} done" + (f", ETA {eta:,.0f}s" if eta is not None else "")
+        if final:
+            text += f", finished in {elapsed:,.1f}s"
+        self.log(text)
+
+
+def _passthrough_names(batch: pa.Table, wanted: list[str]) -> list[str]:
+    """The batch's names of the passthrough columns, in the order asked (names match ignoring case)."""
+    by_key = {name.lower(): name for name in batch.column_names}
+    return [by_key[name.lower()] for name in wanted]
+
+
+def resolve_input_schema(job: ScoringJob, predictor: Predictor) -> ModelSchema | None:
+    """The input schema in force: the job's override, else the processed model's, else the loaded model's own.
+
+    :raises ModelError: when schema checking is on and no schema is known.
+    """
+    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema) or predictor.input_schema
+    if schema is None and job.schema_check:
+        raise ModelError(
+            f"The input schema of the model {job.model.uri!r} is unknown (it has no MLflow signature and no "
+            'feature names). Give input_schema=[{"name": "x", "type": "Float64"}, ...], or log the model with a '
+            "signature, or set schema_check=False to send the input columns to the model unchecked."
+        )
+    return schema
+
+
+def run_shard(
+    job: ScoringJob,
+    shard: int,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    progress_interval: float = 10.0,
+) -> ShardReport:
+    """Score shard ``shard`` of ``job`` into its part file in the staging folder, then write the shard's report.
+
+    :param storage_options: fsspec options for the ``source`` and the ``sink`` (the job's secret material).
+    """
+    if not 0 <= shard < job.replicas:
+        raise ConfigurationError(f"Shard {shard} does not exist: the job has {job.replicas} shard(s).")
+    started = time.perf_counter()
+    options = storage_options or {}
+    predictor = load_predictor(
+        job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
+    )
+    schema = resolve_input_schema(job, predictor)
+    plan = ReadPlan(
+        model_columns=list(schema.columns) if schema is not None else None,
+        coerce=job.schema_check,
+        passthrough=list(job.passthrough_columns),
+    )
+    source_fs, _ = filesystem(job.source.uri, options.get("source"))
+    sink_fs, staging = filesystem(job.staging_uri, options.get("sink"))
+    sink_fs.makedirs(staging, exist_ok=True)
+    reader = make_reader(job.source, plan, source_fs, block_size=job.read_block_size, batch_size=job.batch_size)
+    sink_format = job.sink.format or job.source.format
+    writer = make_writer(sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format)}", header=job.sink.header)
+    pieces: list[Piece] = job.shards[shard]
+    total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
+    total_bytes = sum(max(p.end - p.start, 0) for p in pieces) if job.source.format != "parquet" else 0
+    progress = Progress(log, f"replica {shard + 1}/{job.replicas}", total_rows, progress_interval)
+    report = ShardReport(shard=shard)
+    read_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+    write_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(q: queue.Queue[Any], item: Any, consumer: threading.Thread | None) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if consumer is not None and not consumer.is_alive():
+                    return
+
+    def read_all() -> None:
+        def tables() -> Iterator[pa.Table]:
+            for piece in pieces:
+                yield from reader.read(piece)
+
+        try:
+            for batch in rebatch(tables(), job.batch_size):
+                put(read_queue, batch, None)
+        finally:
+            put(read_queue, _DONE, None)
+
+    def write_all() -> None:
+        while True:
+            item = write_queue.get()
+            if item is _DONE:
+                return
+            writer.write(item)
+
+    reader_thread = _Stage(read_all, f"reader-{shard}")
+    writer_thread = _Stage(write_all, f"writer-{shard}")
+    reader_thread.start()
+    writer_thread.start()
+    model_names = [c.name for c in schema.columns] if schema is not None else None
+    try:
+        while True:
+            batch = read_queue.get()
+            if batch is _DONE:
+                break
+            t0 = time.perf_counter()
+            passthrough = _passthrough_names(batch, plan.passthrough)
+            names = model_names or [n for n in batch.column_names if n not in passthrough]
+            outputs = predictor.predict(batch.select(names))
+            if report.output_columns is None:
+                clash = [n for n in outputs.column_names if n.lower() in {p.lower() for p in passthrough}]
+                if clash:
+                    raise ConfigurationError(
+                        f"The passthrough column(s) {clash} have the same name as a model output; rename them."
+                    )
+                report.input_schema = column_types_of(batch.select(names))
+            result = pa.Table.from_arrays(
+                [batch.column(n) for n in passthrough] + outputs.columns,
+                names=passthrough + outputs.column_names,
+            )
+            report.output_columns = report.output_columns or column_types_of(result)
+            report.predict_s += time.perf_counter() - t0
+            report.rows_in += batch.num_rows
+            put(write_queue, result, writer_thread)
+            if writer_thread.error is not None:
+                break
+            fraction = reader.bytes_done / total_bytes if total_bytes else None
+            progress.update(report.rows_in, fraction)
+        put(write_queue, _DONE, writer_thread)
+        writer_thread.join()
+        reader_thread.join()
+        for stage in (reader_thread, writer_thread):
+            if stage.error is not None:
+                raise stage.error
+    except BaseException:
+        stop.set()
+        writer.abort()
+        raise
+    report.rows_out = writer.close()
+    report.read_s = reader_thread.seconds
+    report.write_s = writer_thread.seconds
+    report.parts = [part_name(shard, sink_format)] if report.rows_out else []
+    report.duration_s = time.perf_counter() - started
+    with sink_fs.open(f"{staging}/{report_name(shard)}", "w") as f:
+        f.write(json.dumps(report.to_dict()))
+    progress.update(report.rows_in, None, final=True)
+    return report
+
+
+def threads_per_replica(replicas: int) -> int:
+    """How many compute threads each of ``replicas`` local processes should use on this machine."""
+    return max(1, (os.cpu_count() or 1) // max(replicas, 1))

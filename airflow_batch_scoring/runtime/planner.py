@@ -1,0 +1,106 @@
+"""Shard planning: split the listed inputs into ``replicas`` deterministic shards, once, before any replica starts.
+
+- Text (CSV, JSON lines): the files are laid end to end and cut into ``replicas`` equal byte ranges; a range owns the
+  lines that start inside it, so one large file is scored by every replica and every line exactly once.
+- CSV with line breaks inside quoted values (``newlines_in_values``) cannot be split: whole files, balanced by size.
+- Parquet: row groups, balanced by row count; a file with one row group goes to one replica.
+
+The same listing always gives the same plan, so a retried replica redoes exactly its own shard.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io.files import InputFile
+from airflow_batch_scoring.job import DataSpec, Piece
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".snappy", ".lz4")
+
+
+def _splittable(spec: DataSpec) -> bool:
+    return not (spec.format == "csv" and spec.newlines_in_values)
+
+
+def plan_text(spec: DataSpec, files: list[InputFile], replicas: int) -> list[list[Piece]]:
+    """Cut text inputs into ``replicas`` byte-balanced shards."""
+    total = sum(f.size for f in files)
+    if total == 0:
+        raise InputError(
+            f"the input is empty: {len(files)} file(s), 0 bytes ({', '.join(f.uri for f in files[:3])}); "
+            "check that the upstream job wrote its output."
+        )
+    compressed = [f.uri for f in files if f.uri.lower().endswith(_COMPRESSED)]
+    if compressed:
+        raise ConfigurationError(
+            f"Compressed text input is not supported yet ({compressed[0]}): decompress it, or convert it to Parquet."
+        )
+    shards: list[list[Piece]] = [[] for _ in range(replicas)]
+    whole = [] if _splittable(spec) else files
+    split = files if _splittable(spec) else []
+    split_total = sum(f.size for f in split)
+    if split_total:
+        bounds = [split_total * i // replicas for i in range(replicas + 1)]
+        offset = 0
+        for file in split:
+            file_start, file_end = offset, offset + file.size
+            for shard in range(replicas):
+                start, end = max(bounds[shard], file_start), min(bounds[shard + 1], file_end)
+                if start < end:
+                    shards[shard].append(Piece(file.uri, start - file_start, end - file_start))
+            offset = file_end
+    loads = [(sum(p.end - p.start for p in shard), index) for index, shard in enumerate(shards)]
+    heapq.heapify(loads)
+    for file in sorted(whole, key=lambda f: (-f.size, f.uri)):
+        load, index = heapq.heappop(loads)
+        shards[index].append(Piece(file.uri, 0, file.size))
+        heapq.heappush(loads, (load + file.size, index))
+    return shards
+
+
+def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem) -> list[list[Piece]]:
+    """Split Parquet inputs by row groups into ``replicas`` row-balanced shards.
+
+    :raises InputError: naming a file that is not Parquet, or when no file holds a row.
+    """
+    groups: list[tuple[str, int, int]] = []
+    for file in files:
+        try:
+            with fs.open(fs._strip_protocol(file.uri), "rb") as f:
+                metadata = pq.ParquetFile(f).metadata
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InputError(
+                f"is not a readable Parquet file ({err}); replace it or remove it from the input.", path=file.uri
+            ) from err
+        groups.extend((file.uri, index, metadata.row_group(index).num_rows) for index in range(metadata.num_row_groups))
+    total = sum(rows for _, _, rows in groups)
+    if total == 0:
+        raise InputError(
+            f"the input is empty: {len(files)} Parquet file(s) with 0 rows; check that the upstream job wrote its output."
+        )
+    shards: list[list[Piece]] = [[] for _ in range(replicas)]
+    before = 0
+    for uri, index, rows in groups:
+        shard = min(replicas - 1, (2 * before + rows) * replicas // (2 * total))
+        before += rows
+        pieces = shards[shard]
+        if pieces and pieces[-1].path == uri:
+            pieces[-1].row_groups.append(index)  # type: ignore[union-attr]
+            pieces[-1].rows = (pieces[-1].rows or 0) + rows
+        else:
+            pieces.append(Piece(uri, row_groups=[index], rows=rows))
+    return shards
+
+
+def plan_shards(
+    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem
+) -> list[list[Piece]]:
+    """Plan ``replicas`` shards over ``files``; some shards may be empty when the input is small."""
+    if spec.format == "parquet":
+        return plan_parquet(files, replicas, fs)
+    return plan_text(spec, files, replicas)
