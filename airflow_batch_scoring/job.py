@@ -120,7 +120,7 @@ class DataSpec:
             raise ConfigurationError(f"{role}['uri'] is required, e.g. 'file:///data/{role}/'.")
         uri = uri.strip()
         fmt = value.get("format") or ""
-        if role == "source" or fmt:
+        if fmt or infer_format(uri):
             fmt = normalize_format(fmt, uri, role)
         return cls(
             uri=uri,

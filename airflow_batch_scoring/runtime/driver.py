@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile, filesystem, list_inputs
-from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
+from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob, infer_format
 from airflow_batch_scoring.runtime import commit
 from airflow_batch_scoring.runtime.engine import ShardReport
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -46,6 +46,20 @@ def positive_int(value: Any, name: str) -> int:
     return number
 
 
+def format_of_listing(uri: str, files: list[InputFile]) -> str:
+    """Infer the input format from the listed files' suffixes (a folder or glob URI tells none itself).
+
+    :raises ConfigurationError: when the suffixes disagree or tell nothing.
+    """
+    formats = {infer_format(f.uri) for f in files}
+    if len(formats) == 1 and None not in formats:
+        return formats.pop()  # type: ignore[return-value]
+    raise ConfigurationError(
+        f"Cannot tell the format of the input {uri!r} from its files' names ({', '.join(f.uri for f in files[:3])}): "
+        "set source['format'] to csv, jsonl or parquet."
+    )
+
+
 def prepare_job(
     *,
     job_id: str,
@@ -69,9 +83,11 @@ def prepare_job(
     options = storage_options or {}
     replicas = positive_int(replicas, "replicas")
     batch_size = positive_int(batch_size, "batch_size")
+    files = list_inputs(source.uri, options.get("source"))
+    if not source.format:
+        source.format = format_of_listing(source.uri, files)
     if not sink.format:
         sink.format = source.format
-    files = list_inputs(source.uri, options.get("source"))
     source_fs, _ = filesystem(source.uri, options.get("source"))
     shards = plan_shards(source, files, replicas, source_fs)
     parsed_input = ModelSchema.parse(input_schema)

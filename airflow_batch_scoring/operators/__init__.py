@@ -1,0 +1,5 @@
+"""Operators of the batch scoring provider."""
+
+from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
+
+__all__ = ["BatchScoringOperator"]

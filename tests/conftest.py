@@ -1,0 +1,59 @@
+"""Test session set-up: an isolated Airflow home and metadata DB, a real MLflow registry, models and data.
+
+Environment variables are set at import time, before Airflow or any cloud SDK is imported, so that nothing reaches
+for a cloud (instance metadata, telemetry) and nothing touches the developer's own Airflow or MLflow state.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="batch-scoring-tests-"))
+
+os.environ.update(
+    {
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_GCE_CHECK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "tests" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_DIR / 'mlflow.db'}",
+        "BATCH_SCORING_PROGRESS_S": "0",
+    }
+)
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import Models, train_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the test Airflow metadata DB once (``dag.test()`` needs it)."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """A classifier and a regressor, as joblib files and in the real MLflow registry (SQLite store)."""
+    return train_models(tmp_path_factory.mktemp("models"))
