@@ -1,0 +1,186 @@
+"""Bad input gives a clear error naming the file, line (or row) and column, and publishes nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import FEATURES, Models, assert_nothing_published, make_frame, source_spec, write_frame
+from test_scoring import score
+
+from airflow_batch_scoring.errors import ConfigurationError, InputError, ModelError
+
+
+def run(models: Models, tmp_path: Path, source: dict, **kwargs) -> Path:
+    sink = tmp_path / "out"
+    score(str(models.regressor_path), source, {"uri": sink.as_uri()}, tmp_path, passthrough_columns=["id"], **kwargs)
+    return sink
+
+
+def lines_of(frame, fmt, tmp_path) -> list[str]:
+    path = tmp_path / "tmp.txt"
+    write_frame(frame, path, fmt)
+    return path.read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_value_of_wrong_type_in_headerless_csv(models: Models, tmp_path: Path, replicas: int):
+    lines = lines_of(make_frame(3000, seed=1), "csv", tmp_path)
+    fields = lines[2499].split(",")
+    fields[3] = "abc"  # f2
+    lines[2499] = ",".join(fields)
+    source = tmp_path / "in.csv"
+    source.write_text("".join(lines))
+    with pytest.raises(InputError) as err:
+        run(models, tmp_path, source_spec("csv", source.as_uri()), replicas=replicas, batch_size=100)
+    message = str(err.value)
+    assert str(source) in message and "line 2500" in message and "'f2'" in message and "'abc'" in message
+    assert "Float64" in message
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_value_of_wrong_type_in_csv_with_header(models: Models, tmp_path: Path):
+    lines = lines_of(make_frame(50, seed=1), "csv_header", tmp_path)
+    fields = lines[10].split(",")
+    fields[5] = "1.5.3\n"  # f4, the last field
+    lines[10] = ",".join(fields)
+    source = tmp_path / "in.csv"
+    source.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"line 11, column 'f4': value '1\.5\.3' cannot be read as Float64"):
+        run(models, tmp_path, source_spec("csv_header", source.as_uri()))
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_unparsable_csv_line(models: Models, tmp_path: Path):
+    lines = lines_of(make_frame(200, seed=2), "csv", tmp_path)
+    lines[120] = lines[120].replace(",", ";")  # wrong delimiter on one line
+    source = tmp_path / "in.csv"
+    source.write_text("".join(lines))
+    with pytest.raises(InputError) as err:
+        run(models, tmp_path, source_spec("csv", source.as_uri()))
+    assert "line 121" in str(err.value) and "1 field(s) where 6 are expected" in str(err.value)
+    assert "delimiter" in str(err.value)
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_line_that_is_not_json(models: Models, tmp_path: Path):
+    lines = lines_of(make_frame(300, seed=3), "jsonl", tmp_path)
+    lines[77] = '{"id": 77, "f0": 1.0,\n'
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"line 78: the line is not valid JSON"):
+        run(models, tmp_path, {"uri": source.as_uri()}, replicas=2)
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_json_value_of_wrong_type(models: Models, tmp_path: Path):
+    lines = lines_of(make_frame(300, seed=3), "jsonl", tmp_path)
+    lines[5] = lines[5].replace('"f1": ', '"f1": "ten", "x": ', 1)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"line 6, column 'f1': value 'ten' cannot be read as Float64"):
+        run(models, tmp_path, {"uri": source.as_uri()})
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_parquet_column_of_wrong_type(models: Models, tmp_path: Path):
+    frame = make_frame(400, seed=4)
+    frame["f3"] = frame["f3"].astype(str)
+    frame.loc[333, "f3"] = "n/a"
+    source = tmp_path / "in.parquet"
+    write_frame(frame, source, "parquet")
+    with pytest.raises(InputError, match=r"row 334, column 'f3': value 'n/a' cannot be read as Float64"):
+        run(models, tmp_path, {"uri": source.as_uri()}, replicas=2)
+    assert_nothing_published(tmp_path / "out")
+
+
+@pytest.mark.parametrize("fmt", ["csv_header", "parquet", "jsonl"])
+def test_missing_column(models: Models, tmp_path: Path, fmt: str):
+    frame = make_frame(100, seed=5).drop(columns=["f2"])
+    source = tmp_path / f"in.{'csv' if fmt == 'csv_header' else fmt}"
+    write_frame(frame, source, fmt)
+    with pytest.raises(InputError) as err:
+        run(models, tmp_path, source_spec(fmt, source.as_uri()))
+    assert str(source) in str(err.value) and "column 'f2'" in str(err.value) and "missing" in str(err.value)
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_headerless_csv_with_too_few_columns_named(models: Models, tmp_path: Path):
+    source = tmp_path / "in.csv"
+    write_frame(make_frame(10), source, "csv")
+    with pytest.raises(InputError, match="column 'f4': the model's input column is missing"):
+        run(models, tmp_path, {"uri": source.as_uri(), "columns": ["id", "f0", "f1", "f2", "f3"]})
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_empty_input(models: Models, tmp_path: Path, content: str):
+    source = tmp_path / "in.csv"
+    source.write_text(content)
+    with pytest.raises(InputError, match="empty|no data rows"):
+        run(models, tmp_path, source_spec("csv", source.as_uri()))
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_empty_folder_and_header_only(models: Models, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no files"):
+        run(models, tmp_path, {"uri": (tmp_path / "empty").as_uri(), "format": "csv"})
+    source = tmp_path / "header.csv"
+    source.write_text("id," + ",".join(FEATURES) + "\n")
+    with pytest.raises(InputError, match="no data rows"):
+        run(models, tmp_path, source_spec("csv_header", source.as_uri()))
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_unknown_format(models: Models, tmp_path: Path):
+    source = tmp_path / "in.xml"
+    source.write_text("<rows/>")
+    with pytest.raises(ConfigurationError, match="Unknown source format 'xml'"):
+        run(models, tmp_path, {"uri": source.as_uri(), "format": "xml"})
+    with pytest.raises(ConfigurationError, match=re.escape("set source['format']")):
+        run(models, tmp_path, {"uri": tmp_path.as_uri() + "/*.xml"})
+
+
+def test_path_that_does_not_exist(models: Models, tmp_path: Path):
+    with pytest.raises(InputError, match="does not exist"):
+        run(models, tmp_path, {"uri": (tmp_path / "nope.csv").as_uri(), "columns": ["id", *FEATURES]})
+    with pytest.raises(InputError, match="no input file matches"):
+        run(models, tmp_path, {"uri": (tmp_path / "nope" ).as_uri() + "/*.csv"})
+
+
+def test_model_path_that_does_not_exist(tmp_path: Path):
+    with pytest.raises(ModelError, match="does not exist"):
+        score(str(tmp_path / "missing.joblib"), {"uri": "file:///x.csv"}, {"uri": "file:///y/"}, tmp_path)
+    with pytest.raises(ModelError, match="alias 'nope'"):
+        score("models:/churn-classifier@nope", {"uri": "file:///x.csv"}, {"uri": "file:///y/"}, tmp_path)
+
+
+def test_corrupt_parquet(models: Models, tmp_path: Path):
+    source = tmp_path / "in.parquet"
+    source.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        run(models, tmp_path, {"uri": source.as_uri()})
+
+
+def test_unknown_schema_is_refused_with_a_way_out(tmp_path: Path):
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    frame = make_frame(50)
+    model_path = tmp_path / "nameless.joblib"
+    joblib.dump(LinearRegression().fit(frame[FEATURES].to_numpy(), frame["f0"].to_numpy()), model_path)
+    source = tmp_path / "in.csv"
+    write_frame(frame, source, "csv")
+    spec = source_spec("csv", source.as_uri())
+    with pytest.raises(ModelError, match="input schema .* is unknown.*input_schema="):
+        score(str(model_path), spec, {"uri": (tmp_path / "out").as_uri()}, tmp_path, passthrough_columns=["id"])
+    assert_nothing_published(tmp_path / "out")
+    summary = score(
+        str(model_path), spec, {"uri": (tmp_path / "out").as_uri()}, tmp_path, passthrough_columns=["id"],
+        schema_check=False,
+    )
+    assert summary["rows_out"] == 50
+    assert pa and pq
