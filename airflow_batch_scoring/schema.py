@@ -136,7 +136,8 @@ class ModelSchema:
                     '[{"name": "x", "type": "Float64"}, ...].'
                 ) from err
         if isinstance(value, Mapping) or not isinstance(value, Iterable):
-            raise SchemaError('A schema is a list of {"name": ..., "type": ...} objects, got ' f"{type(value).__name__}.")
+            kind = type(value).__name__
+            raise SchemaError(f'A schema is a list of {{"name": ..., "type": ...}} objects, got {kind}.')
         columns = []
         for position, item in enumerate(value):
             if not isinstance(item, Mapping) or "name" not in item or "type" not in item:

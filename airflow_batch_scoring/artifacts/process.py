@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote, urlparse
 
 from airflow_batch_scoring.artifacts.digest import sha256_of
@@ -70,13 +72,33 @@ def _resolve_registry(uri: str, tracking_uri: str | None) -> tuple[str, str, str
     return name, str(version), f"models:/{name}/{version}"
 
 
+@contextmanager
+def _mlflow_uris(tracking_uri: str | None) -> Iterator[None]:
+    """Point MLflow's tracking and registry URIs at ``tracking_uri`` for the block (``models:/`` downloads read
+    the process-wide registry URI), and restore them afterwards."""
+    import mlflow
+
+    if not tracking_uri:
+        yield
+        return
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+
+
 def _download(uri: str, target: str, tracking_uri: str | None) -> str:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     os.makedirs(target, exist_ok=True)
     try:
-        return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target, tracking_uri=tracking_uri)
+        with _mlflow_uris(tracking_uri):
+            return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
     except (MlflowException, OSError) as err:
         raise ModelError(f"Cannot download the model {uri!r}: {err}") from err
 

@@ -133,7 +133,7 @@ class JsonLinesPartWriter(PartWriter):
         if not table.num_rows:
             return
         parts: list[Any] = []
-        for position, (key, column) in enumerate(zip(self._keys, table.columns)):
+        for position, (key, column) in enumerate(zip(self._keys, table.columns, strict=True)):
             parts.append(("{" if position == 0 else ",") + key + ":")
             parts.append(json_values(column.combine_chunks()))
         parts.append("}\n")

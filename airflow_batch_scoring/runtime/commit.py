@@ -40,7 +40,9 @@ def read_reports(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> 
         with fs.open(path, "r") as f:
             reports.append(ShardReport(**json.load(f)))
     if missing:
-        raise ReplicaError(f"Shard(s) {missing} did not finish (no report in {job.staging_uri}); nothing was published.")
+        raise ReplicaError(
+            f"Shard(s) {missing} did not finish (no report in {job.staging_uri}); nothing was published."
+        )
     return reports
 
 

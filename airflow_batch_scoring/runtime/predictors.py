@@ -81,11 +81,14 @@ def _outputs(result: Any) -> tuple[list[str], list[pa.Array]]:
     if array.ndim == 2:
         if array.shape[1] == 1:
             return [PREDICTION], [pa.array(array[:, 0])]
-        return [f"{PREDICTION}_{i}" for i in range(array.shape[1])], [pa.array(array[:, i]) for i in range(array.shape[1])]
+        width = array.shape[1]
+        return [f"{PREDICTION}_{i}" for i in range(width)], [pa.array(array[:, i]) for i in range(width)]
     raise ModelError(f"The model returned an array of shape {array.shape}; batch scoring needs one or two dimensions.")
 
 
-def _apply_output_schema(schema: ModelSchema, names: list[str], arrays: list[pa.Array]) -> tuple[list[str], list[pa.Array]]:
+def _apply_output_schema(
+    schema: ModelSchema, names: list[str], arrays: list[pa.Array]
+) -> tuple[list[str], list[pa.Array]]:
     """Name (and type) the model's leading outputs by the output schema; extra probability columns keep their names."""
     model_outputs = [n for n in names if not n.startswith(PROBABILITY_PREFIX)]
     if len(schema) != len(model_outputs):
