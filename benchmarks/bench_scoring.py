@@ -322,7 +322,7 @@ def _busy_cpu_s() -> float:
 _RETRIES = {"left": 12}
 
 
-def wait_quiet(max_wait_s: float = 45.0, busy_cores: float = 0.2) -> float:
+def wait_quiet(max_wait_s: float = 20.0, busy_cores: float = 0.2) -> float:
     """Wait (at most ``max_wait_s``) until other processes use less than ``busy_cores`` cores; return the wait."""
     started = time.perf_counter()
     while time.perf_counter() - started < max_wait_s:

@@ -54,6 +54,7 @@ with DAG(
             client.get_model_version_by_alias("demo-churn", "champion")
         except mlflow.exceptions.MlflowException:
             mlflow.set_tracking_uri(TRACKING_URI)
+            mlflow.set_experiment("airflow-batch-scoring-demo")
             x = frame[FEATURES]
             y = (x["x0"] + 0.5 * x["x1"] - x["x2"] > 0).astype(int)
             model = HistGradientBoostingClassifier(max_iter=50).fit(x, y)
