@@ -141,3 +141,15 @@ def assert_nothing_published(sink: Path) -> None:
         return
     leftovers = sorted(p.name for p in sink.iterdir())
     assert leftovers == [], f"a failed run left {leftovers} in {sink}"
+
+
+class SlowModel:
+    """A regressor that takes its time (0.05 s a batch), so a test can act on a replica mid-run."""
+
+    feature_names_in_ = np.array(FEATURES, dtype=object)
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        import time
+
+        time.sleep(0.05)
+        return x["f0"].to_numpy() * 2
