@@ -10,14 +10,53 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-batch-scoring",
         "name": "Batch Scoring",
-        "description": "Batch scoring of machine-learning models (MLflow, scikit-learn) as Airflow tasks.",
+        "description": "Batch scoring of ML models (MLflow, scikit-learn, ONNX, H2O MOJO) as Airflow tasks.",
         "versions": ["0.1.0"],
         "operators": [
             {
                 "integration-name": "Batch Scoring",
-                "python-modules": ["airflow_batch_scoring.operators.batch_scoring"],
+                "python-modules": [
+                    "airflow_batch_scoring.operators.batch_scoring",
+                    "airflow_batch_scoring.operators.process_artifact",
+                ],
             }
         ],
+        "hooks": [
+            {
+                "integration-name": "Batch Scoring",
+                "python-modules": ["airflow_batch_scoring.hooks.mlflow"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_batch_scoring.hooks.mlflow.MlflowHook",
+                "hook-name": "MLflow",
+                "connection-type": "mlflow",
+                "conn-fields": {
+                    "tracking_uri": {
+                        "label": "Tracking URI",
+                        "description": "The MLflow tracking server or store, e.g. https://mlflow.example.com",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "registry_uri": {
+                        "label": "Registry URI",
+                        "description": "The model registry, when it is not the tracking server (default: the same)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "token": {
+                        "label": "Token",
+                        "description": "Bearer token sent to the server (MLFLOW_TRACKING_TOKEN)",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port", "password"],
+                    "relabeling": {"host": "Tracking URI (alternative)"},
+                    "placeholders": {"host": "https://mlflow.example.com"},
+                },
+            }
+        ],
+        "extra-links": ["airflow_batch_scoring.links.OutputLocationLink"],
         "integrations": [
             {
                 "integration-name": "Batch Scoring",

@@ -17,6 +17,8 @@ from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.schema import ModelSchema
 
 FORMATS = ("csv", "jsonl", "parquet")
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+MIN_UPLOAD_PART = 5 * 1024 * 1024
 _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".txt": "csv",
@@ -160,6 +162,11 @@ class ModelSpec:
     :param resolved_uri: the fixed reference the alias or stage resolved to (``models:/churn/3``).
     :param version: the registry version, when the model came from a registry.
     :param digest: ``sha256:<hex>`` of the processed artifact.
+    :param artifact_type: the artifact type it was processed as (``python/mlflow``, ``sklearn/joblib``, ``onnx``,
+        ``h2o3/mojo``, or a plug-in's name).
+    :param source_model_name: the registry model name it came from, when it came from a registry.
+    :param source_model_version: the registry version it came from (an alias resolved to a fixed version).
+    :param source_metadata: what else is known about the source (alias, run id, tags, the source URI's digest).
     """
 
     uri: str
@@ -171,6 +178,13 @@ class ModelSpec:
     digest: str | None = None
     input_schema: list[dict[str, str]] | None = None
     output_schema: list[dict[str, str]] | None = None
+    artifact_type: str | None = None
+    source_model_name: str | None = None
+    source_model_version: str | None = None
+    source_metadata: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -180,6 +194,8 @@ class ScoringJob:
     :param job_id: unique per run attempt; names the staging folder.
     :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.
+    :param part_size: bytes per read request and per multipart-upload part (at least 5 MiB is used for
+        uploads), and the unit in which a large text file is split between replicas.
     """
 
     job_id: str
@@ -194,7 +210,7 @@ class ScoringJob:
     output_schema: list[dict[str, str]] | None = None
     schema_check: bool = True
     predict_probabilities: bool = False
-    read_block_size: int = 16 * 1024 * 1024
+    part_size: int = DEFAULT_PART_SIZE
 
     @property
     def replicas(self) -> int:

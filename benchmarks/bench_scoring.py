@@ -236,7 +236,8 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     from airflow_batch_scoring.runtime.engine import rebatch
     from airflow_batch_scoring.runtime.predictors import load_predictor
 
-    block_size = ScoringJob.__dataclass_fields__["read_block_size"].default
+    fields = ScoringJob.__dataclass_fields__  # the engine's read block size (renamed part_size at some point)
+    block_size = (fields.get("part_size") or fields.get("read_block_size")).default
     fs = fsspec.filesystem("file")
     uri = Path(data).as_uri()
     spec = DataSpec(uri=uri, format="csv", header=False, columns=NAMES)
@@ -319,10 +320,10 @@ def _busy_cpu_s() -> float:
     return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
 
-_RETRIES = {"left": 12}
+_RETRIES = {"left": 10}
 
 
-def wait_quiet(max_wait_s: float = 20.0, busy_cores: float = 0.2) -> float:
+def wait_quiet(max_wait_s: float = 10.0, busy_cores: float = 0.2) -> float:
     """Wait (at most ``max_wait_s``) until other processes use less than ``busy_cores`` cores; return the wait."""
     started = time.perf_counter()
     while time.perf_counter() - started < max_wait_s:
@@ -368,7 +369,7 @@ def _role(cmdline: list[str]) -> str:
     return "other:" + " ".join(cmdline[:4])
 
 
-def measure(cmd: list[str], poll_s: float = 0.1) -> dict[str, Any]:
+def measure(cmd: list[str], poll_s: float = 0.1, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd``; return its wall time, output, ``ru_maxrss`` (wait4) and per-process peak RSS of its tree."""
     import resource
 
@@ -378,16 +379,19 @@ def measure(cmd: list[str], poll_s: float = 0.1) -> dict[str, Any]:
         load_before = os.getloadavg()[0]
         busy_before, self_before = _busy_cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=dict(os.environ))
+        popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=env or dict(os.environ))
         root = psutil.Process(popen.pid)
         procs: dict[int, dict[str, Any]] = {}
         status = rusage = None
 
         def sample(process: psutil.Process, role: str | None) -> None:
             try:
-                rss = process.memory_info().rss
-                hwm = _vm_hwm_kb(process.pid)
                 entry = procs.get(process.pid)
+                if entry is not None and entry["role"].startswith("other:"):
+                    # first seen between fork and exec (still the parent's image): look again
+                    role_now = _role(process.cmdline())
+                    if role_now != entry["role"]:
+                        entry = None
                 if entry is None:
                     cmdline = process.cmdline()
                     entry = procs[process.pid] = {
@@ -398,6 +402,8 @@ def measure(cmd: list[str], poll_s: float = 0.1) -> dict[str, Any]:
                         "first_seen_s": time.perf_counter() - started,
                         "create_time": process.create_time(),
                     }
+                rss = process.memory_info().rss
+                hwm = _vm_hwm_kb(process.pid)
                 entry["max_rss"] = max(entry["max_rss"], rss)
                 entry["vm_hwm"] = max(entry["vm_hwm"], (hwm or 0) * 1024)
                 entry["last_seen_s"] = time.perf_counter() - started
@@ -453,8 +459,8 @@ def _json_tail(text: str) -> dict[str, Any]:
         return json.loads(text.strip().splitlines()[-1])
 
 
-def run_python_child(kind: str, *args: str) -> dict[str, Any]:
-    m = measure([sys.executable, str(Path(__file__).resolve()), "--child", kind, *map(str, args)])
+def run_python_child(kind: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    m = measure([sys.executable, str(Path(__file__).resolve()), "--child", kind, *map(str, args)], env=env)
     result = _json_tail(m["stdout"])
     main = next((p for p in m["processes"] if p["role"] == "main"), {})
     result.update(
@@ -476,7 +482,9 @@ def batch_scoring_cli() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("batch-scoring") or "batch-scoring")
 
 
-def run_engine(model: Path, data: Path, replicas: int, label: str, keep: bool = False) -> dict[str, Any]:
+def run_engine(
+    model: Path, data: Path, replicas: int, label: str, keep: bool = False, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     sink = DATA / "out" / label
     shutil.rmtree(sink, ignore_errors=True)
     cmd = [
@@ -497,7 +505,7 @@ def run_engine(model: Path, data: Path, replicas: int, label: str, keep: bool = 
         "--batch-size",
         str(BATCH),
     ]
-    m = measure(cmd)
+    m = measure(cmd, env=env)
     summary = _json_tail(m["stdout"])
     manifest = json.loads((sink / "_manifest.json").read_text())
     replicas_seen = [p for p in m["processes"] if p["role"].startswith("replica-")]
@@ -545,6 +553,26 @@ def run_engine(model: Path, data: Path, replicas: int, label: str, keep: bool = 
 # --------------------------------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def code_state() -> dict[str, Any]:
+    """The engine's code as measured: HEAD and a digest of the uncommitted changes (read-only git commands)."""
+    import hashlib
+
+    root = HERE.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    diff = git("diff", "HEAD", "--", "airflow_batch_scoring")
+    return {
+        "head": git("rev-parse", "HEAD").strip(),
+        "uncommitted_engine_changes": bool(diff),
+        "engine_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
+    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -605,6 +633,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
         "write_s": median_of(io_runs, "write_s"),
         "total_s": median_of(io_runs, "total_s"),
         "wall_s": median_of(io_runs, "wall_s"),
+        "cpu_s": median_of(io_runs, "cpu_s"),
         "peak_rss": max(r["peak_rss"] for r in io_runs),
         "all_total_s": [round(r["total_s"], 3) for r in io_runs],
     }
@@ -617,7 +646,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "runs": len(naive),
                 **{
                     k: median_of(naive, k)
-                    for k in ("read_s", "predict_s", "write_s", "total_s", "wall_s", "load_model_s")
+                    for k in ("read_s", "predict_s", "write_s", "total_s", "wall_s", "load_model_s", "cpu_s")
                 },
                 "peak_rss": max(r["peak_rss"] for r in naive),
                 "all_wall_s": [round(r["wall_s"], 3) for r in naive],
@@ -626,6 +655,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "runs": len(limit),
                 "predict_s": median_of(limit, "predict_s"),
                 "wall_s": median_of(limit, "wall_s"),
+                "cpu_s": median_of(limit, "cpu_s"),
                 "peak_rss": max(r["peak_rss"] for r in limit),
                 "all_predict_s": [round(r["predict_s"], 3) for r in limit],
             },
@@ -639,6 +669,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "runs": len(runs),
                 "wall_s": median_of(runs, "wall_s"),
                 "duration_s": median_of(runs, "duration_s"),
+                "cpu_s": median_of(runs, "cpu_s"),
                 "all_wall_s": [round(r["wall_s"], 3) for r in runs],
                 "all_duration_s": [r["duration_s"] for r in runs],
                 "peak_rss_per_replica": max(max(r["replica_peak_rss"]) for r in runs),
@@ -744,59 +775,160 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f} MiB"
 
 
+def bytecode_env(folder: Path) -> dict[str, str]:
+    """The environment with a bytecode cache (this machine sets PYTHONDONTWRITEBYTECODE=1 and the virtualenv holds no
+    .pyc files, so every interpreter compiles pandas, pyarrow and scikit-learn from source at each start)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(folder)
+    return env
+
+
+def run_diagnostics(models: dict[str, Path], data: Path, out: Path, log) -> dict[str, Any]:
+    """Fixed costs: the engine and the naive pipeline on a 1,000-row file (start-up, imports, model load, publish),
+    as the machine is, and with a bytecode cache; then the 2M-row engine runs again with the bytecode cache."""
+    tiny = generate_data(1_000, log)
+    result: dict[str, Any] = {"tiny_rows": 1_000}
+    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
+        envs = {"as_is": None, "bytecode_cache": bytecode_env(Path(cache))}
+        # fill the cache once (not measured)
+        run_python_child("naive", models["hgb"], tiny, out / "tiny.csv", env=envs["bytecode_cache"])
+        run_engine(models["hgb"], tiny, 1, "tiny", env=envs["bytecode_cache"])
+        for name, env in envs.items():
+            for key in MODELS:
+                naive = measured(
+                    functools.partial(run_python_child, "naive", models[key], tiny, out / "tiny.csv", env=env),
+                    f"tiny naive {key} {name}",
+                    log,
+                )
+                engine = measured(
+                    functools.partial(run_engine, models[key], tiny, 1, "tiny", env=env), f"tiny engine {name}", log
+                )
+                result[f"tiny_naive_{key}_{name}"] = {
+                    k: naive[k] for k in ("wall_s", "total_s", "load_model_s", "cpu_s")
+                }
+                result[f"tiny_engine_{key}_{name}"] = {
+                    k: engine[k] for k in ("wall_s", "duration_s", "phases", "cpu_s", "replica_peak_rss")
+                }
+                log(
+                    f"  tiny {key} {name}: naive wall {naive['wall_s']:.2f}s, engine wall {engine['wall_s']:.2f}s "
+                    f"(phases {engine['phases']})"
+                )
+        (out / "tiny.csv").unlink(missing_ok=True)
+        env = envs["bytecode_cache"]
+        for key in MODELS:
+            naive = measured(
+                functools.partial(run_python_child, "naive", models[key], data, out / "naive.csv", env=env),
+                f"naive {key} bytecode_cache",
+                log,
+            )
+            (out / "naive.csv").unlink(missing_ok=True)
+            result[f"naive_{key}_bytecode_cache"] = naive
+            for replicas in (1, 2):
+                engine = measured(
+                    functools.partial(run_engine, models[key], data, replicas, "bytecode", env=env),
+                    f"engine {key} r{replicas} bytecode_cache",
+                    log,
+                )
+                result[f"engine_{key}_r{replicas}_bytecode_cache"] = engine
+                log(
+                    f"  {key} r{replicas} with bytecode cache: naive wall {naive['wall_s']:.2f}s, engine wall "
+                    f"{engine['wall_s']:.2f}s duration_s {engine['duration_s']:.2f} (phases {engine['phases']})"
+                )
+    return result
+
+
 def markdown(results: dict[str, Any]) -> str:
+    """The tables of README.md: figures, memory flatness, start-up diagnostics, targets."""
     fig, rows = results["figures"], results["config"]["rows"]
     lines = [
-        f"Rows: {rows:,}; times are medians of {results['config']['rounds']} round(s), peak RSS the max over "
-        "the rounds.",
+        f"Rows: {rows:,}; times are medians of {results['config']['rounds']} round(s); peak RSS is the max over the "
+        "rounds; CPU is user+sys of the whole process tree.",
         "",
-        "| Model | Measurement | Time (s) | Rows/s | Peak RSS | Notes |",
-        "|---|---|---:|---:|---:|---|",
+        "| Model | Measurement | Time (s) | Rows/s | CPU (s) | Peak RSS | Notes |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     io = fig["io_limit"]
     lines.append(
-        f"| - | read+write limit (pyarrow read_csv + write_csv) | {io['total_s']:.2f} | {io['rows_per_s']:,.0f} "
-        f"| {_mb(io['peak_rss'])} | read {io['read_s']:.2f} s + write {io['write_s']:.2f} s |"
+        f"| - | read+write limit: pyarrow read_csv + write_csv | {io['total_s']:.2f} | {io['rows_per_s']:,.0f} | "
+        f"{io['cpu_s']:.1f} | {_mb(io['peak_rss'])} | read {io['read_s']:.2f} + write {io['write_s']:.2f}; process "
+        f"wall {io['wall_s']:.2f} |"
     )
     for key, name in MODELS.items():
         f = fig[key]
         n, p = f["naive"], f["predict_limit"]
         lines.append(
-            f"| {name} | naive pandas pipeline (process wall) | {n['wall_s']:.2f} | {n['rows_per_s_wall']:,.0f} "
-            f"| {_mb(n['peak_rss'])} | in-process {n['total_s']:.2f} s: read {n['read_s']:.2f} + predict "
-            f"{n['predict_s']:.2f} + write {n['write_s']:.2f} |"
+            f"| {name} | naive pandas pipeline (process wall) | {n['wall_s']:.2f} | {n['rows_per_s_wall']:,.0f} | "
+            f"{n['cpu_s']:.1f} | {_mb(n['peak_rss'])} | in-process {n['total_s']:.2f} ({n['rows_per_s_inproc']:,.0f} "
+            f"rows/s): read {n['read_s']:.2f} + predict {n['predict_s']:.2f} + write {n['write_s']:.2f} |"
         )
         lines.append(
-            f"| {name} | predict-only limit (100k batches, all cores) | {p['predict_s']:.2f} | "
-            f"{p['rows_per_s']:,.0f} | {_mb(p['peak_rss'])} | whole data preloaded |"
+            f"| {name} | predict-only limit: 100k batches, all cores | {p['predict_s']:.2f} | {p['rows_per_s']:,.0f} "
+            f"| - | {_mb(p['peak_rss'])} | predict calls only; whole data preloaded |"
         )
         for replicas in (1, 2):
             e = f[f"engine_r{replicas}"]
-            shards = e["shards_median_run"]
+            ph = e["phases"]
             stage = "; ".join(
-                f"shard {s['shard']}: read {s['read_s']:.1f} / predict {s['predict_s']:.1f} / write "
-                f"{s['write_s']:.1f} of {s['duration_s']:.1f} s"
-                for s in shards
+                f"shard {s['shard']}: predict_s {s['predict_s']:.1f} of {s['duration_s']:.1f}"
+                for s in e["shards_median_run"]
             )
             lines.append(
                 f"| {name} | engine CLI, replicas={replicas} (wall) | {e['wall_s']:.2f} | "
-                f"{e['rows_per_s_wall']:,.0f} | {_mb(e['peak_rss_per_replica'])} per replica | summary "
-                f"duration_s {e['duration_s']:.2f} ({e['rows_per_s_duration']:,.0f} rows/s); {stage} |"
+                f"{e['rows_per_s_wall']:,.0f} | "
+                f"{e['cpu_s']:.1f} | {_mb(e['peak_rss_per_replica'])} per replica | duration_s {e['duration_s']:.2f} "
+                f"({e['rows_per_s_duration']:,.0f} rows/s); before replicas {ph['before_replicas_s']:.1f} + replica "
+                f"start {ph['replica_startup_s']:.1f} + shard {ph['shard_duration_s']:.1f} + publish "
+                f"{ph['after_replicas_s']:.1f}; {stage} |"
             )
     if "flatness" in fig:
         fl = fig["flatness"]
         lines += [
             "",
-            "| Memory | 2M rows | 10M rows | Change |",
+            "| Peak RSS | 2M rows | 10M rows | Change |",
             "|---|---:|---:|---:|",
-            f"| engine LR, replicas=1, peak RSS of the replica | {_mb(fl['engine_peak_small'])} | "
-            f"{_mb(fl['engine_peak_big'])} | {fl['growth']:+.1%} |",
+            f"| engine LR, replicas=1, the replica | {_mb(fl['engine_peak_small'])} | {_mb(fl['engine_peak_big'])} | "
+            f"{fl['growth']:+.1%} |",
         ]
         if fl["naive_peak_big"]:
             lines.append(
-                f"| naive LR pipeline, peak RSS | {_mb(fl['naive_peak_small'])} | {_mb(fl['naive_peak_big'])} "
-                f"| {fl['naive_peak_big'] / fl['naive_peak_small'] - 1:+.1%} |"
+                f"| naive LR pipeline | {_mb(fl['naive_peak_small'])} | {_mb(fl['naive_peak_big'])} | "
+                f"{fl['naive_peak_big'] / fl['naive_peak_small'] - 1:+.1%} |"
             )
+        big = results["raw"]["big"]
+        e = big["engine_lr_r1"]
+        lines.append(
+            f"| (10M: engine wall {e['wall_s']:.1f} s, duration_s {e['duration_s']:.1f} s"
+            + (f"; naive wall {big['naive_lr']['wall_s']:.1f} s" if "naive_lr" in big else "")
+            + ") | | | |"
+        )
+    diag = results.get("diagnostics") or {}
+    if diag:
+        lines += [
+            "",
+            "Fixed costs (1,000-row input; one measurement each) and the 2M-row runs with a bytecode cache:",
+            "",
+            "| Model | Environment | Naive wall (s), 1k rows | Engine wall (s), 1k rows | Engine phases, 1k rows (s) "
+            "| Naive wall (s), 2M | Engine r1 / r2 wall (s), 2M |",
+            "|---|---|---:|---:|---|---:|---:|",
+        ]
+        for key, name in MODELS.items():
+            for env in ("as_is", "bytecode_cache"):
+                n, e = diag[f"tiny_naive_{key}_{env}"], diag[f"tiny_engine_{key}_{env}"]
+                ph = e["phases"]
+                if env == "as_is":
+                    big_naive = fig[key]["naive"]["wall_s"]
+                    big_engine = f"{fig[key]['engine_r1']['wall_s']:.2f} / {fig[key]['engine_r2']['wall_s']:.2f}"
+                else:
+                    big_naive = diag[f"naive_{key}_{env}"]["wall_s"]
+                    r1, r2 = diag[f"engine_{key}_r1_{env}"], diag[f"engine_{key}_r2_{env}"]
+                    big_engine = f"{r1['wall_s']:.2f} / {r2['wall_s']:.2f}"
+                lines.append(
+                    f"| {name} | {env} | {n['wall_s']:.2f} | {e['wall_s']:.2f} | before replicas "
+                    f"{ph['before_replicas_s']:.1f}, replica start {ph['replica_startup_s']:.1f}, shard "
+                    f"{ph['shard_duration_s']:.1f}, publish {ph['after_replicas_s']:.1f} | {big_naive:.2f} | "
+                    f"{big_engine} |"
+                )
     lines += ["", "| Target | Model | Basis | Ratio | Threshold | Met |", "|---|---|---|---:|---:|---|"]
     for t in fig["targets"]:
         ratio = f"{t['ratio']:.2f} GiB" if "GiB" in t["target"] else f"{t['ratio']:.2f}"
@@ -816,6 +948,7 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true", help="skip the memory-flatness run")
     parser.add_argument("--skip-naive-big", action="store_true", help="skip the naive pipeline on the big data set")
     parser.add_argument("--keep-big", action="store_true", help="keep the big data file afterwards")
+    parser.add_argument("--no-diagnostics", action="store_true", help="skip the start-up cost diagnostics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -831,6 +964,7 @@ def main() -> int:
         print(f"[{time.perf_counter() - clock:7.1f}s] {text}", file=sys.stderr, flush=True)
 
     info = machine_info()
+    code_at_start = code_state()
     log(f"machine: {info}")
     data = generate_data(rows, log)
     models = train_models(log)
@@ -882,6 +1016,7 @@ def main() -> int:
         )
         (out / "profile.csv").unlink(missing_ok=True)
         log(f"profile {key}: {profiles[key]}")
+    diagnostics = {} if args.no_diagnostics else run_diagnostics(models, data, out, log)
     if not skip_big:
         big_rows = args.big_rows
         big_data = generate_data(big_rows, log)
@@ -911,6 +1046,7 @@ def main() -> int:
     results = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": info,
+        "code": {"at_start": code_at_start, "at_end": code_state()},
         "config": {
             "rows": rows,
             "rounds": rounds,
@@ -924,6 +1060,7 @@ def main() -> int:
         },
         "figures": figures,
         "profiles": profiles,
+        "diagnostics": diagnostics,
         "output_checks": checks,
         "raw": raw,
         "loadavg_at_end": os.getloadavg(),

@@ -29,12 +29,14 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_DIR / 'mlflow.db'}",
         "BATCH_SCORING_PROGRESS_S": "0",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
     }
 )
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import Models, train_models  # noqa: E402
+from servers import start_azurite, start_fake_gcs, start_seaweedfs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +59,25 @@ def airflow_db() -> None:
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     """A classifier and a regressor, as joblib files and in the real MLflow registry (SQLite store)."""
     return train_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """SeaweedFS's S3 API on loopback (plain S3 and MinIO-style connections both point at it)."""
+    server = start_seaweedfs(SESSION_DIR / "seaweedfs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    server = start_azurite(SESSION_DIR / "azurite")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs():
+    server = start_fake_gcs(SESSION_DIR / "fake-gcs")
+    yield server
+    server.stop()

@@ -1,152 +1,248 @@
-"""Resolve a model reference and make it a local artifact: MLflow models and scikit-learn joblib/pickle files.
+"""Process a model: name -> artifact type -> processed artifact (pinned version, digest, schema) as a ModelSpec.
 
-- ``models:/name/version`` and ``models:/name@alias`` are resolved against the MLflow registry to a fixed version
-  (an alias is read once, so every replica scores the same version even if the alias moves meanwhile), then
-  downloaded; ``runs:/<run>/<path>`` is downloaded; a local MLflow model folder is used in place.
-- ``*.joblib``, ``*.pkl``, ``*.pickle`` files are scikit-learn estimators, used in place.
+``process_model`` is what both operators call. It accepts the model as the user names it (an MLflow URI, a folder, a
+file) or the mapping ``ProcessArtifactOperator`` returns (its XCom output), which it checks and returns as it is.
+
+Shared with the runtime: never imports Airflow.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import unquote, urlparse
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
 
-from airflow_batch_scoring.artifacts.digest import sha256_of
+from airflow_batch_scoring.artifacts import plugins
+from airflow_batch_scoring.artifacts.base import (
+    ARTIFACT_TYPES,
+    MLFLOW,
+    MOJO,
+    MOJO_SUFFIXES,
+    ONNX,
+    ONNX_SUFFIXES,
+    SKLEARN,
+    SKLEARN_SUFFIXES,
+    TYPE_ALIASES,
+    ArtifactRequest,
+    json_safe,
+    local_path,
+    schema_json,
+)
+from airflow_batch_scoring.artifacts.digest import verify_digest
+from airflow_batch_scoring.artifacts.mlflow_model import download, is_mlflow_folder, is_mlflow_uri, process_mlflow
+from airflow_batch_scoring.artifacts.onnx_model import process_onnx
+from airflow_batch_scoring.artifacts.sklearn_model import process_sklearn
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import ModelSchema
 
-SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")
-_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
-_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
+AUTO = "auto"
 
 
-def _local_path(uri: str) -> str | None:
-    if uri.startswith("file://"):
-        return unquote(urlparse(uri).path)
-    if "://" not in uri and not uri.startswith(("models:", "runs:")):
-        return os.path.abspath(os.path.expanduser(uri))
-    return None
+def _process_mojo(request: ArtifactRequest) -> ModelSpec:
+    from airflow_batch_scoring.artifacts.h2o_mojo import process_mojo
+
+    return process_mojo(request)
 
 
-def _mlflow_schemas(path: str) -> tuple[ModelSchema | None, ModelSchema | None]:
-    from mlflow.models import Model
-
-    signature = Model.load(os.path.join(path, "MLmodel")).signature
-    if signature is None:
-        return None, None
-    return ModelSchema.from_mlflow(signature.inputs), ModelSchema.from_mlflow(signature.outputs)
-
-
-def _resolve_registry(uri: str, tracking_uri: str | None) -> tuple[str, str, str]:
-    """Return ``(name, version, fixed uri)`` for a ``models:/`` reference."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if match := _ALIAS.match(uri):
-        name, alias = match["name"], match["alias"]
-        try:
-            version = client.get_model_version_by_alias(name, alias).version
-        except MlflowException as err:
-            raise ModelError(
-                f"Cannot resolve {uri!r}: the registry has no alias {alias!r} on model {name!r} ({err.message}). "
-                "Check the name and the alias, and the tracking URI (MLFLOW_TRACKING_URI)."
-            ) from err
-    elif match := _VERSION.match(uri):
-        name, version = match["name"], match["version"]
-        try:
-            client.get_model_version(name, version)
-        except MlflowException as err:
-            raise ModelError(
-                f"Cannot find {uri!r} in the registry ({err.message}). Check the name and the version, and the "
-                "tracking URI (MLFLOW_TRACKING_URI)."
-            ) from err
-    else:
-        raise ModelError(
-            f"Cannot read the model reference {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>."
-        )
-    return name, str(version), f"models:/{name}/{version}"
+BUILTIN: dict[str, Callable[[ArtifactRequest], ModelSpec]] = {
+    MLFLOW: process_mlflow,
+    SKLEARN: process_sklearn,
+    ONNX: process_onnx,
+    MOJO: _process_mojo,
+}
 
 
-@contextmanager
-def _mlflow_uris(tracking_uri: str | None) -> Iterator[None]:
-    """Point MLflow's tracking and registry URIs at ``tracking_uri`` for the block (``models:/`` downloads read
-    the process-wide registry URI), and restore them afterwards."""
-    import mlflow
-
-    if not tracking_uri:
-        yield
-        return
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
+def is_mojo(path: str) -> bool:
+    """Whether ``path`` is an H2O MOJO: a zip archive with a ``model.ini``."""
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "model.ini" in archive.namelist()
 
 
-def _download(uri: str, target: str, tracking_uri: str | None) -> str:
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
+def detect_type(uri: str) -> str:
+    """The built-in artifact type ``uri`` is (``artifact_type="auto"``).
 
-    os.makedirs(target, exist_ok=True)
-    try:
-        with _mlflow_uris(tracking_uri):
-            return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
-    except (MlflowException, OSError) as err:
-        raise ModelError(f"Cannot download the model {uri!r}: {err}") from err
-
-
-def process_model(uri: str, target_dir: str, tracking_uri: str | None = None) -> ModelSpec:
-    """Resolve ``uri`` to a local artifact under ``target_dir`` (when it must be downloaded) and describe it.
-
-    :param tracking_uri: the MLflow tracking/registry URI; ``None`` uses ``MLFLOW_TRACKING_URI``.
-    :raises ModelError: for a reference that does not resolve, a path that does not exist, or an unknown artifact.
+    :raises ModelError: when the path does not exist, or nothing tells its type.
     """
-    uri = str(uri).strip()
-    if not uri:
-        raise ModelError("No model was given: set model to an MLflow URI (models:/name@alias) or a model file path.")
-    name = version = resolved = None
-    path = _local_path(uri)
-    if path is not None:
-        if not os.path.exists(path):
-            raise ModelError(
-                f"The model path {path!r} does not exist. Give an existing MLflow model folder, a .joblib/.pkl "
-                "file, or a registry URI such as models:/name@alias."
-            )
-    elif uri.startswith("models:/"):
-        name, version, resolved = _resolve_registry(uri, tracking_uri)
-        path = _download(resolved, target_dir, tracking_uri)
-    elif uri.startswith("runs:/"):
-        resolved = uri
-        path = _download(uri, target_dir, tracking_uri)
-    else:
+    if is_mlflow_uri(uri):
+        return MLFLOW
+    path = local_path(uri)
+    if path is None:
         raise ModelError(
-            f"Cannot load a model from {uri!r} yet: use a local path, file://, runs:/ or models:/ (object-store "
-            "model locations come with artifact processing)."
+            f"Cannot load a model from {uri!r}: use models:/name@alias, models:/name/version, runs:/<run>/<path>, "
+            "a local path or a file:// URI."
         )
-    if os.path.isfile(path) and path.lower().endswith(SKLEARN_SUFFIXES):
-        return ModelSpec(uri=uri, path=path, flavor="sklearn", resolved_uri=resolved, digest=sha256_of(path))
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "MLmodel")):
-        inputs, outputs = _mlflow_schemas(path)
-        return ModelSpec(
-            uri=uri,
-            path=path,
-            flavor="mlflow",
-            resolved_uri=resolved,
-            name=name,
-            version=version,
-            digest=sha256_of(path),
-            input_schema=inputs.to_json() if inputs else None,
-            output_schema=outputs.to_json() if outputs else None,
+    if not os.path.exists(path):
+        raise ModelError(
+            f"The model path {path!r} does not exist. Give an existing MLflow model folder, a .joblib/.pkl, .onnx "
+            "or MOJO .zip file, or a registry URI such as models:/name@alias."
         )
+    lower = path.lower()
+    if is_mlflow_folder(path):
+        return MLFLOW
+    if os.path.isfile(path) and lower.endswith(SKLEARN_SUFFIXES):
+        return SKLEARN
+    if os.path.isfile(path) and lower.endswith(ONNX_SUFFIXES):
+        return ONNX
+    if lower.endswith(MOJO_SUFFIXES) and is_mojo(path):
+        return MOJO
     raise ModelError(
-        f"{path!r} is neither an MLflow model folder (with an MLmodel file) nor a scikit-learn file "
-        f"({', '.join(SKLEARN_SUFFIXES)}); point model at one of those."
+        f"Cannot tell the artifact type of {path!r}: it is neither an MLflow model folder (with an MLmodel file), a "
+        f"scikit-learn file ({', '.join(SKLEARN_SUFFIXES)}), an ONNX file (.onnx) nor an H2O MOJO (.zip with "
+        f"model.ini). Set artifact_type to one of {', '.join(known_types())}."
     )
+
+
+def known_types() -> list[str]:
+    """The built-in artifact types and those installed plug-ins add."""
+    return [*ARTIFACT_TYPES, *(name for name in plugins.plugin_names() if name not in ARTIFACT_TYPES)]
+
+
+def normalize_type(artifact_type: str | None) -> str:
+    """The canonical name of ``artifact_type`` (case-insensitive; ``mlflow`` -> ``python/mlflow`` ...)."""
+    value = str(artifact_type or AUTO).strip().lower()
+    return TYPE_ALIASES.get(value, value)
+
+
+def spec_from_mapping(value: Mapping[str, Any]) -> ModelSpec:
+    """The ModelSpec a ProcessArtifactOperator returned, checked: the artifact is there and has its digest.
+
+    :raises ModelError: for a mapping that is not a processed model, a missing artifact, or a changed one.
+    """
+    known = {f.name for f in fields(ModelSpec)}
+    missing = sorted({"uri", "path", "flavor"} - set(value))
+    if missing:
+        raise ModelError(
+            f"The model mapping lacks {missing}: pass the output of ProcessArtifactOperator (model=process.output), "
+            "or a model URI or path."
+        )
+    spec = ModelSpec(**{k: v for k, v in value.items() if k in known})
+    if not os.path.exists(spec.path):
+        raise ModelError(
+            f"The processed model {spec.path!r} (from {spec.uri!r}) does not exist here: the processing task wrote it "
+            "where this worker cannot read it. Give ProcessArtifactOperator a target every worker can read, or "
+            "process the model again."
+        )
+    if spec.digest:
+        verify_digest(spec.path, spec.digest, "The processed model")
+    return spec
+
+
+def apply_schemas(spec: ModelSpec, input_schema: Any = None, output_schema: Any = None) -> ModelSpec:
+    """Let explicit ``input_schema`` / ``output_schema`` win over what the artifact tells."""
+    parsed_in, parsed_out = ModelSchema.parse(input_schema), ModelSchema.parse(output_schema)
+    if parsed_in is not None:
+        spec.input_schema = schema_json(parsed_in)
+    if parsed_out is not None:
+        spec.output_schema = schema_json(parsed_out)
+    return spec
+
+
+def process_model(
+    model: str | Mapping[str, Any],
+    target_dir: str,
+    tracking_uri: str | None = None,
+    *,
+    registry_uri: str | None = None,
+    artifact_type: str | None = AUTO,
+    expected_sha256: str | None = None,
+    input_schema: Any = None,
+    output_schema: Any = None,
+    require_input_schema: bool = False,
+    copy: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> ModelSpec:
+    """Resolve ``model`` to a processed artifact (under ``target_dir`` when it is downloaded or copied).
+
+    :param model: ``models:/name/version``, ``models:/name@alias``, ``runs:/<run>/<path>``, a local path or
+        ``file://`` URI, or the mapping ProcessArtifactOperator returned.
+    :param tracking_uri: the MLflow tracking URI; ``None`` uses ``MLFLOW_TRACKING_URI``.
+    :param registry_uri: the MLflow registry URI; ``None`` uses the tracking URI.
+    :param artifact_type: ``auto`` (from the URI and the file), ``python/mlflow``, ``sklearn/joblib``, ``onnx``,
+        ``h2o3/mojo``, or a plug-in's name.
+    :param expected_sha256: the artifact's sha256 (``sha256sum`` of a file); checked before anything else reads it.
+    :param input_schema: the input columns; win over the artifact's own schema.
+    :param output_schema: the output columns; win over the artifact's own schema.
+    :param require_input_schema: refuse a model whose input schema stays unknown (scikit-learn files excepted: their
+        feature names are read when the replica loads them).
+    :param copy: copy a local artifact into ``target_dir`` rather than use it in place.
+    :param options: options passed to a plug-in processor.
+    :raises ModelError: for an unknown type, a model that does not resolve or exist, a changed artifact, or a
+        missing schema.
+    """
+    if isinstance(model, Mapping):
+        return apply_schemas(spec_from_mapping(model), input_schema, output_schema)
+    uri = str(model).strip()
+    if not uri:
+        raise ModelError(
+            "No model was given: set model to an MLflow URI (models:/name@alias), a model file or folder path, or "
+            "the output of ProcessArtifactOperator."
+        )
+    kind = normalize_type(artifact_type)
+    request = ArtifactRequest(
+        uri=uri,
+        target_dir=target_dir,
+        tracking_uri=tracking_uri,
+        registry_uri=registry_uri,
+        copy=copy,
+        options=dict(options or {}),
+    )
+    source_path = local_path(uri)
+    if expected_sha256 and source_path is not None and os.path.exists(source_path):
+        verify_digest(source_path, expected_sha256, "The model file")
+    if kind == AUTO:
+        kind = detect_type(uri)
+    if kind in BUILTIN:
+        spec = BUILTIN[kind](request)
+    else:
+        spec = _process_with_plugin(kind, request)
+    if expected_sha256 and (source_path is None or not os.path.exists(source_path)):
+        verify_digest(spec.path, expected_sha256, "The downloaded model")
+    spec = apply_schemas(spec, input_schema, output_schema)
+    if require_input_schema and spec.input_schema is None and spec.flavor != "sklearn":
+        raise ModelError(
+            f"The input schema of the model {uri!r} ({spec.artifact_type}) is unknown: it has no signature and no "
+            'input_schema metadata. Give input_schema=[{"name": "x", "type": "Float64"}, ...] (types: Boolean, '
+            "Time64, Float32, Float64, Int32, Int64, String), or log the model with a signature or with input_schema "
+            "metadata, or set schema_check=False to send the input columns to the model unchecked."
+        )
+    return spec
+
+
+def _process_with_plugin(name: str, request: ArtifactRequest) -> ModelSpec:
+    processor = plugins.find_plugin(name)
+    if processor is None:
+        raise ModelError(
+            f"Unknown artifact type {name!r}: use one of {', '.join([AUTO, *known_types()])}, or install a package "
+            f"that provides it through the {plugins.ENTRY_POINT_GROUP!r} entry point."
+        )
+    uri = request.uri
+    if is_mlflow_uri(uri):
+        source_path = download(
+            uri, os.path.join(request.target_dir, "source"), request.tracking_uri, request.registry_uri
+        )
+    else:
+        source_path = local_path(uri) or uri
+        if not os.path.exists(source_path):
+            raise ModelError(f"The model path {source_path!r} does not exist: name an existing file or folder.")
+    result = plugins.run_processor(
+        name, processor, source_path, os.path.join(request.target_dir, "processed"), request.options
+    )
+    produced = normalize_type(result.get("artifact_type") or detect_type(result["path"]))
+    if produced not in BUILTIN:
+        raise ModelError(
+            f"The artifact processor {name!r} says it wrote a {produced!r} model; it must write one of "
+            f"{', '.join(ARTIFACT_TYPES)}."
+        )
+    spec = BUILTIN[produced](ArtifactRequest(uri=result["path"], target_dir=request.target_dir))
+    spec.uri = uri
+    spec.artifact_type = name
+    spec.source_metadata = json_safe(
+        {**(spec.source_metadata or {}), "processor": name, "processed_as": produced, "source_path": source_path,
+         **dict(result.get("metadata") or {})}
+    )
+    return apply_schemas(spec, result.get("input_schema"), result.get("output_schema"))

@@ -9,9 +9,45 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, InputError
 
 _GLOB_CHARS = set("*?[")
+_SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "wasb": "abfs", "wasbs": "abfs"}
+_STORE_NAMES = {
+    "s3": "S3",
+    "gs": "GCS",
+    "abfs": "Azure Blob Storage",
+    "abfss": "Azure Blob Storage",
+    "file": "local files",
+}
+
+
+def scheme_of(uri: str) -> str:
+    """The URI's scheme (``file`` for a bare path)."""
+    return uri.split("://", 1)[0].lower() if "://" in uri else "file"
+
+
+def normalize_uri(uri: str) -> str:
+    """Map accepted aliases to the fsspec scheme: ``s3a://``/``s3n://`` -> ``s3://``, ``gcs://`` -> ``gs://``,
+    ``wasb(s)://container@account.blob.core.windows.net/path`` -> ``abfs://container/path`` (the account comes from
+    the connection)."""
+    scheme = scheme_of(uri)
+    target = _SCHEME_ALIASES.get(scheme)
+    if target is None:
+        return uri
+    rest = uri.split("://", 1)[1]
+    if scheme in ("wasb", "wasbs"):
+        authority, _, path = rest.partition("/")
+        container = authority.split("@", 1)[0]
+        rest = f"{container}/{path}" if path else container
+    return f"{target}://{rest}"
+
+
+def describe_access(uri: str, conn_id: str | None) -> str:
+    """Name the store and the connection of ``uri`` for an error message (never a credential)."""
+    store = _STORE_NAMES.get(scheme_of(normalize_uri(uri)), scheme_of(uri))
+    via = f"connection {conn_id!r}" if conn_id else "the default credentials (no conn_id)"
+    return f"{store} through {via}"
 
 
 def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -19,14 +55,45 @@ def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tu
 
     :raises ConfigurationError: for a scheme no installed fsspec implementation serves.
     """
+    uri = normalize_uri(uri)
     try:
-        return url_to_fs(uri, **dict(storage_options or {}))
+        fs, path = url_to_fs(uri, **dict(storage_options or {}))
     except (ValueError, ImportError) as err:
         scheme = uri.split("://", 1)[0] if "://" in uri else "file"
         raise ConfigurationError(
             f"Cannot open {uri!r}: no filesystem for scheme {scheme!r} ({err}). Use file://, or install the "
             "extra of that store (airflow-batch-scoring[amazon|google|azure])."
         ) from err
+    return fs, (path.rstrip("/") or path)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local filesystem (where folders exist and must be made)."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def check_sink_root(uri: str, storage_options: Mapping[str, Any] | None, conn_id: str | None) -> None:
+    """Fail early when the sink's bucket or container does not exist or cannot be reached (never create one).
+
+    :raises InputError: naming the location and the connection.
+    """
+    fs, path = filesystem(uri, storage_options)
+    if is_local(fs):
+        return
+    root = path.strip("/").split("/", 1)[0]
+    try:
+        exists = fs.exists(root)
+    except PermissionError as err:
+        raise InputError(
+            f"access to the sink {uri!r} was refused ({err}); check the credentials of "
+            f"{describe_access(uri, conn_id)}."
+        ) from None
+    if not exists:
+        raise InputError(
+            f"the sink's bucket or container {root!r} does not exist; create it or fix the sink URI "
+            f"({describe_access(uri, conn_id)})."
+        )
 
 
 def full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -58,13 +125,34 @@ def _version(info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def list_inputs(uri: str, storage_options: Mapping[str, Any] | None = None) -> list[InputFile]:
+def list_inputs(
+    uri: str, storage_options: Mapping[str, Any] | None = None, conn_id: str | None = None
+) -> list[InputFile]:
     """List the files an input URI names: one file, every file under a folder, or a glob; sorted by name.
 
     Files and folders whose names start with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are skipped under folders.
 
-    :raises InputError: when nothing exists at ``uri`` or no file matches.
+    :raises InputError: when nothing exists at ``uri``, no file matches, or the store refuses access.
     """
+    try:
+        return _list_inputs(uri, storage_options)
+    except BatchScoringError:
+        raise
+    except PermissionError as err:
+        raise InputError(
+            f"access to the input {uri!r} was refused ({err}); check the credentials of "
+            f"{describe_access(uri, conn_id)} and its permissions on that location."
+        ) from None
+    except (OSError, ValueError) as err:
+        if isinstance(err, FileNotFoundError) or "NoSuchBucket" in str(err) or "does not exist" in str(err):
+            raise InputError(
+                f"the input {uri!r} does not exist ({err}); check the bucket/container and the path, and "
+                f"{describe_access(uri, conn_id)}."
+            ) from None
+        raise InputError(f"cannot list the input {uri!r} via {describe_access(uri, conn_id)}: {err}") from None
+
+
+def _list_inputs(uri: str, storage_options: Mapping[str, Any] | None) -> list[InputFile]:
     fs, path = filesystem(uri, storage_options)
     if _GLOB_CHARS & set(path):
         infos = fs.glob(path, detail=True)

@@ -185,7 +185,7 @@ class _TextReader(PieceReader):
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         path = self._path(piece)
         try:
-            f = self.fs.open(path, "rb")
+            f = self.fs.open(path, "rb", block_size=self.block_size)
         except FileNotFoundError as err:
             raise InputError("the input file disappeared after it was listed; re-run.", path=piece.path) from err
         with f:
@@ -365,7 +365,7 @@ class ParquetReader(PieceReader):
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         path = self._path(piece)
-        with self.fs.open(path, "rb") as f:
+        with self.fs.open(path, "rb", block_size=self.block_size) as f:
             try:
                 parquet = pq.ParquetFile(f)
             except (pa.ArrowInvalid, OSError) as err:

@@ -14,14 +14,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from airflow_batch_scoring.job import MIN_UPLOAD_PART
+
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
 
 class PartWriter:
     """Writes one part file; ``close`` returns the number of rows written."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False):
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False, part_size: int = MIN_UPLOAD_PART
+    ):
         self.fs = fs
+        self.part_size = max(part_size, MIN_UPLOAD_PART)
         self.path = path
         self.header = header
         self.rows = 0
@@ -31,7 +36,8 @@ class PartWriter:
     def write(self, table: pa.Table) -> None:
         if self.schema is None:
             self.schema = table.schema
-            self._file = self.fs.open(self.path, "wb")
+            # Object stores upload one part each time part_size bytes are buffered (multipart upload).
+            self._file = self.fs.open(self.path, "wb", block_size=self.part_size)
             self._open(self._file, table.schema)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
@@ -147,6 +153,8 @@ class JsonLinesPartWriter(PartWriter):
 _WRITERS = {"csv": CsvPartWriter, "jsonl": JsonLinesPartWriter, "parquet": ParquetPartWriter}
 
 
-def make_writer(fmt: str, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False) -> PartWriter:
+def make_writer(
+    fmt: str, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False, part_size: int = MIN_UPLOAD_PART
+) -> PartWriter:
     """Return a writer of ``fmt`` for the part file at ``path``."""
-    return _WRITERS[fmt](fs, path, header=header)
+    return _WRITERS[fmt](fs, path, header=header, part_size=part_size)

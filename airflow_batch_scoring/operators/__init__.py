@@ -1,5 +1,6 @@
 """Operators of the batch scoring provider."""
 
 from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
+from airflow_batch_scoring.operators.process_artifact import ProcessArtifactOperator
 
-__all__ = ["BatchScoringOperator"]
+__all__ = ["BatchScoringOperator", "ProcessArtifactOperator"]

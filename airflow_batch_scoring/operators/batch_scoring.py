@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.hooks.storage import storage_options
+from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DataSpec
+from airflow_batch_scoring.links import OutputLocationLink, output_location_url
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
 
@@ -48,6 +50,8 @@ class BatchScoringOperator(BaseOperator):
     :param predict_probabilities: add a ``probability_<class>`` column per class (classifiers).
     :param if_exists: ``"replace"`` a previous output in the sink folder, or ``"fail"``.
     :param mlflow_tracking_uri: the MLflow tracking/registry URI; default ``MLFLOW_TRACKING_URI``. (templated)
+    :param part_size: bytes per read request and per upload part (multipart uploads use at least 5 MiB), and the
+        unit in which large text files are split between replicas. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -60,9 +64,11 @@ class BatchScoringOperator(BaseOperator):
         "input_schema",
         "output_schema",
         "mlflow_tracking_uri",
+        "part_size",
     )
     template_fields_renderers = {"source": "json", "sink": "json", "input_schema": "json", "output_schema": "json"}
     ui_color = "#d6eaf8"
+    operator_extra_links = (OutputLocationLink(),)
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class BatchScoringOperator(BaseOperator):
         predict_probabilities: bool = False,
         if_exists: str = "replace",
         mlflow_tracking_uri: str | None = None,
+        part_size: int | str = DEFAULT_PART_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,6 +107,7 @@ class BatchScoringOperator(BaseOperator):
         self.predict_probabilities = predict_probabilities
         self.if_exists = if_exists
         self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.part_size = part_size
         self._launcher: LocalLauncher | None = None
 
     def _job_id(self, context: Context) -> str:
@@ -115,10 +123,17 @@ class BatchScoringOperator(BaseOperator):
         passthrough = self.passthrough_columns
         if isinstance(passthrough, str):
             passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
+        options = {
+            "source": storage_options(source.uri, source.conn_id),
+            "sink": storage_options(sink.uri, sink.conn_id),
+        }
+        OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         try:
             model = process_model(
-                str(self.model), os.path.join(work, "model"), tracking_uri=self.mlflow_tracking_uri or None
+                self.model if isinstance(self.model, Mapping) else str(self.model),
+                os.path.join(work, "model"),
+                tracking_uri=self.mlflow_tracking_uri or None,
             )
             self.log.info(
                 "Model %s resolved to %s (%s, %s)", self.model, model.resolved_uri or model.path, model.flavor,
@@ -136,13 +151,18 @@ class BatchScoringOperator(BaseOperator):
                 output_schema=self.output_schema,
                 schema_check=self.schema_check,
                 predict_probabilities=self.predict_probabilities,
+                part_size=self.part_size,
+                storage_options=options,
             )
             self.log.info(
                 "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
                 sum(f.size for f in files),
             )
             self._launcher = LocalLauncher(self.log.info)
-            return execute_job(job, files, log=self.log.info, launcher=self._launcher, if_exists=self.if_exists)
+            return execute_job(
+                job, files, storage_options=options, log=self.log.info, launcher=self._launcher,
+                if_exists=self.if_exists,
+            )
         finally:
             self._launcher = None
             shutil.rmtree(work, ignore_errors=True)

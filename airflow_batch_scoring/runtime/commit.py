@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
-from airflow_batch_scoring.io.files import filesystem
+from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.engine import ShardReport, report_name
 
@@ -77,7 +77,8 @@ def publish(
     previous = _previous_output(fs, sink)
     for name in sorted(previous, key=lambda n: n != SUCCESS):  # _SUCCESS goes first
         fs.rm(f"{sink}/{name}")
-    fs.makedirs(sink, exist_ok=True)
+    if is_local(fs):
+        fs.makedirs(sink, exist_ok=True)
     published = []
     for report in reports:
         for part in report.parts:
@@ -98,7 +99,9 @@ def discard(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> None:
         fs.rm(staging, recursive=True)
     root = staging.rsplit("/", 1)[0]
     try:
-        if fs.exists(root) and not fs.ls(root, detail=False):
-            fs.rmdir(root)
+        # Only when no other attempt has files there; stores that keep folder entries lose them too.
+        if fs.exists(root) and not fs.find(root):
+            fs.rm(root, recursive=True)
     except OSError:
         pass
+    fs.invalidate_cache()

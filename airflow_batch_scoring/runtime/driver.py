@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.files import InputFile, filesystem, list_inputs
-from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob, infer_format
+from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
+from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DataSpec, ModelSpec, ScoringJob, infer_format
 from airflow_batch_scoring.runtime import commit
 from airflow_batch_scoring.runtime.engine import ShardReport
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -73,23 +73,27 @@ def prepare_job(
     output_schema: Any = None,
     schema_check: bool = True,
     predict_probabilities: bool = False,
+    part_size: int = DEFAULT_PART_SIZE,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[ScoringJob, list[InputFile]]:
-    """List the inputs, plan the shards and build the ScoringJob.
+    """List the inputs, check the sink's bucket, plan the shards and build the ScoringJob.
 
-    :raises InputError: when the input does not exist or is empty.
+    :param storage_options: fsspec options of the ``source`` and the ``sink`` (from their connections).
+    :raises InputError: when the input does not exist, is empty or cannot be read, or the sink's bucket is missing.
     :raises ConfigurationError: for an invalid parameter.
     """
     options = storage_options or {}
     replicas = positive_int(replicas, "replicas")
     batch_size = positive_int(batch_size, "batch_size")
-    files = list_inputs(source.uri, options.get("source"))
+    part_size = positive_int(part_size, "part_size")
+    files = list_inputs(source.uri, options.get("source"), conn_id=source.conn_id)
+    check_sink_root(sink.uri, options.get("sink"), sink.conn_id)
     if not source.format:
         source.format = format_of_listing(source.uri, files)
     if not sink.format:
         sink.format = source.format
     source_fs, _ = filesystem(source.uri, options.get("source"))
-    shards = plan_shards(source, files, replicas, source_fs)
+    shards = plan_shards(source, files, replicas, source_fs, part_size)
     parsed_input = ModelSchema.parse(input_schema)
     parsed_output = ModelSchema.parse(output_schema)
     job = ScoringJob(
@@ -105,6 +109,7 @@ def prepare_job(
         output_schema=parsed_output.to_json() if parsed_output else None,
         schema_check=schema_check,
         predict_probabilities=predict_probabilities,
+        part_size=part_size,
     )
     return job, files
 

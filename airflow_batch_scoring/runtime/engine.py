@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
-from airflow_batch_scoring.io.files import filesystem
+from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
 from airflow_batch_scoring.io.writers import EXTENSIONS, make_writer
 from airflow_batch_scoring.job import Piece, ScoringJob
@@ -169,10 +169,14 @@ def run_shard(
     )
     source_fs, _ = filesystem(job.source.uri, options.get("source"))
     sink_fs, staging = filesystem(job.staging_uri, options.get("sink"))
-    sink_fs.makedirs(staging, exist_ok=True)
-    reader = make_reader(job.source, plan, source_fs, block_size=job.read_block_size, batch_size=job.batch_size)
+    if is_local(sink_fs):
+        sink_fs.makedirs(staging, exist_ok=True)
+    reader = make_reader(job.source, plan, source_fs, block_size=job.part_size, batch_size=job.batch_size)
     sink_format = job.sink.format or job.source.format
-    writer = make_writer(sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format)}", header=job.sink.header)
+    writer = make_writer(
+        sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format)}", header=job.sink.header,
+        part_size=job.part_size,
+    )
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
     total_bytes = sum(max(p.end - p.start, 0) for p in pieces) if job.source.format != "parquet" else 0

@@ -1,7 +1,8 @@
 """Shard planning: split the listed inputs into ``replicas`` deterministic shards, once, before any replica starts.
 
-- Text (CSV, JSON lines): the files are laid end to end and cut into ``replicas`` equal byte ranges; a range owns the
-  lines that start inside it, so one large file is scored by every replica and every line exactly once.
+- Text (CSV, JSON lines): the files are laid end to end and cut into ``replicas`` byte ranges of (nearly) equal size,
+  with every cut on a multiple of ``part_size``; a range owns the lines that start inside it, so one large file is
+  scored by every replica and every line exactly once. An input smaller than ``part_size`` is not split.
 - CSV with line breaks inside quoted values (``newlines_in_values``) cannot be split: whole files, balanced by size.
 - Parquet: row groups, balanced by row count; a file with one row group goes to one replica.
 
@@ -27,8 +28,8 @@ def _splittable(spec: DataSpec) -> bool:
     return not (spec.format == "csv" and spec.newlines_in_values)
 
 
-def plan_text(spec: DataSpec, files: list[InputFile], replicas: int) -> list[list[Piece]]:
-    """Cut text inputs into ``replicas`` byte-balanced shards."""
+def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: int) -> list[list[Piece]]:
+    """Cut text inputs into ``replicas`` byte-balanced shards, cutting only on multiples of ``part_size``."""
     total = sum(f.size for f in files)
     if total == 0:
         raise InputError(
@@ -45,7 +46,9 @@ def plan_text(spec: DataSpec, files: list[InputFile], replicas: int) -> list[lis
     split = files if _splittable(spec) else []
     split_total = sum(f.size for f in split)
     if split_total:
-        bounds = [split_total * i // replicas for i in range(replicas + 1)]
+        unit = max(1, part_size)
+        bounds = [min(split_total, (split_total * i // replicas + unit // 2) // unit * unit) for i in range(replicas)]
+        bounds.append(split_total)
         offset = 0
         for file in split:
             file_start, file_end = offset, offset + file.size
@@ -99,9 +102,9 @@ def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileS
 
 
 def plan_shards(
-    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem
+    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem, part_size: int = 1
 ) -> list[list[Piece]]:
     """Plan ``replicas`` shards over ``files``; some shards may be empty when the input is small."""
     if spec.format == "parquet":
         return plan_parquet(files, replicas, fs)
-    return plan_text(spec, files, replicas)
+    return plan_text(spec, files, replicas, part_size)

@@ -14,7 +14,8 @@ with DAG(
     catchup=False,
     render_template_as_native_obj=True,
     tags=["test"],
-    params={"model": "", "source": {}, "sink": {}, "replicas": 1, "passthrough": [], "probabilities": False},
+    params={"model": "", "source": {}, "sink": {}, "replicas": 1, "passthrough": [], "probabilities": False,
+            "part_size": 16 * 1024 * 1024},
 ) as dag:
     BatchScoringOperator(
         task_id="score",
@@ -24,4 +25,5 @@ with DAG(
         replicas="{{ params.replicas }}",
         batch_size=500,
         passthrough_columns="{{ params.passthrough }}",
+        part_size="{{ params.part_size }}",
     )

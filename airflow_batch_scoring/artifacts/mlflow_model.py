@@ -1,0 +1,214 @@
+"""MLflow models (``python/mlflow``): registry versions and aliases, run artifacts, and model folders.
+
+- ``models:/name/version`` is checked against the registry; ``models:/name@alias`` is resolved to the version the
+  alias points to *now*, and that fixed version is downloaded: every replica of the run scores it, even if the alias
+  moves meanwhile. The registry name and version are recorded as ``source_model_name`` / ``source_model_version``.
+- ``runs:/<run>/<path>`` is downloaded; a local MLflow model folder (with an ``MLmodel`` file) is used in place, or
+  copied into the target.
+- The schema comes from the model's signature, or from ``input_schema`` / ``output_schema`` in the MLmodel's
+  ``metadata`` or in the registry version's tags (JSON ``[{"name": ..., "type": ...}]``); those win over the signature.
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_batch_scoring.artifacts.base import (
+    MLFLOW,
+    ArtifactRequest,
+    first_schema,
+    json_safe,
+    local_path,
+    redact_uri,
+    schema_json,
+    schemas_from_metadata,
+    stage,
+)
+from airflow_batch_scoring.artifacts.digest import sha256_of
+from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.schema import ModelSchema
+
+VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
+RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
+
+
+def is_mlflow_uri(uri: str) -> bool:
+    return uri.startswith(("models:/", "runs:/"))
+
+
+def is_mlflow_folder(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "MLmodel"))
+
+
+def _client(tracking_uri: str | None, registry_uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+def resolve_registry_uri(
+    uri: str, tracking_uri: str | None = None, registry_uri: str | None = None
+) -> tuple[str, str, str, dict[str, Any]]:
+    """Return ``(name, version, fixed uri, source metadata)`` for a ``models:/`` reference.
+
+    :raises ModelError: when the model, version or alias is not in the registry.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri, registry_uri)
+    metadata: dict[str, Any] = {}
+    where = "the tracking/registry URI (MLFLOW_TRACKING_URI, or the MLflow connection)"
+    if match := ALIAS_URI.match(uri):
+        name, alias = match["name"], match["alias"]
+        try:
+            model_version = client.get_model_version_by_alias(name, alias)
+        except MlflowException as err:
+            raise ModelError(
+                f"Cannot resolve {uri!r}: the registry has no alias {alias!r} on model {name!r} ({err.message}). "
+                f"Check the name and the alias, and {where}."
+            ) from err
+        metadata["alias"] = alias
+    elif match := VERSION_URI.match(uri):
+        name = match["name"]
+        try:
+            model_version = client.get_model_version(name, match["version"])
+        except MlflowException as err:
+            raise ModelError(
+                f"Cannot find {uri!r} in the registry ({err.message}). Check the name and the version, and {where}."
+            ) from err
+    else:
+        raise ModelError(
+            f"Cannot read the model reference {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>."
+        )
+    version = str(model_version.version)
+    metadata.update(
+        {
+            "registry_uri": redact_uri(registry_uri or tracking_uri or _default_registry_uri()),
+            "run_id": model_version.run_id,
+            "source": model_version.source,
+            "tags": dict(model_version.tags or {}),
+            "aliases": list(getattr(model_version, "aliases", []) or []),
+            "creation_timestamp": model_version.creation_timestamp,
+        }
+    )
+    return name, version, f"models:/{name}/{version}", metadata
+
+
+def _default_registry_uri() -> str:
+    import mlflow
+
+    return mlflow.get_registry_uri()
+
+
+@contextmanager
+def mlflow_uris(tracking_uri: str | None, registry_uri: str | None = None) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs (which ``models:/`` downloads read) at the given ones
+    for the block, and restore them afterwards."""
+    import mlflow
+
+    if not tracking_uri and not registry_uri:
+        yield
+        return
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+
+
+def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str | None = None) -> str:
+    """Download an MLflow artifact URI into ``target`` and return the local path.
+
+    :raises ModelError: when the download fails.
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    os.makedirs(target, exist_ok=True)
+    try:
+        with mlflow_uris(tracking_uri, registry_uri):
+            return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
+    except (MlflowException, OSError) as err:
+        raise ModelError(f"Cannot download the model {uri!r}: {err}") from err
+
+
+def read_schemas(path: str, tags: dict[str, Any] | None = None) -> tuple[ModelSchema | None, ModelSchema | None]:
+    """The schemas an MLflow model folder tells: registry tags, then MLmodel metadata, then the signature."""
+    from mlflow.models import Model
+
+    try:
+        meta = Model.load(os.path.join(path, "MLmodel"))
+    except Exception as err:
+        raise ModelError(f"{path!r} is not a readable MLflow model folder (its MLmodel file: {err}).") from err
+    tag_in, tag_out = schemas_from_metadata(tags, "the registry version's tags")
+    meta_in, meta_out = schemas_from_metadata(meta.metadata, f"{path}/MLmodel metadata")
+    sig_in = sig_out = None
+    if meta.signature is not None:
+        sig_in = ModelSchema.from_mlflow(meta.signature.inputs)
+        sig_out = ModelSchema.from_mlflow(meta.signature.outputs)
+    return first_schema(tag_in, meta_in, sig_in), first_schema(tag_out, meta_out, sig_out)
+
+
+def process_mlflow(request: ArtifactRequest) -> ModelSpec:
+    """Process an MLflow model reference or folder (see the module docstring).
+
+    :raises ModelError: for a reference that does not resolve or a folder without an MLmodel file.
+    """
+    uri = request.uri
+    name = version = resolved = None
+    source_metadata: dict[str, Any] = {}
+    if uri.startswith("models:/"):
+        name, version, resolved, source_metadata = resolve_registry_uri(
+            uri, request.tracking_uri, request.registry_uri
+        )
+        path = download(resolved, request.target_dir, request.tracking_uri, request.registry_uri)
+    elif match := RUN_URI.match(uri):
+        resolved = uri
+        source_metadata = {"run_id": match["run_id"], "artifact_path": match["path"]}
+        path = download(uri, request.target_dir, request.tracking_uri, request.registry_uri)
+    else:
+        path = local_path(uri)
+        if path is None:
+            raise ModelError(
+                f"Cannot read the MLflow model {uri!r}: use models:/name/version, models:/name@alias, "
+                "runs:/<run_id>/<path>, or a local model folder."
+            )
+        if not os.path.exists(path):
+            raise ModelError(
+                f"The model path {path!r} does not exist. Give an existing MLflow model folder, or a registry URI "
+                "such as models:/name@alias."
+            )
+        path = stage(path, request.target_dir, request.copy)
+    if not is_mlflow_folder(path):
+        raise ModelError(
+            f"{path!r} (from {uri!r}) is not an MLflow model folder: it has no MLmodel file. Point model at the "
+            "folder mlflow.<flavor>.log_model/save_model wrote, or choose another artifact_type."
+        )
+    inputs, outputs = read_schemas(path, source_metadata.get("tags"))
+    return ModelSpec(
+        uri=uri,
+        path=path,
+        flavor="mlflow",
+        resolved_uri=resolved,
+        name=name,
+        version=version,
+        digest=sha256_of(path),
+        input_schema=schema_json(inputs),
+        output_schema=schema_json(outputs),
+        artifact_type=MLFLOW,
+        source_model_name=name,
+        source_model_version=version,
+        source_metadata=json_safe(source_metadata) or None,
+    )

@@ -1,0 +1,1 @@
+"""Hooks: Airflow connections turned into what the runtime needs (storage options), never logged."""

@@ -1,0 +1,209 @@
+"""MLflow artifacts against the real registry (SQLite store): alias pinning through ProcessArtifactOperator ->
+BatchScoringOperator in ``dag.test()``, recorded source metadata, schemas from tags and metadata, clear errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fixtures.artifact_support import score_spec
+from helpers import FEATURES, make_frame
+
+from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.errors import InputError, ModelError, SchemaError
+
+MODEL = "pinning-model"
+
+
+@dataclass
+class Versions:
+    first: Any
+    second: Any
+    run_uri: str
+
+
+@pytest.fixture(scope="module")
+def versions() -> Versions:
+    """Two registered versions of one model, with ``@champion`` on version 1."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    train = make_frame(1500, seed=42)
+    x, y = train[FEATURES], train["f0"] * 2 - train["f1"] / 7
+    first = HistGradientBoostingRegressor(max_iter=5, random_state=0).fit(x, y)
+    second = HistGradientBoostingRegressor(max_iter=40, random_state=0).fit(x, y)
+    mlflow.set_experiment("artifact-tests")
+    client = mlflow.MlflowClient()
+    with mlflow.start_run() as run:
+        for estimator in (first, second):
+            mlflow.sklearn.log_model(
+                estimator,
+                name="model",
+                signature=infer_signature(x, estimator.predict(x)),
+                registered_model_name=MODEL,
+                serialization_format="cloudpickle",
+                pip_requirements=["scikit-learn"],  # skips MLflow's slow requirement inference
+            )
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")) == [1, 2]
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    return Versions(first, second, f"runs:/{run.info.run_id}/model")
+
+
+@pytest.fixture(scope="module")
+def pinning_dag(airflow_db):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "dags"))
+    from artifact_pinning_test_dag import dag
+
+    return dag
+
+
+def _xcom(dag_run, task_id: str) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return row.value
+
+
+def test_alias_is_pinned_for_the_whole_run(pinning_dag, versions: Versions, tmp_path: Path):
+    """The alias moves to version 2 after processing, before scoring: every replica still scores version 1."""
+    import mlflow
+
+    frame = make_frame(777, seed=5)
+    frame.to_parquet(tmp_path / "in.parquet", index=False, row_group_size=200)
+    mlflow.MlflowClient().set_registered_model_alias(MODEL, "champion", "1")
+    dag_run = pinning_dag.test(
+        run_conf={
+            "model_name": MODEL,
+            "target": str(tmp_path / "processed"),
+            "source": {"uri": (tmp_path / "in.parquet").as_uri()},
+            "sink": {"uri": (tmp_path / "out").as_uri()},
+        }
+    )
+    assert dag_run.state == "success"
+    assert str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version) == "2"  # it moved
+
+    processed = _xcom(dag_run, "process")
+    assert processed["artifact_type"] == "python/mlflow"
+    assert processed["source_model_name"] == MODEL and processed["source_model_version"] == "1"
+    assert processed["resolved_uri"] == f"models:/{MODEL}/1"
+    assert processed["source_metadata"]["alias"] == "champion"
+    assert processed["source_metadata"]["run_id"]
+    assert processed["digest"].startswith("sha256:") and len(processed["digest"]) == 71
+    assert [c["name"] for c in processed["input_schema"]] == FEATURES
+    assert Path(processed["path"]).is_relative_to(tmp_path / "processed")
+
+    summary = _xcom(dag_run, "score")
+    assert summary["model_version"] == "1" and summary["model_digest"] == processed["digest"]
+    assert summary["rows_in"] == summary["rows_out"] == 777
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out").to_pandas().sort_values("id")
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["model"]["version"] == "1" and len(manifest["shards"]) == 2
+    assert all(s["rows_in"] > 0 for s in manifest["shards"])
+    rows = frame.sort_values("id")[FEATURES]
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), versions.first.predict(rows))
+    assert not np.array_equal(out["prediction"].to_numpy(), versions.second.predict(rows))
+
+
+def test_process_resolves_alias_and_records_source(versions: Versions, tmp_path: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL, "challenger", "2")
+    spec = process_model(f"models:/{MODEL}@challenger", str(tmp_path / "a"), copy=True)
+    assert (spec.version, spec.source_model_version, spec.source_model_name) == ("2", "2", MODEL)
+    assert spec.source_metadata["alias"] == "challenger" and "challenger" in spec.source_metadata["aliases"]
+    frame = make_frame(300, seed=6)
+    out, summary = score_spec(spec, frame, tmp_path / "w", replicas=1)
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), versions.second.predict(frame[FEATURES]))
+    assert summary["model_uri"] == f"models:/{MODEL}/2"
+
+
+def test_run_uri_and_model_folder(versions: Versions, tmp_path: Path):
+    by_run = process_model(versions.run_uri, str(tmp_path / "run"))
+    assert by_run.artifact_type == "python/mlflow" and by_run.source_metadata["run_id"] in versions.run_uri
+    folder = process_model(by_run.path, str(tmp_path / "folder"), copy=True)
+    assert folder.path.startswith(str(tmp_path / "folder")) and folder.digest == by_run.digest
+    assert folder.input_schema == by_run.input_schema == [{"name": n, "type": "Float64"} for n in FEATURES]
+
+
+def test_schema_from_registry_tags_wins_over_signature(versions: Versions, tmp_path: Path):
+    import mlflow
+
+    schema = [{"name": name, "type": "FLOAT64" if name != "f0" else "float32"} for name in FEATURES]
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL, "1", "input_schema", json.dumps(schema))
+    client.set_model_version_tag(MODEL, "1", "output_schema", '[{"name": "score", "type": "FLOAT32"}]')
+    try:
+        spec = process_model(f"models:/{MODEL}/1", str(tmp_path / "a"))
+    finally:
+        client.delete_model_version_tag(MODEL, "1", "input_schema")
+        client.delete_model_version_tag(MODEL, "1", "output_schema")
+    assert spec.input_schema == [{"name": n, "type": "Float64" if n != "f0" else "Float32"} for n in FEATURES]
+    assert spec.output_schema == [{"name": "score", "type": "Float32"}]
+    frame = make_frame(150, seed=8)
+    out, _ = score_spec(spec, frame, tmp_path / "w", replicas=1)
+    rows = frame[FEATURES].astype({"f0": np.float32}).astype(np.float64)  # what the model saw: f0 as Float32
+    expected = versions.first.predict(rows).astype(np.float32)
+    np.testing.assert_array_equal(out["score"].to_numpy(), expected)
+
+
+def test_malformed_schema_tag_is_a_clear_error(versions: Versions, tmp_path: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL, "2", "input_schema", '[{"name": "f0", "type": "decimal"}]')
+    try:
+        with pytest.raises(SchemaError, match="input_schema in the registry version's tags.*Unknown column type"):
+            process_model(f"models:/{MODEL}/2", str(tmp_path / "a"))
+    finally:
+        client.delete_model_version_tag(MODEL, "2", "input_schema")
+
+
+def test_missing_models_are_clear_errors(versions: Versions, tmp_path: Path):
+    with pytest.raises(ModelError, match="Cannot find 'models:/pinning-model/9'.*Check the name and the version"):
+        process_model(f"models:/{MODEL}/9", str(tmp_path))
+    with pytest.raises(ModelError, match="no alias 'nope' on model 'no-such-model'"):
+        process_model("models:/no-such-model@nope", str(tmp_path))
+    with pytest.raises(ModelError, match="does not exist"):
+        process_model(str(tmp_path / "nothing-here"), str(tmp_path), artifact_type="python/mlflow")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no MLmodel file"):
+        process_model(str(tmp_path / "empty"), str(tmp_path), artifact_type="mlflow")
+
+
+def test_schema_types_that_do_not_match_the_data(versions: Versions, tmp_path: Path):
+    """The processed schema says Int32 for f1; a fractional value there stops the run with row and column."""
+    spec = process_model(
+        f"models:/{MODEL}/1",
+        str(tmp_path / "a"),
+        input_schema=[{"name": n, "type": "Int32" if n == "f1" else "Float64"} for n in FEATURES],
+    )
+    with pytest.raises(InputError, match="column 'f1'.*Int32"):
+        score_spec(spec, make_frame(50, seed=9), tmp_path / "w", replicas=1)
+    assert not list((tmp_path / "w" / "out").glob("part-*")) if (tmp_path / "w" / "out").exists() else True
+
+
+def test_processed_mapping_is_checked(versions: Versions, tmp_path: Path):
+    spec = process_model(f"models:/{MODEL}/1", str(tmp_path / "a"))
+    again = process_model(spec.to_dict(), str(tmp_path / "unused"))
+    assert again == spec
+    with pytest.raises(ModelError, match="lacks"):
+        process_model({"uri": "x"}, str(tmp_path))
+    (Path(spec.path) / "MLmodel").write_text((Path(spec.path) / "MLmodel").read_text() + "\n# changed\n")
+    with pytest.raises(ModelError, match="was NOT loaded"):
+        process_model(spec.to_dict(), str(tmp_path / "unused"))

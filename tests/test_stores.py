@@ -1,0 +1,277 @@
+"""Object stores through Airflow connections, on real servers: SeaweedFS (S3 and a MinIO-style endpoint),
+Azurite (Azure Blob) and fake-gcs-server (GCS)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from helpers import Models, make_frame, source_spec, write_frame
+from servers import S3_KEY, S3_SECRET, azurite_connection_string
+from test_operator import (
+    test_dag,  # noqa: F401  (the migrated test DAG fixture)
+    xcom_of,
+)
+from test_scoring import check_predictions
+
+from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.hooks.storage import storage_options
+from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.links import output_location_url
+from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
+
+
+@dataclass
+class Store:
+    name: str
+    scheme: str
+    bucket: str
+    conn_id: str
+    fs: fsspec.AbstractFileSystem
+
+    def uri(self, path: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{path}"
+
+    def put(self, local: Path, path: str) -> str:
+        self.fs.put_file(str(local), f"{self.bucket}/{path}")
+        return self.uri(path)
+
+    def read_output(self, path: str, fmt: str, names: list[str]) -> pa.Table:
+        tables = []
+        self.fs.invalidate_cache()
+        for part in sorted(self.fs.ls(f"{self.bucket}/{path}", detail=False)):
+            name = part.rsplit("/", 1)[-1]
+            if not name.startswith("part-"):
+                continue
+            data = self.fs.cat_file(part)
+            if fmt == "csv":
+                tables.append(pa_csv.read_csv(io.BytesIO(data), read_options=pa_csv.ReadOptions(column_names=names)))
+            elif fmt == "csv_header":
+                tables.append(pa_csv.read_csv(io.BytesIO(data)))
+            elif fmt == "jsonl":
+                tables.append(pa.Table.from_pylist([json.loads(x) for x in data.decode().splitlines()]))
+            else:
+                tables.append(pq.read_table(io.BytesIO(data)))
+        return pa.concat_tables(tables)
+
+    def names(self, path: str) -> list[str]:
+        """The files (not folders) in ``path``; checks that no staged file was left behind."""
+        self.fs.invalidate_cache()
+        staged = self.fs.find(f"{self.bucket}/{path}/_temporary", detail=True)
+        assert [p for p, info in staged.items() if info["type"] == "file"] == []
+        entries = self.fs.ls(f"{self.bucket}/{path}", detail=True)
+        # (SeaweedFS keeps an emptied folder as a prefix; it holds no object.)
+        return sorted(e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "file")
+
+
+def _env_connection(monkeypatch, conn_id: str, value: dict) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweedfs) -> str:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY,
+                          aws_secret_access_key=S3_SECRET, region_name="us-east-1")
+    client.create_bucket(Bucket="scoring")
+    return "scoring"
+
+
+@pytest.fixture(scope="session")
+def azure_container(azurite) -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(azurite_connection_string(azurite)).create_container("scoring")
+    return "scoring"
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(fake_gcs) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{fake_gcs.endpoint}/storage/v1/b?project=test", data=json.dumps({"name": "scoring"}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    urllib.request.urlopen(request).read()
+    return "scoring"
+
+
+STORES = ["s3", "minio", "gcs", "azure"]
+
+
+@pytest.fixture(params=STORES)
+def store(request, monkeypatch) -> Store:
+    kind = request.param
+    if kind in ("s3", "minio"):
+        server = request.getfixturevalue("seaweedfs")
+        bucket = request.getfixturevalue("s3_bucket")
+        extra: dict = {"endpoint_url": server.endpoint}
+        if kind == "minio":  # the MinIO way: endpoint, path-style addressing, a region
+            extra.update(region_name="eu-central-1", config_kwargs={"s3": {"addressing_style": "path"}})
+        _env_connection(monkeypatch, f"{kind}_test", {"conn_type": "aws", "login": S3_KEY, "password": S3_SECRET,
+                                                      "extra": extra})
+        fs = fsspec.filesystem("s3", key=S3_KEY, secret=S3_SECRET, endpoint_url=server.endpoint,
+                               skip_instance_cache=True)
+        return Store(kind, "s3", bucket, f"{kind}_test", fs)
+    if kind == "gcs":
+        server = request.getfixturevalue("fake_gcs")
+        bucket = request.getfixturevalue("gcs_bucket")
+        _env_connection(monkeypatch, "gcs_test", {"conn_type": "google_cloud_platform", "extra": {
+            "is_anonymous": True, "project": "test", "gcs.endpoint": server.endpoint}})
+        fs = fsspec.filesystem("gs", token="anon", project="test", endpoint_url=server.endpoint,
+                               skip_instance_cache=True)
+        return Store(kind, "gs", bucket, "gcs_test", fs)
+    server = request.getfixturevalue("azurite")
+    container = request.getfixturevalue("azure_container")
+    _env_connection(monkeypatch, "azure_test", {"conn_type": "wasb", "extra": {
+        "connection_string": azurite_connection_string(server)}})
+    fs = fsspec.filesystem("abfs", connection_string=azurite_connection_string(server), skip_instance_cache=True)
+    return Store(kind, "abfs", container, "azure_test", fs)
+
+
+def test_csv_prefix_to_jsonl_in_dag_test(test_dag, store: Store, models: Models, tmp_path: Path):  # noqa: F811
+    run = uuid.uuid4().hex[:8]
+    frames = [make_frame(700, seed=51), make_frame(555, seed=52)]
+    for i, frame in enumerate(frames):
+        write_frame(frame, tmp_path / f"in{i}.csv", "csv")
+        store.put(tmp_path / f"in{i}.csv", f"{run}/in/part-{i}.csv")
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.classifier_path),
+        "source": {**source_spec("csv", store.uri(f"{run}/in/")), "conn_id": store.conn_id},
+        "sink": {"uri": store.uri(f"{run}/out/"), "format": "jsonl", "conn_id": store.conn_id},
+        "replicas": 2,
+        "passthrough": ["id"],
+        "part_size": 8192,
+    })
+    assert dag_run.state == "success"
+    assert xcom_of(dag_run)["rows_out"] == 1255
+    check_predictions(pd.concat(frames), store.read_output(f"{run}/out", "jsonl", []), models.classifier)
+    assert store.names(f"{run}/out") == ["_SUCCESS", "_manifest.json", "part-00000.jsonl", "part-00001.jsonl"]
+
+
+def test_parquet_object_to_csv_in_dag_test(test_dag, store: Store, models: Models, tmp_path: Path):  # noqa: F811
+    run = uuid.uuid4().hex[:8]
+    frame = make_frame(1600, seed=53)
+    write_frame(frame, tmp_path / "in.parquet", "parquet")
+    uri = store.put(tmp_path / "in.parquet", f"{run}/in.parquet")
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.regressor_path),
+        "source": {"uri": uri, "conn_id": store.conn_id},
+        "sink": {"uri": store.uri(f"{run}/out"), "format": "csv", "conn_id": store.conn_id},
+        "replicas": 2,
+        "passthrough": ["id"],
+    })
+    assert dag_run.state == "success"
+    check_predictions(frame, store.read_output(f"{run}/out", "csv", ["id", "prediction"]), models.regressor)
+
+
+def _score(store: Store, model: str, source: dict, sink: dict, tmp_path: Path, **kwargs) -> dict:
+    from airflow_batch_scoring.artifacts import process_model
+
+    source, sink = DataSpec.parse(source, "source"), DataSpec.parse(sink, "sink")
+    options = {"source": storage_options(source.uri, source.conn_id), "sink": storage_options(sink.uri, sink.conn_id)}
+    job, files = prepare_job(job_id=f"t-{uuid.uuid4().hex[:6]}", model=process_model(model, str(tmp_path)),
+                             source=source, sink=sink, storage_options=options, passthrough_columns=["id"], **kwargs)
+    return execute_job(job, files, storage_options=options, log=lambda line: None)
+
+
+def test_other_formats_and_a_glob(store: Store, models: Models, tmp_path: Path):
+    run = uuid.uuid4().hex[:8]
+    frames = [make_frame(300, seed=54), make_frame(400, seed=55)]
+    for i, frame in enumerate(frames):
+        write_frame(frame, tmp_path / f"in{i}.jsonl", "jsonl")
+        store.put(tmp_path / f"in{i}.jsonl", f"{run}/day={i}/data.jsonl")
+    conn = store.conn_id
+    _score(store, str(models.regressor_path), {"uri": store.uri(f"{run}/day=*/*.jsonl"), "conn_id": conn},
+           {"uri": store.uri(f"{run}/out"), "format": "csv", "header": True, "conn_id": conn}, tmp_path, replicas=2)
+    check_predictions(pd.concat(frames), store.read_output(f"{run}/out", "csv_header", []), models.regressor)
+    write_frame(frames[0], tmp_path / "h.csv", "csv_header")
+    _score(store, str(models.regressor_path),
+           {"uri": store.put(tmp_path / "h.csv", f"{run}/h.csv"), "header": True, "conn_id": conn},
+           {"uri": store.uri(f"{run}/out2"), "format": "parquet", "conn_id": conn}, tmp_path)
+    check_predictions(frames[0], store.read_output(f"{run}/out2", "parquet", []), models.regressor)
+
+
+def test_missing_bucket_prefix_and_unreadable_object(store: Store, models: Models, tmp_path: Path):
+    conn = store.conn_id
+    sink = {"uri": store.uri("never/out"), "conn_id": conn}
+    with pytest.raises(InputError, match="does not exist"):
+        _score(store, str(models.regressor_path),
+               {"uri": f"{store.scheme}://no-such-bucket-x/in.csv", "columns": ["id"], "conn_id": conn}, sink, tmp_path)
+    with pytest.raises(InputError, match="does not exist|no input file"):
+        _score(store, str(models.regressor_path),
+               {"uri": store.uri("no/such/prefix/"), "format": "csv", "conn_id": conn}, sink, tmp_path)
+    store.fs.pipe_file(f"{store.bucket}/broken/in.parquet", b"PAR1 not parquet at all")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        _score(store, str(models.regressor_path), {"uri": store.uri("broken/in.parquet"), "conn_id": conn}, sink,
+               tmp_path)
+    with pytest.raises(InputError, match="sink's bucket or container 'no-such-sink-x' does not exist"):
+        _score(store, str(models.regressor_path), {"uri": store.uri("broken/"), "format": "csv", "conn_id": conn},
+               {"uri": f"{store.scheme}://no-such-sink-x/out", "conn_id": conn}, tmp_path)
+    assert not store.fs.exists(f"{store.bucket}/never/out")
+
+
+def test_wrong_credentials_name_the_connection_not_the_secret(
+    test_dag, seaweedfs, s3_bucket, models: Models, monkeypatch, capfd  # noqa: F811
+):
+    wrong = "wrong-secret-V4lue-XYZ"
+    monkeypatch.setenv("AIRFLOW_CONN_S3_BAD", json.dumps(
+        {"conn_type": "aws", "login": S3_KEY, "password": wrong, "extra": {"endpoint_url": seaweedfs.endpoint}}))
+    with pytest.raises(InputError) as err:
+        _score(None, str(models.regressor_path),  # type: ignore[arg-type]
+               {"uri": "s3://scoring/any/", "format": "csv", "conn_id": "s3_bad"},
+               {"uri": "s3://scoring/out-bad/", "conn_id": "s3_bad"}, Path(seaweedfs.log).parent)
+    message = str(err.value)
+    assert "connection 's3_bad'" in message and "S3" in message and "refused" in message
+    assert wrong not in message
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.regressor_path),
+        "source": {"uri": "s3://scoring/any/", "format": "csv", "conn_id": "s3_bad"},
+        "sink": {"uri": "s3://scoring/out-bad/", "conn_id": "s3_bad"},
+    })
+    assert dag_run.state == "failed"
+    logs = capfd.readouterr()
+    assert "connection 's3_bad'" in logs.out + logs.err
+    assert wrong not in logs.out + logs.err
+
+
+def test_large_output_uses_multipart_upload(seaweedfs, s3_bucket, models: Models, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("AIRFLOW_CONN_S3_BIG", json.dumps(
+        {"conn_type": "aws", "login": S3_KEY, "password": S3_SECRET, "extra": {"endpoint_url": seaweedfs.endpoint}}))
+    frame = make_frame(400_000, seed=56)
+    write_frame(frame, tmp_path / "in.parquet", "parquet")
+    fs = fsspec.filesystem("s3", key=S3_KEY, secret=S3_SECRET, endpoint_url=seaweedfs.endpoint)
+    fs.put_file(str(tmp_path / "in.parquet"), "scoring/big/in.parquet")
+    from airflow_batch_scoring.artifacts import process_model
+
+    source = DataSpec.parse({"uri": "s3://scoring/big/in.parquet", "conn_id": "s3_big"}, "source")
+    sink = DataSpec.parse({"uri": "s3://scoring/big/out/", "format": "jsonl", "conn_id": "s3_big"}, "sink")
+    options = {"source": storage_options(source.uri, "s3_big"), "sink": storage_options(sink.uri, "s3_big")}
+    job, files = prepare_job(job_id="big", model=process_model(str(models.regressor_path), str(tmp_path)),
+                             source=source, sink=sink, storage_options=options,
+                             passthrough_columns=["id", "f0", "f1", "f2", "f3", "f4"], part_size=5 * 1024 * 1024)
+    execute_job(job, files, storage_options=options, log=lambda line: None)
+    info = fs.info("scoring/big/out/part-00000.jsonl")
+    assert info["size"] >= 50 * 1024 * 1024
+    etag = info["ETag"].strip('"')
+    # An S3 multipart ETag is <md5>-<part count>: the part was streamed up in several parts, never buffered whole
+    # (s3fs uploads what is buffered, at least part_size, each time the writer hands it a batch).
+    assert "-" in etag and int(etag.rsplit("-", 1)[1]) >= 3, etag
+
+
+def test_output_link():
+    assert output_location_url("s3://b/p/") == "https://s3.console.aws.amazon.com/s3/buckets/b?prefix=p/"
+    assert output_location_url("s3://b/p/", "http://127.0.0.1:9000") == "http://127.0.0.1:9000/b/p/"
+    assert output_location_url("gs://b/p") == "https://console.cloud.google.com/storage/browser/b/p"
+    assert output_location_url("file:///tmp/x/") == "file:///tmp/x/"
