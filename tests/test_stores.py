@@ -16,8 +16,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from helpers import Models, make_frame, source_spec, write_frame
-from servers import S3_KEY, S3_SECRET, azurite_connection_string
+from servers import AZURITE_KEY, S3_KEY, S3_SECRET, azurite_connection_string
 from test_operator import (
+    rendered_fields,
     test_dag,  # noqa: F401  (the migrated test DAG fixture)
     xcom_of,
 )
@@ -140,7 +141,7 @@ def store(request, monkeypatch) -> Store:
     return Store(kind, "abfs", container, "azure_test", fs)
 
 
-def test_csv_prefix_to_jsonl_in_dag_test(test_dag, store: Store, models: Models, tmp_path: Path):  # noqa: F811
+def test_csv_prefix_to_jsonl_in_dag_test(test_dag, store: Store, models: Models, tmp_path: Path, capfd):  # noqa: F811
     run = uuid.uuid4().hex[:8]
     frames = [make_frame(700, seed=51), make_frame(555, seed=52)]
     for i, frame in enumerate(frames):
@@ -158,6 +159,15 @@ def test_csv_prefix_to_jsonl_in_dag_test(test_dag, store: Store, models: Models,
     assert xcom_of(dag_run)["rows_out"] == 1255
     check_predictions(pd.concat(frames), store.read_output(f"{run}/out", "jsonl", []), models.classifier)
     assert store.names(f"{run}/out") == ["_SUCCESS", "_manifest.json", "part-00000.jsonl", "part-00001.jsonl"]
+    # the store's secret is nowhere a user or another task can see it
+    secret = {"s3": S3_SECRET, "minio": S3_SECRET, "azure": AZURITE_KEY}.get(store.name)
+    if secret:
+        seen = [json.dumps(xcom_of(dag_run)), json.dumps(rendered_fields(dag_run)),
+                store.fs.cat_file(f"{store.bucket}/{run}/out/_manifest.json").decode()]
+        logs = capfd.readouterr()
+        seen += [logs.out, logs.err]
+        assert all(secret not in text for text in seen)
+        assert "connection" not in seen[1] or store.conn_id in seen[1]
 
 
 def test_parquet_object_to_csv_in_dag_test(test_dag, store: Store, models: Models, tmp_path: Path):  # noqa: F811
