@@ -320,32 +320,36 @@ def _busy_cpu_s() -> float:
     return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
 
-_RETRIES = {"left": 8}
+#: Noise control on a shared machine: wait for a quiet moment before each measurement and redo a measurement that
+#: other processes disturbed, until the deadline (set by main from --patience); after it, measure as things are.
+NOISE = {"deadline": 0.0, "max_wait_s": 60.0, "quiet_cores": 0.2, "max_foreign_cores": 0.3, "attempts": 3}
 
 
-def wait_quiet(max_wait_s: float = 5.0, busy_cores: float = 0.2) -> float:
-    """Wait (at most ``max_wait_s``) until other processes use less than ``busy_cores`` cores; return the wait."""
+def wait_quiet() -> float:
+    """Wait (at most NOISE['max_wait_s'], never past the deadline) for a second in which other processes use less
+    than NOISE['quiet_cores'] cores; return the time waited."""
     started = time.perf_counter()
-    while time.perf_counter() - started < max_wait_s:
+    limit = min(NOISE["max_wait_s"], max(0.0, NOISE["deadline"] - time.monotonic()))
+    while time.perf_counter() - started < limit:
         before = _busy_cpu_s()
         time.sleep(1.0)
-        if _busy_cpu_s() - before < busy_cores:
+        if _busy_cpu_s() - before < NOISE["quiet_cores"]:
             break
     return time.perf_counter() - started
 
 
-def measured(run, label: str, log, max_foreign_cores: float = 0.5, attempts: int = 3) -> dict[str, Any]:
-    """Run one measurement after a quiet moment; redo it (within a global budget) when other processes took more
-    than ``max_foreign_cores`` cores on average meanwhile, and keep the cleanest attempt."""
+def measured(run, label: str, log) -> dict[str, Any]:
+    """Run one measurement after a quiet moment; redo it (up to NOISE['attempts'] times, before the deadline) when
+    other processes took more than NOISE['max_foreign_cores'] cores on average meanwhile; keep the cleanest."""
     tries = []
-    for attempt in range(attempts):
+    for attempt in range(int(NOISE["attempts"])):
         waited = wait_quiet()
         result = run()
         result["waited_for_quiet_s"] = round(waited, 1)
         tries.append(result)
-        if result["foreign_cores"] <= max_foreign_cores or _RETRIES["left"] <= 0 or attempt == attempts - 1:
+        clean = result["foreign_cores"] <= NOISE["max_foreign_cores"]
+        if clean or time.monotonic() > NOISE["deadline"] or attempt == NOISE["attempts"] - 1:
             break
-        _RETRIES["left"] -= 1
         log(f"    {label}: other processes used {result['foreign_cores']:.2f} cores meanwhile; measuring again")
     best = min(tries, key=lambda r: r["foreign_cores"])
     best["attempts"] = len(tries)
@@ -634,6 +638,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
         "total_s": median_of(io_runs, "total_s"),
         "wall_s": median_of(io_runs, "wall_s"),
         "cpu_s": median_of(io_runs, "cpu_s"),
+        "foreign_cores_max": max(r["foreign_cores"] for r in io_runs),
         "peak_rss": max(r["peak_rss"] for r in io_runs),
         "all_total_s": [round(r["total_s"], 3) for r in io_runs],
     }
@@ -649,6 +654,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                     for k in ("read_s", "predict_s", "write_s", "total_s", "wall_s", "load_model_s", "cpu_s")
                 },
                 "peak_rss": max(r["peak_rss"] for r in naive),
+                "foreign_cores_max": max(r["foreign_cores"] for r in naive),
                 "all_wall_s": [round(r["wall_s"], 3) for r in naive],
             },
             "predict_limit": {
@@ -657,6 +663,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "wall_s": median_of(limit, "wall_s"),
                 "cpu_s": median_of(limit, "cpu_s"),
                 "peak_rss": max(r["peak_rss"] for r in limit),
+                "foreign_cores_max": max(r["foreign_cores"] for r in limit),
                 "all_predict_s": [round(r["predict_s"], 3) for r in limit],
             },
         }
@@ -677,6 +684,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "cli_peak_rss": max(r["cli_peak_rss"] or 0 for r in runs),
                 "phases": {k: statistics.median(r["phases"][k] for r in runs) for k in runs[0]["phases"]},
                 "foreign_cores": [round(r["foreign_cores"], 2) for r in runs],
+                "foreign_cores_max": max(r["foreign_cores"] for r in runs),
                 "shards_median_run": sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]["shards"],
             }
             e["rows_per_s_wall"] = rows / e["wall_s"]
@@ -843,15 +851,17 @@ def markdown(results: dict[str, Any]) -> str:
     fig, rows = results["figures"], results["config"]["rows"]
     lines = [
         f"Rows: {rows:,}; times are medians of {results['config']['rounds']} round(s); peak RSS is the max over the "
-        "rounds; CPU is user+sys of the whole process tree.",
+        "rounds; CPU is user+sys of the whole process tree; Others = the most CPU (in cores, averaged over a "
+        "measurement) that other processes of the machine used during any of the rounds.",
         "",
-        "| Model | Measurement | Time (s) | Rows/s | CPU (s) | Peak RSS | Notes |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| Model | Measurement | Time (s) | Rows/s | CPU (s) | Peak RSS | Others | Notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     io = fig["io_limit"]
     lines.append(
         f"| - | read+write limit: pyarrow read_csv + write_csv | {io['total_s']:.2f} | {io['rows_per_s']:,.0f} | "
-        f"{io['cpu_s']:.1f} | {_mb(io['peak_rss'])} | read {io['read_s']:.2f} + write {io['write_s']:.2f}; process "
+        f"{io['cpu_s']:.1f} | {_mb(io['peak_rss'])} | {io['foreign_cores_max']:.2f} | "
+        f"read {io['read_s']:.2f} + write {io['write_s']:.2f}; process "
         f"wall {io['wall_s']:.2f} |"
     )
     for key, name in MODELS.items():
@@ -859,12 +869,13 @@ def markdown(results: dict[str, Any]) -> str:
         n, p = f["naive"], f["predict_limit"]
         lines.append(
             f"| {name} | naive pandas pipeline (process wall) | {n['wall_s']:.2f} | {n['rows_per_s_wall']:,.0f} | "
-            f"{n['cpu_s']:.1f} | {_mb(n['peak_rss'])} | in-process {n['total_s']:.2f} ({n['rows_per_s_inproc']:,.0f} "
+            f"{n['cpu_s']:.1f} | {_mb(n['peak_rss'])} | {n['foreign_cores_max']:.2f} | "
+            f"in-process {n['total_s']:.2f} ({n['rows_per_s_inproc']:,.0f} "
             f"rows/s): read {n['read_s']:.2f} + predict {n['predict_s']:.2f} + write {n['write_s']:.2f} |"
         )
         lines.append(
             f"| {name} | predict-only limit: 100k batches, all cores | {p['predict_s']:.2f} | {p['rows_per_s']:,.0f} "
-            f"| - | {_mb(p['peak_rss'])} | predict calls only; whole data preloaded |"
+            f"| - | {_mb(p['peak_rss'])} | {p['foreign_cores_max']:.2f} | predict calls only; whole data preloaded |"
         )
         for replicas in (1, 2):
             e = f[f"engine_r{replicas}"]
@@ -876,7 +887,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | engine CLI, replicas={replicas} (wall) | {e['wall_s']:.2f} | "
                 f"{e['rows_per_s_wall']:,.0f} | "
-                f"{e['cpu_s']:.1f} | {_mb(e['peak_rss_per_replica'])} per replica | duration_s {e['duration_s']:.2f} "
+                f"{e['cpu_s']:.1f} | {_mb(e['peak_rss_per_replica'])} per replica | {e['foreign_cores_max']:.2f} | "
+                f"duration_s {e['duration_s']:.2f} "
                 f"({e['rows_per_s_duration']:,.0f} rows/s); before replicas {ph['before_replicas_s']:.1f} + replica "
                 f"start {ph['replica_startup_s']:.1f} + shard {ph['shard_duration_s']:.1f} + publish "
                 f"{ph['after_replicas_s']:.1f}; {stage} |"
@@ -906,10 +918,10 @@ def markdown(results: dict[str, Any]) -> str:
     if diag:
         lines += [
             "",
-            "Fixed costs (1,000-row input; one measurement each) and the 2M-row runs with a bytecode cache:",
+            f"Fixed costs (1,000-row input; one measurement each) and the {rows:,}-row runs with a bytecode cache:",
             "",
             "| Model | Environment | Naive wall (s), 1k rows | Engine wall (s), 1k rows | Engine phases, 1k rows (s) "
-            "| Naive wall (s), 2M | Engine r1 / r2 wall (s), 2M |",
+            f"| Naive wall (s), {rows:,} rows | Engine r1 / r2 wall (s), {rows:,} rows |",
             "|---|---|---:|---:|---|---:|---:|",
         ]
         for key, name in MODELS.items():
@@ -949,11 +961,10 @@ def main() -> int:
     parser.add_argument("--skip-naive-big", action="store_true", help="skip the naive pipeline on the big data set")
     parser.add_argument("--keep-big", action="store_true", help="keep the big data file afterwards")
     parser.add_argument(
-        "--nice",
-        type=int,
-        default=-10,
-        help="niceness of the benchmark and its children (default -10, needs root; 0 leaves it): on a shared machine "
-        "the measured processes then get the cores first",
+        "--patience",
+        type=float,
+        default=None,
+        help="minutes during which measurements wait for quiet moments and redo disturbed runs (default 8; quick 3)",
     )
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the start-up cost diagnostics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -970,13 +981,9 @@ def main() -> int:
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - clock:7.1f}s] {text}", file=sys.stderr, flush=True)
 
-    if args.nice:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
-        except OSError as err:
-            log(f"cannot set niceness {args.nice} ({err}); measuring at the default priority")
+    patience = args.patience if args.patience is not None else (3.0 if args.quick else 8.0)
+    NOISE["deadline"] = time.monotonic() + patience * 60
     info = machine_info()
-    info["niceness"] = os.getpriority(os.PRIO_PROCESS, 0)
     code_at_start = code_state()
     log(f"machine: {info}")
     data = generate_data(rows, log)
@@ -1077,6 +1084,7 @@ def main() -> int:
         "output_checks": checks,
         "raw": raw,
         "loadavg_at_end": os.getloadavg(),
+        "noise_control": {k: v for k, v in NOISE.items() if k != "deadline"} | {"patience_min": patience},
         "total_benchmark_s": round(time.perf_counter() - clock, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ BatchScoringOperator in ``dag.test()``, recorded source metadata, schemas from t
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,12 @@ def test_process_resolves_alias_and_records_source(versions: Versions, tmp_path:
 
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(MODEL, "challenger", "2")
-    spec = process_model(f"models:/{MODEL}@challenger", str(tmp_path / "a"), copy=True)
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    spec = process_model(
+        f"models:/{MODEL}@challenger", str(tmp_path / "a"), os.environ["MLFLOW_TRACKING_URI"],
+        registry_uri=os.environ["MLFLOW_TRACKING_URI"], copy=True,
+    )
+    assert {k: os.environ.get(k) for k in before} == before  # explicit URIs leave the environment alone
     assert (spec.version, spec.source_model_version, spec.source_model_name) == ("2", "2", MODEL)
     assert spec.source_metadata["alias"] == "challenger" and "challenger" in spec.source_metadata["aliases"]
     frame = make_frame(300, seed=6)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from airflow_batch_scoring.artifacts.base import (
@@ -108,26 +106,6 @@ def _default_registry_uri() -> str:
     return mlflow.get_registry_uri()
 
 
-@contextmanager
-def mlflow_uris(tracking_uri: str | None, registry_uri: str | None = None) -> Iterator[None]:
-    """Point MLflow's process-wide tracking and registry URIs (which ``models:/`` downloads read) at the given ones
-    for the block, and restore them afterwards."""
-    import mlflow
-
-    if not tracking_uri and not registry_uri:
-        yield
-        return
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri or tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
-
-
 def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str | None = None) -> str:
     """Download an MLflow artifact URI into ``target`` and return the local path.
 
@@ -138,8 +116,10 @@ def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str 
 
     os.makedirs(target, exist_ok=True)
     try:
-        with mlflow_uris(tracking_uri, registry_uri):
-            return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
+        # Explicit URIs, never mlflow.set_*_uri: those change the process (and its children's) environment.
+        return mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=target, tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri
+        )
     except (MlflowException, OSError) as err:
         raise ModelError(f"Cannot download the model {uri!r}: {err}") from err
 

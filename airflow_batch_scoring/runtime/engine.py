@@ -42,7 +42,11 @@ def report_name(shard: int) -> str:
 
 @dataclass
 class ShardReport:
-    """What one replica did; read back by the driver for the manifest and the commit."""
+    """What one replica did; read back by the driver for the manifest and the commit.
+
+    ``read_s``, ``predict_s`` and ``write_s`` are the seconds each stage spent working (not waiting on the others);
+    they overlap in time, so their sum may exceed ``duration_s``.
+    """
 
     shard: int
     rows_in: int = 0
@@ -83,16 +87,12 @@ class _Stage(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._target_fn = target
         self.error: BaseException | None = None
-        self.seconds = 0.0
 
     def run(self) -> None:
-        started = time.perf_counter()
         try:
             self._target_fn()
         except BaseException as err:  # re-raised by the main thread
             self.error = err
-        finally:
-            self.seconds = time.perf_counter() - started
 
 
 class Progress:
@@ -200,8 +200,14 @@ def run_shard(
             for piece in pieces:
                 yield from reader.read(piece)
 
+        batches = rebatch(tables(), job.batch_size)
         try:
-            for batch in rebatch(tables(), job.batch_size):
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, _DONE)
+                report.read_s += time.perf_counter() - t0
+                if batch is _DONE:
+                    break
                 put(read_queue, batch, None)
         finally:
             put(read_queue, _DONE, None)
@@ -211,7 +217,9 @@ def run_shard(
             item = write_queue.get()
             if item is _DONE:
                 return
+            t0 = time.perf_counter()
             writer.write(item)
+            report.write_s += time.perf_counter() - t0
 
     reader_thread = _Stage(read_all, f"reader-{shard}")
     writer_thread = _Stage(write_all, f"writer-{shard}")
@@ -256,9 +264,9 @@ def run_shard(
         stop.set()
         writer.abort()
         raise
+    t0 = time.perf_counter()
     report.rows_out = writer.close()
-    report.read_s = reader_thread.seconds
-    report.write_s = writer_thread.seconds
+    report.write_s += time.perf_counter() - t0
     report.parts = [part_name(shard, sink_format)] if report.rows_out else []
     report.duration_s = time.perf_counter() - started
     with sink_fs.open(f"{staging}/{report_name(shard)}", "w") as f:
