@@ -322,7 +322,7 @@ def _busy_cpu_s() -> float:
 
 #: Noise control on a shared machine: wait for a quiet moment before each measurement and redo a measurement that
 #: other processes disturbed, until the deadline (set by main from --patience); after it, measure as things are.
-NOISE = {"deadline": 0.0, "max_wait_s": 60.0, "quiet_cores": 0.2, "max_foreign_cores": 0.3, "attempts": 3}
+NOISE = {"deadline": 0.0, "max_wait_s": 15.0, "quiet_cores": 0.2, "max_foreign_cores": 0.3, "attempts": 2}
 
 
 def wait_quiet() -> float:

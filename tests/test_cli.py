@@ -84,3 +84,15 @@ def test_example_dag_runs_as_is(tmp_path: Path):
     manifest = json.loads((output / "_manifest.json").read_text())
     assert manifest["totals"]["rows_out"] == 50_000 and (output / "_SUCCESS").exists()
     assert manifest["model"]["resolved_uri"] == "models:/demo-churn/1"
+
+
+def test_example_dags_import_cleanly_with_tags_doc_and_owner():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert bag.dags
+    for dag_id, dag in bag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.doc_md or dag.description, dag_id
+        assert all(task.owner not in (None, "", "airflow") for task in dag.tasks), dag_id
