@@ -18,6 +18,7 @@ from airflow_batch_scoring.schema import ModelSchema
 
 FORMATS = ("csv", "jsonl", "parquet")
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
+DEFAULT_WRITE_CONCURRENCY = 4
 MIN_UPLOAD_PART = 5 * 1024 * 1024
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -196,6 +197,7 @@ class ScoringJob:
     :param staging_uri: where replicas write their parts before the commit publishes them.
     :param part_size: bytes per read request and per multipart-upload part (at least 5 MiB is used for
         uploads), and the unit in which a large text file is split between replicas.
+    :param write_concurrency: parts of one output object uploaded at once (S3 and S3-compatible stores).
     """
 
     job_id: str
@@ -211,6 +213,7 @@ class ScoringJob:
     schema_check: bool = True
     predict_probabilities: bool = False
     part_size: int = DEFAULT_PART_SIZE
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
 
     @property
     def replicas(self) -> int:

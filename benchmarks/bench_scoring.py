@@ -627,9 +627,21 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
-    """Median times (max peak RSS) over the rounds, throughputs and the target ratios."""
+def least_disturbed(runs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``count`` runs during which other processes used the least CPU."""
+    return sorted(runs, key=lambda r: r["foreign_cores"])[:count]
+
+
+def summarize(raw: dict[str, Any], rows: int, rounds: int) -> dict[str, Any]:
+    """Median times over the ``rounds`` least disturbed runs of each configuration (peak RSS: the max over every
+    run), throughputs and the target ratios."""
     figures: dict[str, Any] = {}
+    measured_runs = {name: runs for name, runs in raw.items() if name != "big"}
+    figures["runs"] = {
+        name: {"runs": len(runs), "undisturbed": sum(map(is_clean, runs))} for name, runs in measured_runs.items()
+    }
+    peaks = {name: max(r["peak_rss"] for r in runs) for name, runs in measured_runs.items() if "peak_rss" in runs[0]}
+    raw = {name: least_disturbed(runs, rounds) for name, runs in measured_runs.items()} | {"big": raw.get("big")}
     io_runs = raw["io_limit"]
     figures["io_limit"] = {
         "runs": len(io_runs),
@@ -639,7 +651,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
         "wall_s": median_of(io_runs, "wall_s"),
         "cpu_s": median_of(io_runs, "cpu_s"),
         "foreign_cores_max": max(r["foreign_cores"] for r in io_runs),
-        "peak_rss": max(r["peak_rss"] for r in io_runs),
+        "peak_rss": peaks["io_limit"],
         "all_total_s": [round(r["total_s"], 3) for r in io_runs],
     }
     figures["io_limit"]["rows_per_s"] = rows / figures["io_limit"]["total_s"]
@@ -653,7 +665,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                     k: median_of(naive, k)
                     for k in ("read_s", "predict_s", "write_s", "total_s", "wall_s", "load_model_s", "cpu_s")
                 },
-                "peak_rss": max(r["peak_rss"] for r in naive),
+                "peak_rss": peaks[f"naive_{key}"],
                 "foreign_cores_max": max(r["foreign_cores"] for r in naive),
                 "all_wall_s": [round(r["wall_s"], 3) for r in naive],
             },
@@ -662,7 +674,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "predict_s": median_of(limit, "predict_s"),
                 "wall_s": median_of(limit, "wall_s"),
                 "cpu_s": median_of(limit, "cpu_s"),
-                "peak_rss": max(r["peak_rss"] for r in limit),
+                "peak_rss": peaks[f"predict_limit_{key}"],
                 "foreign_cores_max": max(r["foreign_cores"] for r in limit),
                 "all_predict_s": [round(r["predict_s"], 3) for r in limit],
             },
@@ -672,6 +684,7 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
         f["predict_limit"]["rows_per_s"] = rows / f["predict_limit"]["predict_s"]
         for replicas in (1, 2):
             runs = raw[f"engine_{key}_r{replicas}"]
+            every = measured_runs[f"engine_{key}_r{replicas}"]
             e = {
                 "runs": len(runs),
                 "wall_s": median_of(runs, "wall_s"),
@@ -679,9 +692,10 @@ def summarize(raw: dict[str, Any], rows: int) -> dict[str, Any]:
                 "cpu_s": median_of(runs, "cpu_s"),
                 "all_wall_s": [round(r["wall_s"], 3) for r in runs],
                 "all_duration_s": [r["duration_s"] for r in runs],
-                "peak_rss_per_replica": max(max(r["replica_peak_rss"]) for r in runs),
-                "polled_rss_per_replica": max(max(r["replica_polled_rss"]) for r in runs),
-                "cli_peak_rss": max(r["cli_peak_rss"] or 0 for r in runs),
+                "peak_rss_per_replica": max(max(r["replica_peak_rss"]) for r in every),
+                "peak_rss_per_replica_all": [max(r["replica_peak_rss"]) for r in every],
+                "polled_rss_per_replica": max(max(r["replica_polled_rss"]) for r in every),
+                "cli_peak_rss": max(r["cli_peak_rss"] or 0 for r in every),
                 "phases": {k: statistics.median(r["phases"][k] for r in runs) for k in runs[0]["phases"]},
                 "foreign_cores": [round(r["foreign_cores"], 2) for r in runs],
                 "foreign_cores_max": max(r["foreign_cores"] for r in runs),
@@ -783,6 +797,78 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f} MiB"
 
 
+def is_clean(run: dict[str, Any]) -> bool:
+    return run["foreign_cores"] <= NOISE["max_foreign_cores"]
+
+
+def run_rounds(
+    models: dict[str, Path], data: Path, out: Path, rounds: int, max_rounds: int, log
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Measure every configuration once per round, interleaved. After ``rounds`` rounds, and until the patience
+    deadline (at most ``max_rounds`` rounds), measure again the configurations with fewer than ``rounds`` undisturbed
+    runs (other processes under NOISE['max_foreign_cores'] cores); summarize() takes the least disturbed ones."""
+    configs: list[tuple[str, Any]] = [
+        ("io_limit", functools.partial(run_python_child, "io_limit", data, out / "io.csv"))
+    ]
+    for key, model in models.items():
+        configs.append(
+            (f"naive_{key}", functools.partial(run_python_child, "naive", model, data, out / f"n_{key}.csv"))
+        )
+        configs.append((f"predict_limit_{key}", functools.partial(run_python_child, "predict_limit", model, data)))
+        for replicas in (1, 2):
+            label = f"engine_{key}_r{replicas}"
+            configs.append((label, functools.partial(run_engine, model, data, replicas, label, keep=True)))
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
+    checks: dict[str, Any] = {}
+    for round_index in range(max(rounds, max_rounds)):
+        if round_index < rounds:
+            todo = configs
+        elif time.monotonic() > NOISE["deadline"]:
+            break
+        else:
+            todo = [(name, run) for name, run in configs if sum(map(is_clean, raw[name])) < rounds]
+            if not todo:
+                break
+        log(f"round {round_index + 1}: {', '.join(name for name, _ in todo)}")
+        for name, run in todo:
+            waited = wait_quiet()
+            r = run()
+            r.update(round=round_index, waited_for_quiet_s=round(waited, 1))
+            raw[name].append(r)
+            if name.startswith("engine_"):
+                key, replicas = name.split("_")[1], name.rsplit("_r", 1)[1]
+                if f"{key}_r{replicas}" not in checks and (out / f"n_{key}.csv").exists():
+                    checks[f"{key}_r{replicas}"] = _compare_outputs(out / f"n_{key}.csv", Path(r["sink"]))
+                shutil.rmtree(r["sink"], ignore_errors=True)
+                text = (
+                    f"wall {r['wall_s']:.2f}s duration_s {r['duration_s']:.2f}, replica peak "
+                    f"{', '.join(map(_mb, r['replica_peak_rss']))}, phases "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in r["phases"].items())
+                    + "; shards "
+                    + "; ".join(
+                        f"read {x['read_s']:.2f} predict {x['predict_s']:.2f} write {x['write_s']:.2f} of "
+                        f"{x['duration_s']:.2f}"
+                        for x in r["shards"]
+                    )
+                )
+            elif name.startswith("naive_"):
+                text = (
+                    f"wall {r['wall_s']:.2f}s (read {r['read_s']:.2f} predict {r['predict_s']:.2f} "
+                    f"write {r['write_s']:.2f}), peak {_mb(r['peak_rss'])}"
+                )
+            elif name == "io_limit":
+                text = f"read {r['read_s']:.2f}s write {r['write_s']:.2f}s, peak {_mb(r['peak_rss'])}"
+            else:
+                text = f"predict {r['predict_s']:.2f}s"
+            log(f"  {name}: {text}; others {r['foreign_cores']:.2f} cores{'' if is_clean(r) else ' (disturbed)'}")
+        if round_index >= rounds - 1:
+            for key in models:
+                (out / f"n_{key}.csv").unlink(missing_ok=True)
+    for path in out.glob("*.csv"):
+        path.unlink()
+    return raw, checks
+
+
 def bytecode_env(folder: Path) -> dict[str, str]:
     """The environment with a bytecode cache (this machine sets PYTHONDONTWRITEBYTECODE=1 and the virtualenv holds no
     .pyc files, so every interpreter compiles pandas, pyarrow and scikit-learn from source at each start)."""
@@ -850,9 +936,9 @@ def markdown(results: dict[str, Any]) -> str:
     """The tables of README.md: figures, memory flatness, start-up diagnostics, targets."""
     fig, rows = results["figures"], results["config"]["rows"]
     lines = [
-        f"Rows: {rows:,}; times are medians of {results['config']['rounds']} round(s); peak RSS is the max over the "
-        "rounds; CPU is user+sys of the whole process tree; Others = the most CPU (in cores, averaged over a "
-        "measurement) that other processes of the machine used during any of the rounds.",
+        f"Rows: {rows:,}; times are medians of the {results['config']['rounds']} least disturbed runs of each "
+        "measurement; peak RSS is the max over every run; CPU is user+sys of the whole process tree; Others = the most "
+        "CPU (in cores, averaged over a run) that other processes of the machine used during the runs kept.",
         "",
         "| Model | Measurement | Time (s) | Rows/s | CPU (s) | Peak RSS | Others | Notes |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -964,7 +1050,10 @@ def main() -> int:
         "--patience",
         type=float,
         default=None,
-        help="minutes during which measurements wait for quiet moments and redo disturbed runs (default 8; quick 3)",
+        help="minutes (from the start) during which disturbed configurations are measured again (default 12; quick 3)",
+    )
+    parser.add_argument(
+        "--max-rounds", type=int, default=8, help="rounds at most, re-measuring disturbed configurations (default 8)"
     )
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the start-up cost diagnostics")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -981,7 +1070,7 @@ def main() -> int:
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - clock:7.1f}s] {text}", file=sys.stderr, flush=True)
 
-    patience = args.patience if args.patience is not None else (3.0 if args.quick else 8.0)
+    patience = args.patience if args.patience is not None else (3.0 if args.quick else 12.0)
     NOISE["deadline"] = time.monotonic() + patience * 60
     info = machine_info()
     code_at_start = code_state()
@@ -993,41 +1082,7 @@ def main() -> int:
     with open(data, "rb") as f:  # warm the page cache: every measurement reads from memory
         while f.read(64 << 20):
             pass
-    raw: dict[str, Any] = {"io_limit": []}
-    checks: dict[str, Any] = {}
-    for round_index in range(rounds):
-        log(f"round {round_index + 1}/{rounds}")
-        r = measured(functools.partial(run_python_child, "io_limit", data, out / "io_limit.csv"), "io_limit", log)
-        (out / "io_limit.csv").unlink(missing_ok=True)
-        raw["io_limit"].append(r)
-        log(f"  io_limit: read {r['read_s']:.2f}s write {r['write_s']:.2f}s, peak {_mb(r['peak_rss'])}")
-        for key, model in models.items():
-            naive_out = out / f"naive_{key}.csv"
-            r = measured(functools.partial(run_python_child, "naive", model, data, naive_out), f"naive {key}", log)
-            raw.setdefault(f"naive_{key}", []).append(r)
-            log(
-                f"  naive {key}: wall {r['wall_s']:.2f}s (read {r['read_s']:.2f} predict {r['predict_s']:.2f} "
-                f"write {r['write_s']:.2f}), peak {_mb(r['peak_rss'])}"
-            )
-            r = measured(functools.partial(run_python_child, "predict_limit", model, data), f"predict_limit {key}", log)
-            raw.setdefault(f"predict_limit_{key}", []).append(r)
-            log(f"  predict_limit {key}: {r['predict_s']:.2f}s")
-            for replicas in (1, 2):
-                check = round_index == 0
-                e = measured(
-                    functools.partial(run_engine, model, data, replicas, f"engine_{key}_r{replicas}", keep=check),
-                    f"engine {key} r{replicas}",
-                    log,
-                )
-                if check:
-                    checks[f"{key}_r{replicas}"] = _compare_outputs(naive_out, Path(e["sink"]))
-                    shutil.rmtree(e["sink"], ignore_errors=True)
-                raw.setdefault(f"engine_{key}_r{replicas}", []).append(e)
-                log(
-                    f"  engine {key} r{replicas}: wall {e['wall_s']:.2f}s duration_s {e['duration_s']:.2f}, "
-                    f"replica peak {', '.join(map(_mb, e['replica_peak_rss']))}, shards {e['shards']}"
-                )
-            naive_out.unlink(missing_ok=True)
+    raw, checks = run_rounds(models, data, out, rounds, args.max_rounds, log)
     log(f"output checks: {checks}")
     profiles = {}
     for key, model in models.items():
@@ -1062,7 +1117,7 @@ def main() -> int:
             big_data.unlink()
             big_data.with_suffix(".json").unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
-    figures = summarize(raw, rows)
+    figures = summarize(raw, rows, rounds)
     results = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": info,

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from airflow_batch_scoring.io.uploads import open_for_upload
 from airflow_batch_scoring.job import MIN_UPLOAD_PART
 
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
@@ -23,10 +24,17 @@ class PartWriter:
     """Writes one part file; ``close`` returns the number of rows written."""
 
     def __init__(
-        self, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False, part_size: int = MIN_UPLOAD_PART
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        header: bool = False,
+        part_size: int = MIN_UPLOAD_PART,
+        write_concurrency: int = 1,
     ):
         self.fs = fs
         self.part_size = max(part_size, MIN_UPLOAD_PART)
+        self.write_concurrency = write_concurrency
         self.path = path
         self.header = header
         self.rows = 0
@@ -36,8 +44,8 @@ class PartWriter:
     def write(self, table: pa.Table) -> None:
         if self.schema is None:
             self.schema = table.schema
-            # Object stores upload one part each time part_size bytes are buffered (multipart upload).
-            self._file = self.fs.open(self.path, "wb", block_size=self.part_size)
+            # Object stores upload a part each time part_size bytes are buffered (multipart upload).
+            self._file = open_for_upload(self.fs, self.path, self.part_size, self.write_concurrency)
             self._open(self._file, table.schema)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
@@ -55,7 +63,8 @@ class PartWriter:
         """Close without completing; the caller discards the staging folder."""
         if self._file is not None:
             try:
-                self._file.close()
+                abort = getattr(self._file, "abort", None)
+                (abort or self._file.close)()
             finally:
                 self._file = None
 
@@ -154,7 +163,13 @@ _WRITERS = {"csv": CsvPartWriter, "jsonl": JsonLinesPartWriter, "parquet": Parqu
 
 
 def make_writer(
-    fmt: str, fs: fsspec.AbstractFileSystem, path: str, *, header: bool = False, part_size: int = MIN_UPLOAD_PART
+    fmt: str,
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    *,
+    header: bool = False,
+    part_size: int = MIN_UPLOAD_PART,
+    write_concurrency: int = 1,
 ) -> PartWriter:
     """Return a writer of ``fmt`` for the part file at ``path``."""
-    return _WRITERS[fmt](fs, path, header=header, part_size=part_size)
+    return _WRITERS[fmt](fs, path, header=header, part_size=part_size, write_concurrency=write_concurrency)

@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.storage import storage_options
-from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DataSpec
+from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.links import OutputLocationLink, output_location_url
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -52,6 +52,8 @@ class BatchScoringOperator(BaseOperator):
     :param mlflow_tracking_uri: the MLflow tracking/registry URI; default ``MLFLOW_TRACKING_URI``. (templated)
     :param part_size: bytes per read request and per upload part (multipart uploads use at least 5 MiB), and the
         unit in which large text files are split between replicas. (templated)
+    :param write_concurrency: parts of one output object uploaded at once to S3 or an S3-compatible store (GCS and
+        Azure uploads stream one part after another). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -65,6 +67,7 @@ class BatchScoringOperator(BaseOperator):
         "output_schema",
         "mlflow_tracking_uri",
         "part_size",
+        "write_concurrency",
     )
     template_fields_renderers = {"source": "json", "sink": "json", "input_schema": "json", "output_schema": "json"}
     ui_color = "#d6eaf8"
@@ -87,6 +90,7 @@ class BatchScoringOperator(BaseOperator):
         if_exists: str = "replace",
         mlflow_tracking_uri: str | None = None,
         part_size: int | str = DEFAULT_PART_SIZE,
+        write_concurrency: int | str = DEFAULT_WRITE_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -108,6 +112,7 @@ class BatchScoringOperator(BaseOperator):
         self.if_exists = if_exists
         self.mlflow_tracking_uri = mlflow_tracking_uri
         self.part_size = part_size
+        self.write_concurrency = write_concurrency
         self._launcher: LocalLauncher | None = None
 
     def _job_id(self, context: Context) -> str:
@@ -152,6 +157,7 @@ class BatchScoringOperator(BaseOperator):
                 schema_check=self.schema_check,
                 predict_probabilities=self.predict_probabilities,
                 part_size=self.part_size,
+                write_concurrency=self.write_concurrency,
                 storage_options=options,
             )
             self.log.info(

@@ -16,7 +16,14 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
-from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DataSpec, ModelSpec, ScoringJob, infer_format
+from airflow_batch_scoring.job import (
+    DEFAULT_PART_SIZE,
+    DEFAULT_WRITE_CONCURRENCY,
+    DataSpec,
+    ModelSpec,
+    ScoringJob,
+    infer_format,
+)
 from airflow_batch_scoring.runtime import commit
 from airflow_batch_scoring.runtime.engine import ShardReport
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -74,6 +81,7 @@ def prepare_job(
     schema_check: bool = True,
     predict_probabilities: bool = False,
     part_size: int = DEFAULT_PART_SIZE,
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[ScoringJob, list[InputFile]]:
     """List the inputs, check the sink's bucket, plan the shards and build the ScoringJob.
@@ -86,6 +94,7 @@ def prepare_job(
     replicas = positive_int(replicas, "replicas")
     batch_size = positive_int(batch_size, "batch_size")
     part_size = positive_int(part_size, "part_size")
+    write_concurrency = positive_int(write_concurrency, "write_concurrency")
     files = list_inputs(source.uri, options.get("source"), conn_id=source.conn_id)
     check_sink_root(sink.uri, options.get("sink"), sink.conn_id)
     if not source.format:
@@ -110,6 +119,7 @@ def prepare_job(
         schema_check=schema_check,
         predict_probabilities=predict_probabilities,
         part_size=part_size,
+        write_concurrency=write_concurrency,
     )
     return job, files
 

@@ -176,6 +176,7 @@ def run_shard(
     writer = make_writer(
         sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format)}", header=job.sink.header,
         part_size=job.part_size,
+        write_concurrency=job.write_concurrency,
     )
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
