@@ -17,8 +17,16 @@ What runs, each measurement in a fresh child process (so each has its own peak R
 - ``profile``: the engine's own components (CsvReader + rebatch, Predictor.predict, CsvPartWriter) run one after
   the other in one process, to measure each stage's busy time (the manifest's read_s/write_s are thread lifetimes).
 
-Peak RSS of a child: ``ru_maxrss`` from ``os.wait4`` on that child (exact, includes its waited-for descendants), and
-VmHWM polled per process. Thread variables (OMP/OPENBLAS/MKL) are left as they are: the engine sets its own.
+Peak RSS is the kernel's high-water mark of each process's own memory map (VmHWM: read by the child itself at the end
+of its work, and polled every 0.1 s for every process of the tree). ``ru_maxrss`` from ``os.wait4`` is kept as a
+cross-check only: it also counts the image a child was forked from (the benchmark process itself) before its exec.
+Thread variables (OMP/OPENBLAS/MKL) are left as they are: the engine sets its own.
+
+The machine may be shared: every run records the CPU that other processes used meanwhile (machine busy time from
+/proc/stat minus the measured tree's and the benchmark's own CPU time). Each run waits for a quiet second first; after
+``--rounds`` interleaved rounds, configurations with fewer than ``--rounds`` undisturbed runs are measured again until
+the ``--patience`` deadline; the figures are medians of the least disturbed runs.
+
 Results go to ``benchmarks/results/latest.json`` (``quick.json`` with --quick) and a markdown table next to it.
 """
 
@@ -149,10 +157,14 @@ def train_models(log) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _self_rss() -> dict[str, int]:
+def _self_rss() -> dict[str, int | None]:
+    """This process's peak RSS: VmHWM of its own memory map (ru_maxrss also counts the image it was forked from)."""
     import resource
 
-    return {"self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {
+        "self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "self_hwm_kb": _vm_hwm_kb(os.getpid()),
+    }
 
 
 def child_naive(model_path: str, data: str, out: str) -> dict[str, Any]:
@@ -469,7 +481,8 @@ def run_python_child(kind: str, *args: str, env: dict[str, str] | None = None) -
     main = next((p for p in m["processes"] if p["role"] == "main"), {})
     result.update(
         wall_s=m["wall_s"],
-        peak_rss=m["ru_maxrss"],
+        peak_rss=max((result.get("self_hwm_kb") or 0) * 1024, main.get("vm_hwm") or 0),
+        ru_maxrss=m["ru_maxrss"],
         polled_rss=main.get("max_rss"),
         polled_hwm=main.get("vm_hwm"),
         load_before=m["load_before"],
@@ -580,6 +593,8 @@ def code_state() -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
+    import importlib.util
+
     import numpy
     import pandas
     import psutil
@@ -598,6 +613,12 @@ def machine_info() -> dict[str, Any]:
         "pyarrow": pyarrow.__version__,
         "sklearn": sklearn.__version__,
         "thread_env": {k: v for k, v in os.environ.items() if any(s in k for s in ("OMP", "BLAS", "MKL", "ARROW"))},
+        # Start-up costs depend on it: without .pyc files every interpreter compiles pandas, pyarrow, scikit-learn.
+        "bytecode": {
+            "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+            "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX"),
+            "pandas_pyc_installed": os.path.exists(importlib.util.cache_from_source(pandas.__file__)),
+        },
         "loadavg_at_start": os.getloadavg(),
     }
 
