@@ -15,7 +15,7 @@ What runs, each measurement in a fresh child process (so each has its own peak R
   0.1 s through psutil (RSS) and ``/proc/<pid>/status`` (VmHWM, the kernel's high-water mark, so no peak is missed
   between polls); the per-shard read_s/predict_s/write_s of the output's ``_manifest.json``.
 - ``profile``: the engine's own components (CsvReader + rebatch, Predictor.predict, CsvPartWriter) run one after
-  the other in one process, to measure each stage's busy time (the manifest's read_s/write_s are thread lifetimes).
+  the other in one process, to measure each stage's cost without the overlap (and contention) of the pipeline.
 
 Peak RSS is the kernel's high-water mark of each process's own memory map (VmHWM: read by the child itself at the end
 of its work, and polled every 0.1 s for every process of the tree). ``ru_maxrss`` from ``os.wait4`` is kept as a
