@@ -282,7 +282,7 @@ class CsvReader(_TextReader):
         for name, arrow_type in self._passthrough_types.items():
             types.setdefault(name, arrow_type)
         table = pa_csv.read_csv(
-            io.BytesIO(block),
+            pa.BufferReader(block),
             read_options=pa_csv.ReadOptions(column_names=self._names, use_threads=True),
             parse_options=pa_csv.ParseOptions(newlines_in_values=self.spec.newlines_in_values),
             convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns.source_names),
@@ -332,7 +332,7 @@ class JsonLinesReader(_TextReader):
         return 0, ColumnMap([], [])
 
     def parse(self, block: bytes, columns: ColumnMap, piece: Piece) -> pa.Table:
-        table = pa_json.read_json(io.BytesIO(block), read_options=pa_json.ReadOptions(use_threads=True))
+        table = pa_json.read_json(pa.BufferReader(block), read_options=pa_json.ReadOptions(use_threads=True))
         if not table.num_rows:
             return table
         mapped = resolve_columns(table.column_names, self.plan, piece.path)

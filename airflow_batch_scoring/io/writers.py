@@ -17,8 +17,6 @@ import pyarrow.parquet as pq
 from airflow_batch_scoring.io.uploads import open_for_upload
 from airflow_batch_scoring.job import MIN_UPLOAD_PART
 
-EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
-
 
 class PartWriter:
     """Writes one part file; ``close`` returns the number of rows written."""

@@ -13,7 +13,7 @@ from typing import Any
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.runtime.engine import ShardReport, report_name
+from airflow_batch_scoring.runtime.shards import ShardReport, report_name
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"

@@ -25,9 +25,9 @@ from airflow_batch_scoring.job import (
     infer_format,
 )
 from airflow_batch_scoring.runtime import commit
-from airflow_batch_scoring.runtime.engine import ShardReport
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.runtime.planner import plan_shards
+from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.schema import ModelSchema
 
 IF_EXISTS = ("replace", "fail")

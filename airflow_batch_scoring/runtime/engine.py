@@ -9,12 +9,10 @@ The shard's report (its counts and timings) is written last, and is the marker t
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -22,45 +20,13 @@ import pyarrow as pa
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
-from airflow_batch_scoring.io.writers import EXTENSIONS, make_writer
+from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime.predictors import Predictor, load_predictor
+from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
 from airflow_batch_scoring.schema import ModelSchema
 
 _DONE = object()
-
-
-def part_name(shard: int, fmt: str) -> str:
-    """The file name of shard ``shard``'s part."""
-    return f"part-{shard:05d}.{EXTENSIONS[fmt]}"
-
-
-def report_name(shard: int) -> str:
-    """The file name of shard ``shard``'s report, written last."""
-    return f"_shard-{shard:05d}.json"
-
-
-@dataclass
-class ShardReport:
-    """What one replica did; read back by the driver for the manifest and the commit.
-
-    ``read_s``, ``predict_s`` and ``write_s`` are the seconds each stage spent working (not waiting on the others);
-    they overlap in time, so their sum may exceed ``duration_s``.
-    """
-
-    shard: int
-    rows_in: int = 0
-    rows_out: int = 0
-    parts: list[str] = field(default_factory=list)
-    duration_s: float = 0.0
-    read_s: float = 0.0
-    predict_s: float = 0.0
-    write_s: float = 0.0
-    input_schema: list[dict[str, str]] | None = None
-    output_columns: list[dict[str, str]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.Table]:
@@ -274,8 +240,3 @@ def run_shard(
         f.write(json.dumps(report.to_dict()))
     progress.update(report.rows_in, None, final=True)
     return report
-
-
-def threads_per_replica(replicas: int) -> int:
-    """How many compute threads each of ``replicas`` local processes should use on this machine."""
-    return max(1, (os.cpu_count() or 1) // max(replicas, 1))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_batch_scoring import errors
-from airflow_batch_scoring.runtime.engine import threads_per_replica
+from airflow_batch_scoring.runtime.shards import threads_per_replica
 
 ERROR_MARKER = "BATCH_SCORING_ERROR "
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -1,0 +1,50 @@
+"""Shard reports and part names: what a replica leaves behind, light to import (no pandas, no model libraries).
+
+The driver, the commit and the local launcher need these without paying for the engine's imports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
+
+
+def part_name(shard: int, fmt: str) -> str:
+    """The file name of shard ``shard``'s part."""
+    return f"part-{shard:05d}.{EXTENSIONS[fmt]}"
+
+
+def report_name(shard: int) -> str:
+    """The file name of shard ``shard``'s report, written last."""
+    return f"_shard-{shard:05d}.json"
+
+
+@dataclass
+class ShardReport:
+    """What one replica did; read back by the driver for the manifest and the commit.
+
+    ``read_s``, ``predict_s`` and ``write_s`` are the seconds each stage spent working (not waiting on the others);
+    they overlap in time, so their sum may exceed ``duration_s``.
+    """
+
+    shard: int
+    rows_in: int = 0
+    rows_out: int = 0
+    parts: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    read_s: float = 0.0
+    predict_s: float = 0.0
+    write_s: float = 0.0
+    input_schema: list[dict[str, str]] | None = None
+    output_columns: list[dict[str, str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def threads_per_replica(replicas: int) -> int:
+    """How many compute threads each of ``replicas`` local processes should use on this machine."""
+    return max(1, (os.cpu_count() or 1) // max(replicas, 1))
