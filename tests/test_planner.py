@@ -64,3 +64,11 @@ def test_listing_skips_markers_and_sorts(tmp_path):
         (tmp_path / name).write_text("1\n")
     names = [f.uri.rsplit(str(tmp_path), 1)[1] for f in list_inputs(tmp_path.as_uri())]
     assert names == ["/a.csv", "/b.csv", "/sub/c.csv"]
+
+
+def test_small_input_is_still_shared_by_every_replica():
+    spec = DataSpec(uri="file:///d/", format="csv")
+    plan = plan_shards(spec, text_files([8_000_000]), 2, LocalFileSystem(), part_size=16 * 1024 * 1024)
+    assert [sum(p.end - p.start for p in shard) for shard in plan] == [4_000_000, 4_000_000]
+    big = plan_shards(spec, text_files([100 * 2**20]), 3, LocalFileSystem(), part_size=16 * 2**20)
+    assert all(p.start % (16 * 2**20) == 0 for shard in big for p in shard)  # large inputs cut on part_size

@@ -1,8 +1,8 @@
 """Shard planning: split the listed inputs into ``replicas`` deterministic shards, once, before any replica starts.
 
 - Text (CSV, JSON lines): the files are laid end to end and cut into ``replicas`` byte ranges of (nearly) equal size,
-  with every cut on a multiple of ``part_size``; a range owns the lines that start inside it, so one large file is
-  scored by every replica and every line exactly once. An input smaller than ``part_size`` is not split.
+  with every cut on a multiple of ``part_size`` (or of ``total / replicas`` when that is smaller); a range owns the
+  lines that start inside it, so one large file is scored by every replica and every line exactly once.
 - CSV with line breaks inside quoted values (``newlines_in_values``) cannot be split: whole files, balanced by size.
 - Parquet: row groups, balanced by row count; a file with one row group goes to one replica.
 
@@ -46,7 +46,9 @@ def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: 
     split = files if _splittable(spec) else []
     split_total = sum(f.size for f in split)
     if split_total:
-        unit = max(1, part_size)
+        # Cut on part_size boundaries; an input smaller than part_size x replicas is cut finer, so that no replica
+        # idles while another scores everything.
+        unit = max(1, min(part_size, split_total // replicas))
         bounds = [min(split_total, (split_total * i // replicas + unit // 2) // unit * unit) for i in range(replicas)]
         bounds.append(split_total)
         offset = 0
