@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from helpers import FEATURES, Models, assert_nothing_published, make_frame, source_spec, write_frame
 from test_scoring import score
@@ -183,4 +181,3 @@ def test_unknown_schema_is_refused_with_a_way_out(tmp_path: Path):
         schema_check=False,
     )
     assert summary["rows_out"] == 50
-    assert pa and pq

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.csv as pa_csv
 import pytest
 from helpers import FEATURES, FORMATS, Models, make_frame, read_output, source_spec, suffix, write_frame
 
@@ -258,4 +257,3 @@ def test_rerun_replaces_previous_output(models: Models, tmp_path: Path):
         shutil.rmtree(tmp_path / "model-download", ignore_errors=True)
     assert sorted(p.name for p in sink.iterdir()) == ["_SUCCESS", "_manifest.json", "part-00000.csv"]
     check_predictions(frame, read_output(sink, "csv", ["id", "prediction"]), models.regressor)
-    assert pa_csv is not None
