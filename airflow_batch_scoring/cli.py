@@ -2,7 +2,7 @@
 
     batch-scoring score --model models:/churn@champion --source file:///data/in.csv --sink file:///data/out/ \\
         --replicas 2 --passthrough id
-    batch-scoring manifest file:///data/out/
+    batch-scoring manifest file:///data/out/ [--summary | --field totals.rows_out]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 
+from airflow_batch_scoring.cli_support import pick, read_storage_options, summary
 from airflow_batch_scoring.errors import BatchScoringError
 
 
@@ -40,9 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--no-schema-check", action="store_true", help="pass input columns to the model unchecked")
     score.add_argument("--probabilities", action="store_true", help="add probability_<class> columns")
     score.add_argument("--if-exists", choices=["replace", "fail"], default="replace")
+    score.add_argument(
+        "--on-bad-rows", choices=["fail", "quarantine"], default="fail",
+        help="fail at the first bad row, or quarantine bad rows into <sink>/_errors/ and score the rest",
+    )
+    score.add_argument("--max-bad-rows", type=int, default=None, help="quarantine: fail when more rows are bad")
+    score.add_argument(
+        "--max-bad-fraction", type=float, default=None,
+        help="quarantine: fail when a larger share of the rows read is bad (default 0.1)",
+    )
+    score.add_argument(
+        "--job-id",
+        default=None,
+        help="name the run: a failed run keeps its finished shards, and re-running the same command with the same "
+        "--job-id scores only the rest (default: a new name each time, no resume)",
+    )
     score.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    score.add_argument("--registry-uri", default=None, help="MLflow registry URI (default: the tracking URI)")
+    score.add_argument("--part-size", type=int, default=None, help="bytes per read request and upload part")
+    score.add_argument("--write-concurrency", type=int, default=None, help="parts of one S3 object uploaded at once")
     manifest = commands.add_parser("manifest", help="print the manifest of a finished job's output folder")
-    manifest.add_argument("output", help="the sink folder (file:///...)")
+    manifest.add_argument("output", help="the sink folder (file://, s3://, gs://, abfs://)")
+    view = manifest.add_mutually_exclusive_group()
+    view.add_argument("--summary", action="store_true", help="print a few readable lines instead of the JSON")
+    view.add_argument("--field", help="print one value by its dotted path, e.g. totals.rows_out or model.version")
+    for command in (score, manifest):
+        command.add_argument(
+            "--storage-options", metavar="FILE",
+            help='a JSON file of fsspec options: {"source": {...}, "sink": {...}} (credentials stay out of argv)',
+        )
     return parser
 
 
@@ -57,9 +84,13 @@ def _score(args: argparse.Namespace) -> dict:
     )
     sink = DataSpec.parse({"uri": args.sink, "format": args.sink_format, "header": args.sink_header}, "sink")
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
-        model = process_model(args.model, folder, tracking_uri=args.tracking_uri)
+        model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+        options = read_storage_options(args.storage_options)
+        sizes = {name: value for name, value in (("part_size", args.part_size),
+                                                 ("write_concurrency", args.write_concurrency)) if value}
         job, files = prepare_job(
-            job_id=f"cli-{uuid.uuid4().hex[:12]}",
+            job_id=args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
+            attempt=f"cli-{uuid.uuid4().hex[:8]}",
             model=model,
             source=source,
             sink=sink,
@@ -70,16 +101,21 @@ def _score(args: argparse.Namespace) -> dict:
             output_schema=args.output_schema,
             schema_check=not args.no_schema_check,
             predict_probabilities=args.probabilities,
+            on_bad_rows=args.on_bad_rows,
+            max_bad_rows=args.max_bad_rows,
+            max_bad_fraction=args.max_bad_fraction,
+            storage_options=options,
+            **sizes,
         )
         return execute_job(job, files, log=lambda line: print(line, file=sys.stderr, flush=True),
-                           if_exists=args.if_exists)
+                           if_exists=args.if_exists, keep_on_failure=bool(args.job_id), storage_options=options)
 
 
 def _manifest(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.runtime.commit import MANIFEST, SUCCESS
 
-    fs, path = filesystem(args.output)
+    fs, path = filesystem(args.output, read_storage_options(args.storage_options)["sink"])
     path = path.rstrip("/")
     if not fs.exists(f"{path}/{SUCCESS}"):
         raise BatchScoringError(f"{args.output} holds no finished output (no {SUCCESS}); the job has not published.")
@@ -94,7 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     except BatchScoringError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    if args.command == "manifest" and args.summary:
+        print(summary(result))
+    elif args.command == "manifest" and args.field:
+        try:
+            value = pick(result, args.field)
+        except BatchScoringError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(value if isinstance(value, str) else json.dumps(value, indent=2, default=str))
+    else:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

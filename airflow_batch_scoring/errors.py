@@ -59,3 +59,23 @@ class ModelError(BatchScoringError):
 
 class ReplicaError(BatchScoringError):
     """A scoring replica failed; the message carries the replica's own error."""
+
+
+class StorageError(BatchScoringError):
+    """A store (object storage, a database) could not be reached or failed while a replica read or wrote."""
+
+
+_UNREACHABLE = ("ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                "ServiceUnavailable", "ServerDisconnectedError", "ClientConnectorError", "TimeoutError")
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says a store could not be reached, whatever its client library."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (ConnectionError, TimeoutError)):
+            return True
+        if any(cls.__name__ in _UNREACHABLE for cls in type(seen).__mro__):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -52,11 +52,24 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "port", "password"],
                     "relabeling": {"host": "Tracking URI (alternative)"},
-                    "placeholders": {"host": "https://mlflow.example.com"},
+                    "placeholders": {
+                        "host": "https://mlflow.example.com",
+                        "tracking_uri": "https://mlflow.example.com",
+                        "registry_uri": "https://mlflow-registry.example.com",
+                    },
                 },
             }
         ],
-        "extra-links": ["airflow_batch_scoring.links.OutputLocationLink"],
+        "extra-links": [
+            "airflow_batch_scoring.links.OutputLocationLink",
+            "airflow_batch_scoring.links.ModelVersionLink",
+        ],
+        "triggers": [
+            {
+                "integration-name": "Batch Scoring",
+                "python-modules": ["airflow_batch_scoring.triggers.kubernetes"],
+            }
+        ],
         "integrations": [
             {
                 "integration-name": "Batch Scoring",

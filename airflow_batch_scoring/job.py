@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.sql_spec import SQL_KEYS, is_sql_spec, parse_sql_keys
 
 FORMATS = ("csv", "jsonl", "parquet")
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
@@ -93,14 +94,31 @@ class DataSpec:
     :param columns: CSV without header: the column names in file order (default: the model's input columns).
     :param conn_id: the Airflow connection that grants access (resolved by the operator, never by the runtime).
     :param newlines_in_values: CSV only: quoted values may hold line breaks; then files are never split.
+    :param table: SQL: the source or sink table (``table`` or ``schema.table``), see :mod:`~.sql_spec`.
+    :param query: SQL source: a SELECT statement, its placeholders bound from ``parameters``.
+    :param parameters: SQL source: the query's parameters (a mapping, or a list for positional placeholders).
+    :param partition_column: SQL source: a numeric or date column whose min-max range is split between replicas.
+    :param mode: SQL sink: ``append``, ``replace`` or ``upsert``.
+    :param merge_keys: SQL sink, ``upsert``: the columns that identify a row.
     """
 
-    uri: str
+    uri: str = ""
     format: str = ""
     header: bool = False
     columns: list[str] | None = None
     conn_id: str | None = None
     newlines_in_values: bool = False
+    table: str | None = None
+    query: str | None = None
+    parameters: dict[str, Any] | list[Any] | None = None
+    partition_column: str | None = None
+    mode: str | None = None
+    merge_keys: list[str] | None = None
+
+    @property
+    def is_sql(self) -> bool:
+        """Whether this spec names a SQL table or query (rather than files)."""
+        return bool(self.table or self.query)
 
     @classmethod
     def parse(cls, value: DataSpec | Mapping[str, Any] | str, role: str) -> DataSpec:
@@ -118,6 +136,11 @@ class DataSpec:
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigurationError(f"Unknown {role} key(s) {unknown}: the keys are {sorted(known)}.")
+        if is_sql_spec(value):
+            return cls(conn_id=value.get("conn_id") or None, **parse_sql_keys(value, role))
+        for key in SQL_KEYS:
+            if value.get(key) is not None and value.get(key) != []:
+                raise ConfigurationError(f"{role}[{key!r}] is for SQL tables: set {role}['table'] (or a query) too.")
         uri = value.get("uri")
         if not uri or not isinstance(uri, str):
             raise ConfigurationError(f"{role}['uri'] is required, e.g. 'file:///data/{role}/'.")
@@ -151,6 +174,8 @@ class Piece:
     end: int = -1
     row_groups: list[int] | None = None
     rows: int | None = None
+    #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.io.sql_source`).
+    sql_range: dict[str, Any] | None = None
 
 
 @dataclass
@@ -192,12 +217,18 @@ class ModelSpec:
 class ScoringJob:
     """Everything a replica needs to score its shard, as one JSON document.
 
-    :param job_id: unique per run attempt; names the staging folder.
+    :param job_id: unique per run (every attempt of one run shares it); names the staging folder.
+    :param attempt: names this attempt of the run (``try2``); staged part names carry it, and only the attempt
+        holding the run's lease may publish (see :mod:`airflow_batch_scoring.runtime.resume`).
     :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.
     :param part_size: bytes per read request and per multipart-upload part (at least 5 MiB is used for
         uploads), and the unit in which a large text file is split between replicas.
     :param write_concurrency: parts of one output object uploaded at once (S3 and S3-compatible stores).
+    :param on_bad_rows: ``"fail"`` at the first bad row, or ``"quarantine"`` bad rows into ``<sink>/_errors/``
+        (see :mod:`airflow_batch_scoring.io.bad_rows`).
+    :param max_bad_rows: quarantine: the run fails when more rows are bad (``None``: no count limit).
+    :param max_bad_fraction: quarantine: the run fails when a larger share of the rows read is bad.
     """
 
     job_id: str
@@ -214,6 +245,10 @@ class ScoringJob:
     predict_probabilities: bool = False
     part_size: int = DEFAULT_PART_SIZE
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    attempt: str = "try1"
+    on_bad_rows: str = "fail"
+    max_bad_rows: int | None = None
+    max_bad_fraction: float | None = None
 
     @property
     def replicas(self) -> int:

@@ -1,9 +1,10 @@
-"""Extra links of the batch scoring task: where its output is."""
+"""Extra links of the batch scoring task: where its output is, and the model version it used."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
@@ -47,3 +48,51 @@ class OutputLocationLink(BaseOperatorLink):
     def persist(cls, context: Context, url: str) -> None:
         """Store the link in XCom before scoring starts, so it works while the task runs."""
         context["ti"].xcom_push(key=cls.key, value=url)
+
+
+def model_version_url(registry_uri: str | None, name: str | None, version: str | int | None) -> str | None:
+    """The MLflow UI page of a registered model version, when the registry is an MLflow server (http or https).
+
+    A local store (``sqlite:``, a folder, ``databricks``) has no page to link: ``None``. Credentials in the URI
+    (``https://user:password@host``) are dropped.
+    """
+    if not registry_uri or not name or version in (None, ""):
+        return None
+    parts = urlsplit(registry_uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return f"{base}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version), safe='')}"
+
+
+def registry_uri_of(tracking_uri: str | None, registry_uri: str | None = None) -> str | None:
+    """The registry the model came from: the given registry or tracking URI, else MLflow's environment variables."""
+    return (registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+class ModelVersionLink(BaseOperatorLink):
+    """Links a task to the model version it used, on the MLflow server's UI (no link for a local store)."""
+
+    name = "Model version"
+    key = "batch_scoring_model_version"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        value = XCom.get_value(key=self.key, ti_key=ti_key)
+        return value if isinstance(value, str) else ""
+
+    @classmethod
+    def persist(cls, context: Context, model: Any, tracking_uri: str | None = None,
+                registry_uri: str | None = None) -> str | None:
+        """Store the link of ``model`` (a ModelSpec from the registry) once it is resolved.
+
+        :return: the URL, or ``None`` when the model has no registry page.
+        """
+        name = getattr(model, "source_model_name", None) or getattr(model, "name", None)
+        version = getattr(model, "source_model_version", None) or getattr(model, "version", None)
+        url = model_version_url(registry_uri_of(tracking_uri, registry_uri), name, version)
+        if url:
+            context["ti"].xcom_push(key=cls.key, value=url)
+        return url

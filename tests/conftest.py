@@ -81,3 +81,15 @@ def fake_gcs():
     server = start_fake_gcs(SESSION_DIR / "fake-gcs")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL (initdb into a temporary folder, 127.0.0.1, a free port), stopped by pg_ctl at the end."""
+    from servers import postgres_bin, start_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install -y postgresql")
+    server = start_postgres()
+    yield server
+    server.stop()

@@ -41,6 +41,13 @@ class Server:
     process: subprocess.Popen
     endpoint: str
     log: Path
+    command: list[str] | None = None
+    ready_url: str | None = None
+
+    def restart(self) -> None:
+        """Start the stopped server again with the same command (same ports, same data folder)."""
+        assert self.command and self.ready_url and self.process.poll() is not None
+        self.process = _start(self.name, self.command, self.log.parent, self.ready_url).process
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -75,7 +82,7 @@ def _start(name: str, command: list[str], folder: Path, ready_url: str, ok: tupl
         process.kill()
         raise RuntimeError(f"{name} did not become ready: {log.read_text()[-2000:]}")
     endpoint = ready_url.split("/", 3)
-    return Server(name, process, "/".join(endpoint[:3]), log)
+    return Server(name, process, "/".join(endpoint[:3]), log, command, ready_url)
 
 
 def start_seaweedfs(folder: Path) -> Server:
@@ -144,3 +151,86 @@ def start_fake_gcs(folder: Path) -> Server:
         "-public-host", f"127.0.0.1:{port}",
     ]
     return _start("fake-gcs-server", command, folder, f"http://127.0.0.1:{port}/storage/v1/b")
+
+
+# --- PostgreSQL (SQL sources and sinks) -------------------------------------------------------------------------
+
+PG_USER, PG_PASSWORD, PG_DATABASE = "scoring", "pg-Pa55word-Zr7Kq", "scoring"
+
+
+def postgres_bin() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl``: the newest /usr/lib/postgresql/<version>/bin, else PATH."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]), reverse=True)
+    if versions:
+        return versions[0].parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@dataclass
+class PostgresServer:
+    folder: Path
+    bin: Path
+    port: int
+    as_postgres: list[str]
+    user: str = PG_USER
+    password: str = PG_PASSWORD
+    database: str = PG_DATABASE
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL (with the password: tests only)."""
+        return f"postgresql+psycopg://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
+
+    def connection(self) -> dict:
+        """An Airflow connection (``AIRFLOW_CONN_*`` JSON) to this server."""
+        return {"conn_type": "postgres", "host": "127.0.0.1", "port": self.port, "login": self.user,
+                "password": self.password, "schema": self.database}
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.as_postgres, str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    """initdb into a fresh folder, start on a free port of 127.0.0.1 (socket in the folder), create the database.
+
+    PostgreSQL refuses to run as root: then every command runs as the ``postgres`` user (``runuser``), which owns the
+    folder. The folder is made outside the session folder, which only root may enter.
+    """
+    import tempfile
+
+    binaries = postgres_bin()
+    if binaries is None:
+        raise FileNotFoundError("PostgreSQL is not installed (no initdb): apt-get install -y postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="batch-scoring-pg-"))
+    (folder / "sock").mkdir()
+    (folder / "pw").write_text(PG_PASSWORD + "\n")
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+        for path in folder.iterdir():
+            shutil.chown(path, "postgres")
+    subprocess.run(
+        [*as_postgres, str(binaries / "initdb"), "-D", str(folder / "data"), "-U", PG_USER, f"--pwfile={folder / 'pw'}",
+         "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+        check=True, capture_output=True, timeout=120,
+    )
+    port = free_port()
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder / 'sock'} -c fsync=off -c max_connections=100"
+    subprocess.run(
+        [*as_postgres, str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w",
+         "-o", options, "start"],
+        check=True, capture_output=True, timeout=120,
+    )
+    server = PostgresServer(folder, binaries, port, as_postgres)
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    return server

@@ -36,7 +36,7 @@ def test_score_and_manifest_commands(models: Models, tmp_path: Path):
         subprocess.run([str(BIN / "batch-scoring"), "manifest", sink], capture_output=True, text=True,
                        check=True).stdout
     )
-    assert manifest["totals"] == {"rows_in": 999, "rows_out": 999}
+    assert manifest["totals"] == {"rows_in": 999, "rows_out": 999, "rows_bad": 0}
     bad = subprocess.run([str(BIN / "batch-scoring"), "manifest", (tmp_path / "none").as_uri()],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no _SUCCESS" in bad.stderr
@@ -86,9 +86,10 @@ def test_example_dag_runs_as_is(tmp_path: Path):
     assert manifest["model"]["resolved_uri"] == "models:/demo-churn/1"
 
 
-def test_example_dags_import_cleanly_with_tags_doc_and_owner():
+def test_example_dags_import_cleanly_with_tags_doc_and_owner(monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
+    monkeypatch.syspath_prepend(str(ROOT / "dags"))  # as Airflow puts its DAGS_FOLDER on sys.path
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     assert bag.dags

@@ -67,7 +67,7 @@ def test_predictions_equal_model_predict(models: Models, tmp_path: Path, kind: s
     check_predictions(frame, output, models.estimator(kind))
     assert (sink / "_SUCCESS").exists()
     manifest = json.loads((sink / "_manifest.json").read_text())
-    assert manifest["totals"] == {"rows_in": len(frame), "rows_out": len(frame)}
+    assert manifest["totals"] == {"rows_in": len(frame), "rows_out": len(frame), "rows_bad": 0}
     assert [s["rows_in"] for s in manifest["shards"]] and sum(s["rows_in"] for s in manifest["shards"]) == len(frame)
     assert len(manifest["shards"]) == replicas
     assert not (sink / "_temporary").exists()

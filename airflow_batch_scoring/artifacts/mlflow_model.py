@@ -116,6 +116,13 @@ def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str 
 
     os.makedirs(target, exist_ok=True)
     try:
+        match = re.fullmatch(r"models:/([^/@]+)/(\d+)(/.*)?", uri)
+        if match and (tracking_uri or registry_uri):
+            # MLflow's models:/ artifact repository reads the registry from the process-wide settings, not from the
+            # registry_uri argument: ask an explicit client where the version's files are, and download those.
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+            location = client.get_model_version_download_uri(match.group(1), match.group(2))
+            uri = location.rstrip("/") + (match.group(3) or "")
         # Explicit URIs, never mlflow.set_*_uri: those change the process (and its children's) environment.
         return mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=target, tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri

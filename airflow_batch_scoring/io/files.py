@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -56,6 +57,8 @@ def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tu
     :raises ConfigurationError: for a scheme no installed fsspec implementation serves.
     """
     uri = normalize_uri(uri)
+    if uri.startswith("file://") and "%" in uri:
+        uri = unquote(uri)  # a file URI is percent-encoded (RFC 8089): pathlib writes day=1 as day%3D1
     try:
         fs, path = url_to_fs(uri, **dict(storage_options or {}))
     except (ValueError, ImportError) as err:

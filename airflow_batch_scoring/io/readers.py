@@ -4,7 +4,9 @@ Every reader yields tables whose columns are the model's input columns (under th
 schema's types) followed by the passthrough columns (under their names in the input). A value that cannot be read or
 coerced stops the read with an :class:`~airflow_batch_scoring.errors.InputError` naming the file, the line (or row),
 the column and the value. Text formats find that line by bisecting the failed block, so the fast path never pays for
-error reporting.
+error reporting. With a bad-row handler set (``on_bad_rows="quarantine"``, see
+:mod:`airflow_batch_scoring.io.bad_rows`), a failed block is split instead into its good runs, which are read as
+usual and in order, and its bad lines (or Parquet rows), which go to the handler with a reason code.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, BinaryIO
 
 import fsspec
@@ -23,6 +27,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io.bad_rows import BadRow, raw_text, salvage
 from airflow_batch_scoring.io.textblocks import count_lines_before, iter_blocks, range_bounds, split_lines
 from airflow_batch_scoring.job import DataSpec, Piece
 from airflow_batch_scoring.schema import Column, ColumnType, column_type_of_arrow
@@ -67,6 +73,15 @@ class ColumnMap:
         return pa.Table.from_arrays(arrays, names=names)
 
 
+def _delimiter_hint(available: list[str]) -> str:
+    """A hint when a CSV header was read as one column because the file uses another delimiter."""
+    if len(available) == 1:
+        for delimiter in (";", "\t", "|"):
+            if delimiter in available[0]:
+                return f" The header seems to use {delimiter!r} as its delimiter, where a comma is expected."
+    return ""
+
+
 def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMap:
     """Match the plan's columns to the file's columns, ignoring case.
 
@@ -80,7 +95,7 @@ def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMa
         if name.lower() not in by_key:
             raise InputError(
                 f"the passthrough column is missing; the input has columns {available}. "
-                "Fix passthrough_columns (or source['columns'] for a CSV without header).",
+                "Fix passthrough_columns (or source['columns'] for a CSV without header)." + _delimiter_hint(available),
                 path=path,
                 column=name,
             )
@@ -96,7 +111,7 @@ def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMa
             raise InputError(
                 f"the model's input column is missing; the input has columns {available}. Add the column to the "
                 "input, fix source['columns'] (the names of a CSV without header, in file order), or fix the "
-                "input schema.",
+                "input schema." + _delimiter_hint(available),
                 path=path,
                 column=column.name,
             )
@@ -116,6 +131,26 @@ def _cast_fails(array: pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> b
     return False
 
 
+def bad_indices(array: pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> list[int]:
+    """Return the indices of every value of ``array`` that cannot be cast to ``arrow_type``, in order.
+
+    Slices are halved until they cast, so ``k`` bad values among ``n`` cost about ``2k log n`` vectorised casts.
+    """
+    found: list[int] = []
+    stack = [(0, len(array))]
+    while stack:
+        low, high = stack.pop()
+        if low >= high or not _cast_fails(array.slice(low, high - low), arrow_type):
+            continue
+        if high - low == 1:
+            found.append(low)
+            continue
+        middle = (low + high) // 2
+        stack.append((middle, high))
+        stack.append((low, middle))
+    return found
+
+
 def first_bad_index(array: pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> int:
     """Return the index of the first value of ``array`` that cannot be cast to ``arrow_type`` (by bisection)."""
     low, high = 1, len(array)
@@ -133,10 +168,64 @@ class _CastFailure(Exception):
         super().__init__(column)
         self.column, self.index, self.value, self.arrow_type = column, index, value, arrow_type
 
+    @property
+    def expected(self) -> str:
+        return column_type_of_arrow(self.arrow_type).value
+
     def message(self) -> str:
         return (
             f"value {self.value!r} cannot be read as {_type_name(self.arrow_type)}. Fix the value, or the column's "
             "type in the input schema (input_schema), or set schema_check=False to pass columns unchecked."
+        )
+
+    def diagnosis(self) -> Diagnosis:
+        return Diagnosis(bad_rows.TYPE_MISMATCH, self.message(), self.column, self.value, self.expected)
+
+
+@dataclass
+class Diagnosis:
+    """Why one line (or row) cannot be read: a reason code (see :mod:`airflow_batch_scoring.io.bad_rows`), a message,
+    and the column, value and expected type when one value is at fault."""
+
+    reason: str
+    message: str
+    column: str | None = None
+    value: Any = None
+    expected: str | None = None
+
+
+class _LeadingBadRows:
+    """Tells a file that is wrong as a whole from a file with a few bad rows, for quarantine.
+
+    A piece that starts at its file's first data row and meets only bad rows, LEADING_BAD_LINES of them or up to the
+    file's end, is a file error (a wrong delimiter, a wrong type for a whole column), not bad rows.
+    """
+
+    def __init__(self, path: str, applies: bool, unit: str = "line"):
+        self.path, self.applies, self.unit = path, applies, unit
+        self.good = False
+        self.bad = 0
+        self.first: BadRow | None = None
+
+    def add(self, bad: BadRow) -> None:
+        if self.good or not self.applies:
+            return
+        self.bad += 1
+        self.first = self.first or bad
+        if self.bad >= bad_rows.LEADING_BAD_LINES:
+            raise self._error(f"none of its first {self.bad} {self.unit}s can be read")
+
+    def finish(self, whole_file: bool) -> None:
+        if self.applies and whole_file and not self.good and self.bad:
+            raise self._error(f"none of its {self.bad} {self.unit}(s) can be read")
+
+    def _error(self, what: str) -> InputError:
+        assert self.first is not None
+        return InputError(
+            f"{what} ({self.first.reason}; the first: {self.first.describe()}). The file as a whole does not match "
+            "the expected layout: check the delimiter (a comma), header=True/False, source['columns'], the format "
+            "and the column types. on_bad_rows='quarantine' sets aside single bad rows, not whole files.",
+            path=self.path,
         )
 
 
@@ -171,6 +260,8 @@ class PieceReader:
         self.block_size = block_size
         #: bytes of text consumed so far (for progress); stays 0 for Parquet.
         self.bytes_done = 0
+        #: receives each bad row (quarantine); ``None`` stops at the first bad row (fail).
+        self.on_bad_row: Callable[[BadRow], None] | None = None
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         raise NotImplementedError
@@ -178,39 +269,110 @@ class PieceReader:
     def _path(self, piece: Piece) -> str:
         return self.fs._strip_protocol(piece.path)
 
+    def _open(self, piece: Piece) -> BinaryIO:
+        """Open the piece's file for reading.
+
+        :raises InputError: when it vanished, is a folder, or cannot be read (permissions, the store refused).
+        """
+        try:
+            return self.fs.open(self._path(piece), "rb", block_size=self.block_size)
+        except FileNotFoundError as err:
+            raise InputError("the input file disappeared after it was listed; re-run.", path=piece.path) from err
+        except IsADirectoryError as err:
+            raise InputError(
+                "is a folder, not a file, though it was listed as a file (it was replaced meanwhile?); "
+                "remove it from the input or fix the source URI.", path=piece.path,
+            ) from err
+        except PermissionError as err:
+            raise InputError(
+                f"cannot be read: access was refused ({err}). Check the file's permissions, or the rights of the "
+                "source's connection on that object.", path=piece.path,
+            ) from err
+        except OSError as err:
+            raise InputError(
+                f"cannot be opened ({type(err).__name__}: {err}); check that it is a readable file.", path=piece.path
+            ) from err
+
 
 class _TextReader(PieceReader):
     """Shared logic of the line-delimited formats: byte ranges, blocks and locating a bad line."""
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         path = self._path(piece)
-        try:
-            f = self.fs.open(path, "rb", block_size=self.block_size)
-        except FileNotFoundError as err:
-            raise InputError("the input file disappeared after it was listed; re-run.", path=piece.path) from err
-        with f:
+        with self._open(piece) as f:
             size = self.fs.size(path)
             first, last = range_bounds(f, piece.start, piece.end, size)
             prologue, columns = self.open_file(f, piece)
             first = max(first, prologue)
+            leading = _LeadingBadRows(piece.path, applies=piece.start <= 0)
+            lines_before: int | None = None  # newlines before ``first`` (counted once, on the first bad line)
+            lines_seen = 0  # newlines in the blocks read so far (counted only when quarantining)
             for offset, block in iter_blocks(f, first, last, self.block_size):
                 self.bytes_done += len(block)
                 try:
                     table = self.parse(block, columns, piece)
                 except (pa.ArrowInvalid, _CastFailure, UnicodeDecodeError) as err:
-                    raise self._locate(f, offset, block, columns, piece, err) from None
-                if table.num_rows:
-                    yield columns.output(table)
+                    if self.on_bad_row is None:
+                        raise self._locate(f, offset, block, columns, piece, err) from None
+                    if lines_before is None:
+                        position = f.tell()
+                        lines_before = count_lines_before(f, first)
+                        f.seek(position)
+                    yield from self._quarantine(block, columns, piece, lines_before + lines_seen, leading)
+                else:
+                    if table.num_rows:
+                        leading.good = True
+                        yield columns.output(table)
+                if self.on_bad_row is not None:
+                    lines_seen += block.count(b"\n")
+            leading.finish(whole_file=first <= prologue and last >= size)
+
+    def units(self, block: bytes) -> list[bytes]:
+        """Cut a block into the units a bad row is made of (lines; CSV records with quoted line breaks)."""
+        return split_lines(block)
+
+    def _quarantine(
+        self, block: bytes, columns: ColumnMap, piece: Piece, lines_before: int, leading: _LeadingBadRows
+    ) -> Iterator[pa.Table]:
+        """Yield the good runs of a block that failed, in order, and hand each bad line to ``on_bad_row``."""
+        assert self.on_bad_row is not None
+        units = self.units(block)
+        newlines: list[int] | None = None
+
+        def parse(data: bytes) -> pa.Table:
+            return columns.output(self.parse(data, columns, piece, partial=True))
+
+        for item in salvage(units, parse, (pa.ArrowInvalid, _CastFailure, UnicodeDecodeError)):
+            if isinstance(item, pa.Table):
+                if item.num_rows:
+                    leading.good = True
+                    yield item
+                continue
+            if newlines is None:
+                newlines = list(accumulate((unit.count(b"\n") for unit in units), initial=0))
+            diagnosis = self.diagnose(units[item], columns)
+            bad = BadRow(
+                diagnosis.reason, piece.path, line=lines_before + newlines[item] + 1, column=diagnosis.column,
+                value=diagnosis.value, expected_type=diagnosis.expected, message=diagnosis.message,
+                raw=raw_text(units[item]),
+            )
+            self.on_bad_row(bad)
+            leading.add(bad)
 
     def open_file(self, f: BinaryIO, piece: Piece) -> tuple[int, ColumnMap]:
         """Read what precedes the data (a header) and map the columns; return the data's first offset."""
         raise NotImplementedError
 
-    def parse(self, block: bytes, columns: ColumnMap, piece: Piece) -> pa.Table:
+    def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
+        """Parse and coerce a block of whole lines.
+
+        :param partial: the block is a run of lines cut out of a failed block (quarantine): columns it lacks are
+            nulls, as they would have been in the whole block.
+        """
         raise NotImplementedError
 
-    def diagnose(self, line: bytes, columns: ColumnMap) -> tuple[str | None, str]:
-        """Explain why one line fails: ``(column or None, message)``."""
+    def diagnose(self, line: bytes, columns: ColumnMap) -> Diagnosis:
+        """Explain why one line fails."""
         raise NotImplementedError
 
     def _fails(self, block: bytes, columns: ColumnMap, piece: Piece) -> bool:
@@ -234,15 +396,52 @@ class _TextReader(PieceReader):
         line_number = count_lines_before(f, offset) + low
         bad_line = lines[low - 1] if lines else b""
         if not self._fails(bad_line, columns, piece) and not isinstance(err, _CastFailure):
-            # The failure needs more than one line (e.g. an unterminated quote): report the parser's own words.
-            return InputError(f"cannot be parsed: {err}", path=piece.path, line=line_number)
-        column, message = self.diagnose(bad_line, columns)
-        return InputError(message, path=piece.path, line=line_number, column=column)
+            diagnosis = self.in_context(bad_line, columns, err)
+        else:
+            diagnosis = self.diagnose(bad_line, columns)
+        return InputError(diagnosis.message, path=piece.path, line=line_number, column=diagnosis.column)
+
+    def in_context(self, line: bytes, columns: ColumnMap, err: Exception) -> Diagnosis:
+        """Explain a line that reads alone but fails after the lines before it (``err``: the block's error)."""
+        diagnosis = self.diagnose(line, columns)
+        if diagnosis.reason != bad_rows.MALFORMED_ROW:
+            return diagnosis
+        return Diagnosis(bad_rows.MALFORMED_ROW, f"cannot be parsed: {err}")
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _csv_fields(line: bytes) -> list[str]:
-    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+    text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
     return next(csv.reader([text]), [])
+
+
+def _unclosed_quote(line: bytes) -> bool:
+    """Whether a CSV line ends inside a quoted value (its closing quote is missing)."""
+    text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    try:
+        for _ in csv.reader([text], strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def _csv_records(block: bytes) -> list[bytes]:
+    """Cut a block into CSV records whose quoted values may hold line breaks (a record ends on an even quote count)."""
+    records: list[bytes] = []
+    pending: list[bytes] = []
+    quotes = 0
+    for line in split_lines(block):
+        pending.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            records.append(b"".join(pending))
+            pending, quotes = [], 0
+    if pending:
+        records.append(b"".join(pending))
+    return records
 
 
 class CsvReader(_TextReader):
@@ -260,7 +459,7 @@ class CsvReader(_TextReader):
                 header.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise InputError("the header line is not UTF-8 text.", path=piece.path, line=1) from err
-            names = _csv_fields(header)
+            names = _csv_fields(header)  # (a UTF-8 byte order mark before the header is dropped)
             if not names or not any(names):
                 raise InputError("the header line is empty (header=True was set).", path=piece.path, line=1)
             prologue = len(header)
@@ -277,7 +476,10 @@ class CsvReader(_TextReader):
         self._names = names
         return prologue, resolve_columns(names, self.plan, piece.path)
 
-    def parse(self, block: bytes, columns: ColumnMap, piece: Piece) -> pa.Table:
+    def units(self, block: bytes) -> list[bytes]:
+        return _csv_records(block) if self.spec.newlines_in_values else split_lines(block)
+
+    def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
         types = {source: t for _, source, t in columns.model if t is not None}
         for name, arrow_type in self._passthrough_types.items():
             types.setdefault(name, arrow_type)
@@ -287,6 +489,8 @@ class CsvReader(_TextReader):
             parse_options=pa_csv.ParseOptions(newlines_in_values=self.spec.newlines_in_values),
             convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns.source_names),
         )
+        if not self.spec.newlines_in_values and b'"' in block:
+            self._check_quotes(block, table)
         if table.num_rows and len(self._passthrough_types) < len(columns.passthrough):
             # Fix the passthrough columns' types on the first rows, so that every part has the same schema.
             for name in columns.passthrough:
@@ -298,16 +502,63 @@ class CsvReader(_TextReader):
                 self._passthrough_types.setdefault(name, arrow_type)
         return table
 
-    def diagnose(self, line: bytes, columns: ColumnMap) -> tuple[str | None, str]:
+    @staticmethod
+    def _check_quotes(block: bytes, table: pa.Table) -> None:
+        """Refuse a quote left open: Arrow would read the following lines into that value and lose them as rows.
+
+        :raises pa.ArrowInvalid: when the block has fewer rows than non-empty lines, or its last line ends inside
+            quotes.
+        """
+        import numpy as np  # (counts newlines twice as fast as bytes.count; only for blocks holding a quote)
+
+        newlines = int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
+        if table.num_rows < newlines + (not block.endswith(b"\n")):  # (or blank lines: count the lines with text)
+            lines = sum(1 for line in block.splitlines() if line)
+            if table.num_rows < lines:
+                raise pa.ArrowInvalid(
+                    f"CSV parse error: {lines} lines hold only {table.num_rows} rows: a quoted value runs over a "
+                    "line break (an unclosed quote?)"
+                )
+        end = len(block)
+        while end and block[end - 1] in b"\r\n":
+            end -= 1
+        last = block[max(block.rfind(b"\n", 0, end), block.rfind(b"\r", 0, end)) + 1 : end]  # (no copy of the block)
+        if b'"' in last and _unclosed_quote(last):
+            raise pa.ArrowInvalid("CSV parse error: the last line ends inside a quoted value (an unclosed quote)")
+
+    def diagnose(self, line: bytes, columns: ColumnMap) -> Diagnosis:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as err:
-            return None, f"the line is not UTF-8 text ({err})."
+            return Diagnosis(
+                bad_rows.INVALID_UTF8,
+                f"the line is not UTF-8 text ({err}); write the file as UTF-8.",
+            )
+        if not self.spec.newlines_in_values and _unclosed_quote(line):
+            return Diagnosis(
+                bad_rows.MALFORMED_ROW,
+                "the line has a quote that is never closed; close it (a quote inside a quoted value is written "
+                "twice: \"\"), or set source['newlines_in_values']=True if quoted values hold line breaks.",
+            )
         values = _csv_fields(line)
         if len(values) != len(self._names):
-            return None, (
+            reason = bad_rows.MISSING_FIELDS if len(values) < len(self._names) else bad_rows.EXTRA_FIELDS
+            hints = []
+            text = line.decode("utf-8")
+            if len(values) == 1:
+                hints.extend(
+                    f"it seems to use {d!r} as its delimiter, where a comma is expected" for d in (";", "\t", "|")
+                    if d in text
+                )
+            if not line.endswith((b"\n", b"\r")) and len(values) < len(self._names):
+                hints.append("it is the file's last line and has no line break: the file may have been cut short")
+            if len(values) > len(self._names):
+                hints.append("a value that holds a comma must be quoted")
+            return Diagnosis(
+                reason,
                 f"the line has {len(values)} field(s) where {len(self._names)} are expected "
-                f"({', '.join(self._names)}). Check the delimiter (a comma), the quoting, and source['columns']."
+                f"({', '.join(self._names)}){': ' + '; '.join(hints) if hints else ''}. Check the delimiter "
+                "(a comma), the quoting, and source['columns'].",
             )
         position = {name: i for i, name in enumerate(self._names)}
         for name, source, arrow_type in columns.model:
@@ -321,8 +572,8 @@ class CsvReader(_TextReader):
                 )
             except pa.ArrowInvalid:
                 value = values[position[source]]
-                return name, _CastFailure(name, 0, value, arrow_type).message()
-        return None, "the line cannot be parsed; check its quoting."
+                return _CastFailure(name, 0, value, arrow_type).diagnosis()
+        return Diagnosis(bad_rows.MALFORMED_ROW, "the line cannot be parsed; check its quoting.")
 
 
 class JsonLinesReader(_TextReader):
@@ -331,29 +582,74 @@ class JsonLinesReader(_TextReader):
     def open_file(self, f: BinaryIO, piece: Piece) -> tuple[int, ColumnMap]:
         return 0, ColumnMap([], [])
 
-    def parse(self, block: bytes, columns: ColumnMap, piece: Piece) -> pa.Table:
+    def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
         table = pa_json.read_json(pa.BufferReader(block), read_options=pa_json.ReadOptions(use_threads=True))
         if not table.num_rows:
             return table
+        if partial:
+            table = self._add_missing(table)
         mapped = resolve_columns(table.column_names, self.plan, piece.path)
         columns.model, columns.passthrough = mapped.model, mapped.passthrough
         return coerce(table, columns)
 
-    def diagnose(self, line: bytes, columns: ColumnMap) -> tuple[str | None, str]:
+    def in_context(self, line: bytes, columns: ColumnMap, err: Exception) -> Diagnosis:
+        diagnosis = super().in_context(line, columns, err)
+        changed = re.search(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)", str(err))
+        if diagnosis.reason != bad_rows.MALFORMED_ROW or not changed:
+            return diagnosis
+        name, before, after = changed.groups()
+        record = json.loads(line)
+        value = next((v for k, v in record.items() if k.lower() == name.lower()), None)
+        return Diagnosis(
+            bad_rows.TYPE_MISMATCH,
+            f"value {value!r} is a JSON {after} where the lines before it hold a {before} ({err}). Fix the value, or "
+            "give the model's input schema (input_schema) to check each value against its column's type.",
+            column=name,
+            value=value,
+        )
+
+    def _add_missing(self, table: pa.Table) -> pa.Table:
+        """Add the model and passthrough columns a run of lines lacks, as nulls (as in the block they came from)."""
+        present = {name.lower() for name in table.column_names}
+        wanted = [(c.name, c.type.arrow_type) for c in self.plan.model_columns or []]
+        wanted += [(name, pa.null()) for name in self.plan.passthrough]
+        for name, arrow_type in wanted:
+            if name.lower() not in present:
+                table = table.append_column(name, pa.nulls(table.num_rows, arrow_type))
+                present.add(name.lower())
+        return table
+
+    def diagnose(self, line: bytes, columns: ColumnMap) -> Diagnosis:
         try:
-            record = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as err:
-            return None, f"the line is not valid JSON ({err}); each line must hold one JSON object."
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Diagnosis(bad_rows.INVALID_UTF8, f"the line is not UTF-8 text ({err}); write the file as UTF-8.")
+        try:
+            record = json.loads(text.lstrip("\ufeff"))
+        except ValueError as err:
+            return Diagnosis(
+                bad_rows.INVALID_JSON,
+                f"the line is not valid JSON ({err}); each line must hold one JSON object"
+                + ("; it is the file's last line and has no line break: the file may have been cut short."
+                   if not line.endswith((b"\n", b"\r")) else "."),
+            )
         if not isinstance(record, dict):
-            return None, f"the line holds a JSON {type(record).__name__}, not an object."
+            return Diagnosis(
+                bad_rows.NOT_AN_OBJECT,
+                f"the line holds a JSON {type(record).__name__}, not an object; each line must hold one JSON object "
+                'such as {"f0": 1.5, ...}.',
+            )
         by_key = {k.lower(): v for k, v in record.items()}
-        for name, _, arrow_type in columns.model:
+        for column in self.plan.model_columns or [] if self.plan.coerce else []:
+            name, arrow_type = column.name, column.type.arrow_type
             value = by_key.get(name.lower())
-            if arrow_type is None or value is None:
+            if value is None:
                 continue
             if isinstance(value, (dict, list)) or _cast_fails(pa.array([value]), arrow_type):
-                return name, _CastFailure(name, 0, value, arrow_type).message()
-        return None, "the line's values change type against earlier lines; check the column types."
+                return _CastFailure(name, 0, value, arrow_type).diagnosis()
+        return Diagnosis(
+            bad_rows.MALFORMED_ROW, "the line's values change type against earlier lines; check the column types."
+        )
 
 
 class ParquetReader(PieceReader):
@@ -364,8 +660,7 @@ class ParquetReader(PieceReader):
         self.batch_size = batch_size
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
-        path = self._path(piece)
-        with self.fs.open(path, "rb", block_size=self.block_size) as f:
+        with self._open(piece) as f:
             try:
                 parquet = pq.ParquetFile(f)
             except (pa.ArrowInvalid, OSError) as err:
@@ -378,6 +673,7 @@ class ParquetReader(PieceReader):
             starts = [0]
             for index in range(parquet.num_row_groups):
                 starts.append(starts[-1] + parquet.metadata.row_group(index).num_rows)
+            leading = _LeadingBadRows(piece.path, applies=not groups or groups[0] == 0, unit="row")
             for group in groups:
                 row = starts[group]
                 try:
@@ -389,28 +685,76 @@ class ParquetReader(PieceReader):
                         try:
                             table = coerce(table, columns)
                         except _CastFailure as failure:
-                            raise InputError(
-                                failure.message(), path=piece.path, row=row + failure.index + 1, column=failure.column
-                            ) from None
+                            if self.on_bad_row is None:
+                                raise InputError(
+                                    failure.message(), path=piece.path, row=row + failure.index + 1,
+                                    column=failure.column,
+                                ) from None
+                            table = self._quarantine(table, columns, piece, row, leading)
                         row += batch.num_rows
-                        yield columns.output(table)
+                        if table.num_rows:
+                            leading.good = True
+                            yield columns.output(table)
                 except (pa.ArrowInvalid, OSError) as err:
                     raise InputError(
                         f"row group {group} cannot be read ({err}); the file is damaged: replace it.", path=piece.path
                     ) from err
+            leading.finish(whole_file=sorted(groups) == list(range(parquet.num_row_groups)))
+
+    def _quarantine(
+        self, table: pa.Table, columns: ColumnMap, piece: Piece, first_row: int, leading: _LeadingBadRows
+    ) -> pa.Table:
+        """Hand the rows whose values do not fit their types to ``on_bad_row``; return the others, coerced."""
+        assert self.on_bad_row is not None
+        bad: dict[int, tuple[str, str, pa.DataType]] = {}
+        for name, source, arrow_type in columns.model:
+            array = table.column(source)
+            if arrow_type is None or array.type == arrow_type or not _cast_fails(array, arrow_type):
+                continue
+            for index in bad_indices(array, arrow_type):
+                bad.setdefault(index, (name, source, arrow_type))
+        sources = columns.source_names
+        for index in sorted(bad):
+            name, source, arrow_type = bad[index]
+            failure = _CastFailure(name, index, table.column(source)[index].as_py(), arrow_type)
+            values = {source_name: table.column(source_name)[index].as_py() for source_name in sources}
+            record = BadRow(
+                bad_rows.TYPE_MISMATCH, piece.path, row=first_row + index + 1, column=name, value=failure.value,
+                expected_type=failure.expected, message=failure.message(),
+                raw=json.dumps(values, default=str, ensure_ascii=False),
+            )
+            self.on_bad_row(record)
+            leading.add(record)
+        keep = [True] * table.num_rows
+        for index in bad:
+            keep[index] = False
+        return coerce(table.filter(pa.array(keep)), columns)
 
 
 def make_reader(
-    spec: DataSpec, plan: ReadPlan, fs: fsspec.AbstractFileSystem, *, block_size: int, batch_size: int
+    spec: DataSpec,
+    plan: ReadPlan,
+    fs: fsspec.AbstractFileSystem,
+    *,
+    block_size: int,
+    batch_size: int,
+    on_bad_row: Callable[[BadRow], None] | None = None,
 ) -> PieceReader:
-    """Return the reader of ``spec.format``."""
+    """Return the reader of ``spec.format``.
+
+    :param on_bad_row: receives each row that cannot be read or coerced (quarantine); ``None`` raises
+        :class:`InputError` at the first one.
+    """
     readers: dict[str, Callable[..., PieceReader]] = {
         "csv": CsvReader,
         "jsonl": JsonLinesReader,
     }
     if spec.format == "parquet":
-        return ParquetReader(spec, plan, fs, block_size, batch_size=batch_size)
-    return readers[spec.format](spec, plan, fs, block_size)
+        reader: PieceReader = ParquetReader(spec, plan, fs, block_size, batch_size=batch_size)
+    else:
+        reader = readers[spec.format](spec, plan, fs, block_size)
+    reader.on_bad_row = on_bad_row
+    return reader
 
 
 def column_types_of(table: pa.Table) -> list[dict[str, str]]:

@@ -11,16 +11,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import storage_options
+from airflow_batch_scoring.io.bad_rows import BadRowPolicy
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
-from airflow_batch_scoring.links import OutputLocationLink, output_location_url
+from airflow_batch_scoring.lineage import operator_lineage, record_lineage
+from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink, output_location_url
+from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
-RUNTIMES = ("local",)
+RUNTIMES = ("local", "kubernetes")
 
 
 class BatchScoringOperator(BaseOperator):
@@ -34,26 +39,44 @@ class BatchScoringOperator(BaseOperator):
     :param model: the model: ``models:/name@alias``, ``models:/name/version``, ``runs:/<run>/<path>``, an MLflow model
         folder, or a scikit-learn ``.joblib``/``.pkl`` file. (templated)
     :param source: where to read: ``{"uri": ..., "format": "csv"|"jsonl"|"parquet", "header": False,
-        "columns": [...], "conn_id": ...}``; the URI names a file, a folder or a glob. (templated)
+        "columns": [...], "conn_id": ...}``; the URI names a file, a folder or a glob. Or a SQL table or query:
+        ``{"conn_id": ..., "table": "schema.table"}``, ``{"conn_id": ..., "query": "SELECT ...", "parameters": {...},
+        "partition_column": "id"}`` (any connection whose hook is a ``DbApiHook``). (templated)
     :param sink: the output folder: ``{"uri": ..., "format": ..., "header": False}``; the format defaults to the
-        source's. (templated)
+        source's. Or a SQL table: ``{"conn_id": ..., "table": ..., "mode": "append"|"replace"|"upsert",
+        "merge_keys": [...]}``, written in one transaction. (templated)
     :param batch_size: rows per batch read, predicted and written; memory grows with it, not with the input.
         (templated)
     :param replicas: parallel replicas; each scores its own shard and every input row exactly once. (templated)
-    :param runtime: where replicas run: ``"local"`` (processes on the worker).
+    :param runtime: where replicas run: ``"local"`` (processes on the worker) or ``"kubernetes"`` (the pods of one
+        Indexed Job; source and sink on an object store; see ``kubernetes``).
+    :param kubernetes: the Kubernetes runtime's settings: ``image`` (required), ``namespace``, ``resources``,
+        ``node_selector``, ``tolerations``, ``affinity``, ``service_account_name``, ``labels``, ``annotations``,
+        ``image_pull_secrets``, ``env_vars``, ``active_deadline_seconds``, ``ttl_seconds_after_finished``,
+        ``backoff_limit``, ``parallelism``, ``kubernetes_conn_id``, ``in_cluster``, ``config_file``,
+        ``cluster_context``, ``deferrable``, ``poll_interval``, ``on_finish_action`` (see
+        :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`). (templated)
     :param passthrough_columns: input columns copied to the output beside the predictions (e.g. an id). (templated)
     :param input_schema: the model's input columns as ``[{"name": ..., "type": ...}]`` (types Boolean, Time64,
         Float32, Float64, Int32, Int64, String); overrides the MLflow signature. (templated)
     :param output_schema: names (and types) of the model's outputs, in order; one column renames ``prediction``.
         (templated)
     :param schema_check: check and coerce the input to the schema; ``False`` passes columns through unchecked.
-    :param predict_probabilities: add a ``probability_<class>`` column per class (classifiers).
+        (templated)
+    :param predict_probabilities: add a ``probability_<class>`` column per class (classifiers). (templated)
     :param if_exists: ``"replace"`` a previous output in the sink folder, or ``"fail"``.
     :param mlflow_tracking_uri: the MLflow tracking/registry URI; default ``MLFLOW_TRACKING_URI``. (templated)
     :param part_size: bytes per read request and per upload part (multipart uploads use at least 5 MiB), and the
         unit in which large text files are split between replicas. (templated)
     :param write_concurrency: parts of one output object uploaded at once to S3 or an S3-compatible store (GCS and
         Azure uploads stream one part after another). (templated)
+    :param on_bad_rows: ``"fail"`` (default): stop at the first row that cannot be read or coerced, naming its file,
+        line (or Parquet row), column, value and expected type; ``"quarantine"``: write each such row with a reason
+        code to ``<sink>/_errors/`` and score the others. Errors about a whole file fail in both modes. (templated)
+    :param max_bad_rows: with quarantine, fail the run (publishing nothing) when more rows than this are bad;
+        default ``None``: no count limit. (templated)
+    :param max_bad_fraction: with quarantine, fail the run when the bad rows' share of the rows read is larger
+        (0 to 1); default ``0.1``. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -68,10 +91,16 @@ class BatchScoringOperator(BaseOperator):
         "mlflow_tracking_uri",
         "part_size",
         "write_concurrency",
+        "on_bad_rows",
+        "kubernetes",
+        "max_bad_rows",
+        "max_bad_fraction",
+        "schema_check",
+        "predict_probabilities",
     )
     template_fields_renderers = {"source": "json", "sink": "json", "input_schema": "json", "output_schema": "json"}
     ui_color = "#d6eaf8"
-    operator_extra_links = (OutputLocationLink(),)
+    operator_extra_links = (OutputLocationLink(), ModelVersionLink())
 
     def __init__(
         self,
@@ -91,6 +120,10 @@ class BatchScoringOperator(BaseOperator):
         mlflow_tracking_uri: str | None = None,
         part_size: int | str = DEFAULT_PART_SIZE,
         write_concurrency: int | str = DEFAULT_WRITE_CONCURRENCY,
+        on_bad_rows: str = "fail",
+        max_bad_rows: int | str | None = None,
+        max_bad_fraction: float | str | None = None,
+        kubernetes: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,26 +146,43 @@ class BatchScoringOperator(BaseOperator):
         self.mlflow_tracking_uri = mlflow_tracking_uri
         self.part_size = part_size
         self.write_concurrency = write_concurrency
-        self._launcher: LocalLauncher | None = None
+        self.on_bad_rows = on_bad_rows
+        self.max_bad_rows = max_bad_rows
+        self.max_bad_fraction = max_bad_fraction
+        if "{{" not in f"{on_bad_rows}{max_bad_rows}{max_bad_fraction}":
+            BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)  # a wrong value fails at parse time
+        self.kubernetes = kubernetes
+        if runtime == "kubernetes":
+            from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
+
+            KubernetesSettings.check_keys(kubernetes)  # a misspelt setting fails at parse time
+        self._launcher: Any = None
 
     def _job_id(self, context: Context) -> str:
+        """One name for every attempt of this task instance: a retry finds (and resumes) the earlier attempt."""
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
-        return safe_job_id(f"{ti.dag_id}.{ti.task_id}.{map_index}.{ti.run_id}.try{ti.try_number}")
+        return safe_job_id(f"{ti.dag_id}.{ti.task_id}.{map_index}.{ti.run_id}")
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_scoring.artifacts import process_model
 
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
+        if self.runtime == "kubernetes":
+            from airflow_batch_scoring.kubernetes.execution import check_locations
+
+            check_locations(("source", source), ("sink", sink))  # before the model is fetched
         passthrough = self.passthrough_columns
         if isinstance(passthrough, str):
             passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
-        options = {
-            "source": storage_options(source.uri, source.conn_id),
-            "sink": storage_options(sink.uri, sink.conn_id),
-        }
-        OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
+        options = self._storage_options(source, sink)
+        if sink.is_sql:  # the database (no credentials) and the table
+            from airflow_batch_scoring.runtime.sql_commit import sink_location
+
+            OutputLocationLink.persist(context, sink_location(sink, options["sink"]))
+        else:
+            OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         try:
             model = process_model(
@@ -144,8 +194,10 @@ class BatchScoringOperator(BaseOperator):
                 "Model %s resolved to %s (%s, %s)", self.model, model.resolved_uri or model.path, model.flavor,
                 model.digest,
             )
+            ModelVersionLink.persist(context, model, self.mlflow_tracking_uri)
             job, files = prepare_job(
                 job_id=self._job_id(context),
+                attempt=f"try{context['ti'].try_number}",
                 model=model,
                 source=source,
                 sink=sink,
@@ -154,24 +206,71 @@ class BatchScoringOperator(BaseOperator):
                 passthrough_columns=passthrough,
                 input_schema=self.input_schema,
                 output_schema=self.output_schema,
-                schema_check=self.schema_check,
-                predict_probabilities=self.predict_probabilities,
+                schema_check=flag(self.schema_check, "schema_check"),
+                predict_probabilities=flag(self.predict_probabilities, "predict_probabilities"),
                 part_size=self.part_size,
                 write_concurrency=self.write_concurrency,
                 storage_options=options,
+                on_bad_rows=self.on_bad_rows,
+                max_bad_rows=self.max_bad_rows,
+                max_bad_fraction=self.max_bad_fraction,
             )
-            self.log.info(
-                "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
-                sum(f.size for f in files),
-            )
-            self._launcher = LocalLauncher(self.log.info)
-            return execute_job(
-                job, files, storage_options=options, log=self.log.info, launcher=self._launcher,
-                if_exists=self.if_exists,
-            )
+            if not source.is_sql:  # a SQL source's plan is logged by the preflight
+                self.log.info(
+                    "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
+                    sum(f.size for f in files),
+                )
+            if self.runtime == "kubernetes":
+                from airflow_batch_scoring.kubernetes import execution
+
+                summary = execution.run(  # in deferrable mode it defers; execute_complete commits
+                    self, context, job, files, options, if_exists=self.if_exists,
+                    keep_on_failure=context["ti"].try_number <= (self.retries or 0),
+                )
+            else:
+                self._launcher = LocalLauncher(self.log.info)
+                summary = execute_job(
+                    job, files, storage_options=options, log=self.log.info, launcher=self._launcher,
+                    if_exists=self.if_exists,
+                    # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
+                    keep_on_failure=context["ti"].try_number <= (self.retries or 0),
+                )
+            self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+            return summary
         finally:
             self._launcher = None
             shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
+        """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
+        return {
+            "source": sql_secrets(source) if source.is_sql else storage_options(source.uri, source.conn_id),
+            "sink": sql_secrets(sink) if sink.is_sql else storage_options(sink.uri, sink.conn_id),
+        }
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Resume after the Kubernetes Job finished (``kubernetes={"deferrable": True}``): say why indexes failed,
+        or commit the output."""
+        from airflow_batch_scoring.kubernetes import execution
+
+        source = DataSpec.parse(self.source, "source")
+        sink = DataSpec.parse(self.sink, "sink")
+        options = self._storage_options(source, sink)
+        try:
+            summary = execution.complete(
+                self, context, event, options, if_exists=self.if_exists,
+                keep_on_failure=context["ti"].try_number <= (self.retries or 0),
+            )
+        finally:
+            self._launcher = None
+        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+        return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage input and output datasets (named by the OpenLineage naming spec), with schema facets and the
+        output's row count; needs ``apache-airflow-providers-openlineage`` (imported only when this is called)."""
+        return operator_lineage(getattr(self, "_lineage", None))
 
     def on_kill(self) -> None:
         if self._launcher is not None:

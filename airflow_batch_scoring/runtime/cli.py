@@ -1,7 +1,11 @@
 """The runtime's command line: ``run-shard`` scores one shard of a ScoringJob given as JSON.
 
-``--shard`` defaults to ``JOB_COMPLETION_INDEX`` (set by a Kubernetes Indexed Job). Errors a user can cause print one
-``BATCH_SCORING_ERROR {json}`` line for the launcher and exit with code 2; anything else exits 1 with a traceback.
+``--shard`` defaults to ``JOB_COMPLETION_INDEX`` (set by a Kubernetes Indexed Job); with ``--shards 1,3`` the pod of
+completion index ``i`` scores the i-th listed shard (a retry re-runs only the shards that did not finish). Credentials
+come from stdin (``--secrets-stdin``, local replicas) or from a file (``--secrets-file``, a mounted Kubernetes Secret).
+A model staged on an object store (``model.path`` is a URI) is downloaded and its digest checked before it is loaded.
+Errors a user can cause print one ``BATCH_SCORING_ERROR {json}`` line for the launcher and exit with code 2; anything
+else exits 1 with a traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import traceback
 
-from airflow_batch_scoring.errors import BatchScoringError
+from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, is_unreachable
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.local import ERROR_MARKER
+from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
 from airflow_batch_scoring.runtime.secrets import read_secrets
 
 
@@ -25,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run-shard", help="score one shard of a ScoringJob")
     run.add_argument("--job", required=True, help="path of the ScoringJob JSON ('-' reads it from stdin)")
     run.add_argument("--shard", type=int, default=None, help="shard index (default: $JOB_COMPLETION_INDEX)")
+    run.add_argument("--shards", default=None, help="shard numbers by completion index, e.g. '1,3' (a partial re-run)")
     run.add_argument("--secrets-stdin", action="store_true", help="read storage options as JSON from stdin")
+    run.add_argument("--secrets-file", default=None, help="read storage options as JSON from this file")
     run.add_argument("--progress-interval", type=float, default=float(os.environ.get("BATCH_SCORING_PROGRESS_S", 10)))
     return parser
 
@@ -37,12 +45,37 @@ def _emit(line: str) -> None:
 def run_shard_command(args: argparse.Namespace) -> int:
     from airflow_batch_scoring.runtime.engine import run_shard
 
-    shard = args.shard if args.shard is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "-1"))
+    shard = shard_of(args.shard, args.shards, os.environ.get("JOB_COMPLETION_INDEX"))
     with open(args.job) as f:
         job = ScoringJob.from_json(f.read())
-    secrets = read_secrets(args.secrets_stdin)
-    run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
+    secrets = read_secrets(args.secrets_stdin, args.secrets_file)
+    if not is_remote(job.model.path):
+        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
+        job.model.path = fetch_model(job.model.path, secrets.get("sink"), folder, job.model.digest)
+        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
     return 0
+
+
+def shard_of(shard: int | None, shards: str | None, completion_index: str | None) -> int:
+    """The shard this replica scores: ``--shard``, else the completion index (mapped through ``--shards``).
+
+    :raises ConfigurationError: when neither is given or the index is outside the ``--shards`` list.
+    """
+    if shard is not None:
+        return shard
+    if completion_index is None or not completion_index.strip().isdigit():
+        raise ConfigurationError(
+            "No shard to score: pass --shard N, or run as a pod of an Indexed Job (JOB_COMPLETION_INDEX)."
+        )
+    index = int(completion_index)
+    if not shards:
+        return index
+    numbers = [int(part) for part in shards.split(",") if part.strip()]
+    if index >= len(numbers):
+        raise ConfigurationError(f"Completion index {index} has no shard in --shards {shards!r}.")
+    return numbers[index]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,5 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as err:
         traceback.print_exc(file=sys.stdout)
+        if is_unreachable(err):
+            message = (
+                f"a store could not be reached while the replica read or wrote ({type(err).__name__}: {err}). "
+                "Nothing was published; shards that finished are kept for a retry. Check that the store is up "
+                "and reachable from the replicas, then retry."
+            )
+            _emit(ERROR_MARKER + json.dumps({"type": "StorageError", "message": message}))
+            return 1
         _emit(ERROR_MARKER + json.dumps({"type": "ReplicaError", "message": f"{type(err).__name__}: {err}"}))
         return 1

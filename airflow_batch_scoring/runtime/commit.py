@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.io import bad_rows
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.runtime.shards import ShardReport, report_name
+from airflow_batch_scoring.runtime.resume import check_lease
+from airflow_batch_scoring.runtime.shards import ShardReport, published_name, report_name
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
@@ -21,7 +23,7 @@ STAGING = "_temporary"
 
 
 def staging_uri(sink_uri: str, job_id: str) -> str:
-    """The staging folder of one job attempt, inside the sink folder (so that publishing is a rename)."""
+    """The staging folder of one run (shared by its attempts), inside the sink folder (so publishing is a rename)."""
     return f"{sink_uri.rstrip('/')}/{STAGING}/{job_id}"
 
 
@@ -70,20 +72,27 @@ def publish(
     storage_options: Mapping[str, Any] | None,
     if_exists: str = "replace",
 ) -> list[str]:
-    """Move the staged parts into the sink folder, then write the manifest and ``_SUCCESS``; return the parts' URIs."""
+    """Move the staged parts into the sink folder, then write the manifest and ``_SUCCESS``; return the parts' URIs.
+
+    :raises SupersededError: when a newer attempt of the run holds the lease (checked before anything moves).
+    """
     check_sink(job, storage_options, if_exists)
+    check_lease(job, storage_options)
     fs, sink = filesystem(job.sink.uri, storage_options)
     _, staging = filesystem(job.staging_uri, storage_options)
     previous = _previous_output(fs, sink)
     for name in sorted(previous, key=lambda n: n != SUCCESS):  # _SUCCESS goes first
         fs.rm(f"{sink}/{name}")
+    bad_rows.remove_published_errors(fs, sink)  # a previous run's _errors/ goes with its parts
     if is_local(fs):
         fs.makedirs(sink, exist_ok=True)
     published = []
     for report in reports:
         for part in report.parts:
-            fs.mv(f"{staging}/{part}", f"{sink}/{part}")
-            published.append(fs.unstrip_protocol(f"{sink}/{part}"))
+            final = published_name(part)
+            fs.mv(f"{staging}/{part}", f"{sink}/{final}")
+            published.append(fs.unstrip_protocol(f"{sink}/{final}"))
+    bad_rows.publish_errors(fs, staging, sink, reports, published_name)  # quarantined rows -> <sink>/_errors/
     with fs.open(f"{sink}/{MANIFEST}", "w") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     with fs.open(f"{sink}/{SUCCESS}", "w") as f:

@@ -6,15 +6,19 @@ an Airflow run are the same run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io import bad_rows
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
 from airflow_batch_scoring.job import (
     DEFAULT_PART_SIZE,
@@ -24,13 +28,24 @@ from airflow_batch_scoring.job import (
     ScoringJob,
     infer_format,
 )
-from airflow_batch_scoring.runtime import commit
+from airflow_batch_scoring.runtime import commit, resume
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.runtime.planner import plan_shards
+from airflow_batch_scoring.runtime.preflight import preflight
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.schema import ModelSchema
 
 IF_EXISTS = ("replace", "fail")
+
+
+class Launcher(Protocol):
+    """Runs the replicas of a job (:class:`LocalLauncher`, or the Kubernetes launcher)."""
+
+    def run(self, job_path: str, replicas: int, secrets: Any = None, env: Any = None, shards: Any = None) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 DEFAULT_BATCH_SIZE = 100_000
 
 
@@ -70,6 +85,7 @@ def format_of_listing(uri: str, files: list[InputFile]) -> str:
 def prepare_job(
     *,
     job_id: str,
+    attempt: str = "try1",
     model: ModelSpec,
     source: DataSpec,
     sink: DataSpec,
@@ -83,9 +99,14 @@ def prepare_job(
     part_size: int = DEFAULT_PART_SIZE,
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    on_bad_rows: str = "fail",
+    max_bad_rows: int | str | None = None,
+    max_bad_fraction: float | str | None = None,
 ) -> tuple[ScoringJob, list[InputFile]]:
     """List the inputs, check the sink's bucket, plan the shards and build the ScoringJob.
 
+    :param job_id: names the run; every attempt of one run shares it (and its staging folder, for resuming).
+    :param attempt: names this attempt of the run (letters, digits, ``_`` and ``-``).
     :param storage_options: fsspec options of the ``source`` and the ``sink`` (from their connections).
     :raises InputError: when the input does not exist, is empty or cannot be read, or the sink's bucket is missing.
     :raises ConfigurationError: for an invalid parameter.
@@ -95,14 +116,33 @@ def prepare_job(
     batch_size = positive_int(batch_size, "batch_size")
     part_size = positive_int(part_size, "part_size")
     write_concurrency = positive_int(write_concurrency, "write_concurrency")
-    files = list_inputs(source.uri, options.get("source"), conn_id=source.conn_id)
-    check_sink_root(sink.uri, options.get("sink"), sink.conn_id)
-    if not source.format:
-        source.format = format_of_listing(source.uri, files)
-    if not sink.format:
-        sink.format = source.format
-    source_fs, _ = filesystem(source.uri, options.get("source"))
-    shards = plan_shards(source, files, replicas, source_fs, part_size)
+    policy = bad_rows.BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)
+    files = [] if source.is_sql else list_inputs(source.uri, options.get("source"), conn_id=source.conn_id)
+    if sink.is_sql:  # SQL tables: see io/sql_source.py and runtime/sql_commit.py (imported only when used)
+        from airflow_batch_scoring.runtime import sql_commit
+
+        sql_commit.check_sink(sink, options.get("sink"))
+    else:
+        check_sink_root(sink.uri, options.get("sink"), sink.conn_id)
+    if source.is_sql:
+        if policy.quarantine:
+            raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL source yet; use 'fail'.")
+        from airflow_batch_scoring.io import sql_source
+        from airflow_batch_scoring.io.readers import ReadPlan
+
+        schema = ModelSchema.parse(input_schema) or ModelSchema.parse(model.input_schema)
+        shards = sql_source.plan_shards(
+            source, options.get("source"), replicas,
+            ReadPlan(list(schema.columns) if schema else None, schema_check, list(passthrough_columns or [])),
+        )
+        sink.format = sink.format or ("" if sink.is_sql else "parquet")
+    else:
+        if not source.format:
+            source.format = format_of_listing(source.uri, files)
+        if not sink.format and not sink.is_sql:
+            sink.format = source.format
+        source_fs, _ = filesystem(source.uri, options.get("source"))
+        shards = plan_shards(source, files, replicas, source_fs, part_size)
     parsed_input = ModelSchema.parse(input_schema)
     parsed_output = ModelSchema.parse(output_schema)
     job = ScoringJob(
@@ -120,8 +160,28 @@ def prepare_job(
         predict_probabilities=predict_probabilities,
         part_size=part_size,
         write_concurrency=write_concurrency,
+        attempt=re.sub(r"[^A-Za-z0-9_-]+", "_", str(attempt)) or "try1",
+        on_bad_rows=policy.mode,
+        max_bad_rows=policy.max_bad_rows,
+        max_bad_fraction=policy.max_bad_fraction,
     )
+    if sink.is_sql:
+        from airflow_batch_scoring.io.sql_sink import staging_location
+
+        job.staging_uri = staging_location(job)
     return job, files
+
+
+def schema_hash(columns: list[dict[str, str]] | None) -> str | None:
+    """``sha256:<hex>`` of a schema's columns (names lower-cased, in order), to compare runs' schemas at a glance."""
+    if not columns:
+        return None
+    canonical = json.dumps([[c["name"].lower(), c["type"]] for c in columns])
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _policy(job: ScoringJob) -> bad_rows.BadRowPolicy:
+    return bad_rows.BadRowPolicy.parse(job.on_bad_rows, job.max_bad_rows, job.max_bad_fraction)
 
 
 def build_manifest(
@@ -132,11 +192,13 @@ def build_manifest(
     duration = (finished - started).total_seconds()
     rows_in = sum(r.rows_in for r in reports)
     rows_out = sum(r.rows_out for r in reports)
+    rows_bad = sum(r.rows_bad for r in reports)
     first = next((r for r in reports if r.output_columns), None)
     from airflow_batch_scoring import __version__
 
     return {
         "job_id": job.job_id,
+        "attempt": job.attempt,
         "package_version": __version__,
         "runtime": runtime,
         "model": {
@@ -155,17 +217,83 @@ def build_manifest(
         },
         "output": {"uri": job.sink.uri, "format": job.sink.format, "header": job.sink.header},
         "input_schema": first.input_schema if first else job.input_schema,
+        "schema_hash": schema_hash(first.input_schema if first else job.input_schema),
         "output_columns": first.output_columns if first else None,
         "schema_check": job.schema_check,
         "replicas": job.replicas,
         "batch_size": job.batch_size,
         "shards": [r.to_dict() for r in reports],
-        "totals": {"rows_in": rows_in, "rows_out": rows_out},
+        "totals": {"rows_in": rows_in, "rows_out": rows_out, "rows_bad": rows_bad},
+        "bad_rows": bad_rows.manifest_section(_policy(job), reports, job.sink.uri),
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "duration_s": round(duration, 3),
         "rows_per_s": round(rows_in / duration, 1) if duration > 0 else None,
     }
+
+
+@dataclass
+class JobStart:
+    """What :func:`begin_job` found: the shards to run, the shards an earlier attempt completed, when the run began.
+
+    It is JSON-able, so a deferred task (the Kubernetes runtime) can hand it to the commit after resuming.
+    """
+
+    todo: list[int]
+    resumed: list[int]
+    started: str
+    clock: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"todo": self.todo, "resumed": self.resumed, "started": self.started}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobStart:
+        return cls(todo=list(data["todo"]), resumed=list(data["resumed"]), started=data["started"])
+
+
+def begin_job(
+    job: ScoringJob,
+    files: list[InputFile],
+    *,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    if_exists: str = "replace",
+    resume_shards: bool = True,
+    runtime: str = "local",
+) -> JobStart:
+    """Check the sink, preflight the input, take the run's lease and find the shards still to score."""
+    if if_exists not in IF_EXISTS:
+        raise ConfigurationError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}.")
+    options = storage_options or {}
+    if job.sink.is_sql:  # staging tables, then one commit transaction: runtime/sql_commit.py
+        from airflow_batch_scoring.runtime import sql_commit
+
+        return sql_commit.begin_job(job, files, storage_options=options, log=log, if_exists=if_exists, runtime=runtime)
+    sink_options = options.get("sink")
+    commit.check_sink(job, sink_options, if_exists)
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    if job.source.is_sql:  # a table has no listing to fingerprint: a retry scores every shard again
+        from airflow_batch_scoring.io import sql_source
+
+        sample_rows = sql_source.preflight(job, options.get("source"))
+        log(f"Preflight: read {sample_rows:,} sample rows; {sql_source.plan_text(job)}: OK")
+    else:
+        sample_rows = preflight(job, files, options.get("source"))
+        log(f"Preflight: read {sample_rows:,} sample rows from {min(len(files), 20)} of {len(files)} input file(s): OK")
+    resumption = resume.begin_attempt(job, files, sink_options, resume=resume_shards and not job.source.is_sql)
+    if resumption.reason:
+        log(f"Not resuming: {resumption.reason}.")
+    todo = [shard for shard in range(job.replicas) if shard not in resumption.completed]
+    if resumption.completed:
+        log(
+            f"Resuming: shard(s) {sorted(resumption.completed)} completed in an earlier attempt and are kept; "
+            f"scoring shard(s) {todo}"
+        )
+    what = job.source.uri or job.source.table or "the source query"
+    log(f"Scoring {what} with {job.model.resolved_uri or job.model.uri} on {len(todo)} {runtime} replica(s)")
+    return JobStart(todo=todo, resumed=sorted(resumption.completed), started=started.isoformat(), clock=clock)
 
 
 def execute_job(
@@ -174,41 +302,101 @@ def execute_job(
     *,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     log: Callable[[str], None] = print,
-    launcher: LocalLauncher | None = None,
+    launcher: Launcher | None = None,
     if_exists: str = "replace",
+    resume_shards: bool = True,
+    keep_on_failure: bool = False,
 ) -> dict[str, Any]:
-    """Run every replica of ``job`` locally, publish its output, and return the summary.
+    """Preflight the input, run the replicas of the shards not done yet, publish the output, return the summary.
 
-    On any failure the staging folder is removed and nothing is published.
+    Nothing is published unless every shard succeeded, the input is unchanged since it was listed, and this attempt
+    still holds the run's lease (see :mod:`airflow_batch_scoring.runtime.resume`).
+
+    :param launcher: runs the replicas: a :class:`LocalLauncher` (default), or any object with its
+        ``run(job_path, replicas, secrets=..., shards=...)`` and ``kill()`` (the Kubernetes launcher).
+    :param resume_shards: reuse shards an earlier attempt of the same ``job_id`` completed, when the model, the input
+        listing and the options are unchanged.
+    :param keep_on_failure: on failure, keep the completed shards in the staging folder for a retry to resume
+        (the operator sets it while Airflow retries remain); otherwise the staging folder is removed.
     """
-    if if_exists not in IF_EXISTS:
-        raise ConfigurationError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}.")
     options = storage_options or {}
-    sink_options = options.get("sink")
-    commit.check_sink(job, sink_options, if_exists)
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
     launcher = launcher or LocalLauncher(log)
-    log(f"Scoring {job.source.uri} with {job.model.resolved_uri or job.model.uri} on {job.replicas} local replica(s)")
+    runtime = getattr(launcher, "runtime", "local")
+    start = begin_job(
+        job, files, storage_options=options, log=log, if_exists=if_exists, resume_shards=resume_shards,
+        runtime=runtime,
+    )
+
+    def launch() -> None:
+        if start.todo:
+            with tempfile.TemporaryDirectory(prefix="batch-scoring-job-") as folder:
+                job_path = os.path.join(folder, "job.json")
+                with open(job_path, "w") as f:
+                    f.write(job.to_json())
+                launcher.run(job_path, job.replicas, secrets=options, shards=start.todo)
+
+    return finish_job(
+        job, files, start, storage_options=options, log=log, if_exists=if_exists, keep_on_failure=keep_on_failure,
+        runtime=runtime, launch=launch,
+    )
+
+
+def finish_job(
+    job: ScoringJob,
+    files: list[InputFile],
+    start: JobStart,
+    *,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    if_exists: str = "replace",
+    keep_on_failure: bool = False,
+    runtime: str = "local",
+    launch: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``launch`` (the replicas; for a deferred task: judge the finished Job), then read the shard reports,
+    check them and publish the output with its manifest; return the summary.
+
+    On failure the staging folder is removed, unless ``keep_on_failure`` (a retry will resume).
+    """
+    options = storage_options or {}
+    if job.sink.is_sql:
+        from airflow_batch_scoring.runtime import sql_commit
+
+        return sql_commit.finish_job(
+            job, files, start, storage_options=options, log=log, runtime=runtime, launch=launch
+        )
+    sink_options = options.get("sink")
+    started = datetime.fromisoformat(start.started)
     try:
-        with tempfile.TemporaryDirectory(prefix="batch-scoring-job-") as folder:
-            job_path = os.path.join(folder, "job.json")
-            with open(job_path, "w") as f:
-                f.write(job.to_json())
-            launcher.run(job_path, job.replicas, secrets=options)
+        if launch is not None:
+            launch()
         reports = commit.read_reports(job, sink_options)
         rows_in = sum(r.rows_in for r in reports)
-        if rows_in == 0:
+        bad_rows.check_thresholds(_policy(job), rows_in, reports)  # quarantine: too many bad rows fail the run
+        if rows_in == 0 and not sum(r.rows_bad for r in reports):
             raise InputError(
                 f"the input {job.source.uri} holds no data rows (only blank lines or a header); nothing was "
                 "published. Check the input, and header=True/False."
             )
-        manifest = build_manifest(job, files, reports, started, runtime="local")
+        if not job.source.is_sql:
+            resume.check_inputs_unchanged(job, files, options.get("source"))
+        manifest = build_manifest(job, files, reports, started, runtime=runtime)
+        if job.source.is_sql:
+            from airflow_batch_scoring.io import sql_source
+
+            manifest["input"] = sql_source.describe_source(job.source, options.get("source"), job.shards)
+        manifest["resumed_shards"] = list(start.resumed)
         parts = commit.publish(job, reports, manifest, sink_options, if_exists)
+    except resume.SupersededError:
+        raise  # the newer attempt owns the staging folder
     except BaseException:
-        commit.discard(job, sink_options)
+        if not keep_on_failure:
+            commit.discard(job, sink_options)
         raise
-    duration = time.perf_counter() - clock
+    if start.clock is not None:
+        duration = time.perf_counter() - start.clock
+    else:
+        duration = (datetime.now(timezone.utc) - started).total_seconds()
     summary = {
         "output_uri": job.sink.uri,
         "manifest_uri": f"{job.sink.uri.rstrip('/')}/{commit.MANIFEST}",
@@ -221,6 +409,9 @@ def execute_job(
         "model_version": job.model.version,
         "model_digest": job.model.digest,
         "replicas": job.replicas,
+        "resumed_shards": manifest["resumed_shards"],
+        "rows_bad": manifest["totals"]["rows_bad"],
+        "errors_uri": manifest["bad_rows"]["errors_uri"],
     }
     log(
         f"Scored {summary['rows_in']:,} rows into {summary['output_uri']} in {summary['duration_s']:.1f}s "

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
+from airflow_batch_scoring.io.bad_rows import open_error_output
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
 from airflow_batch_scoring.io.writers import make_writer
@@ -133,17 +134,32 @@ def run_shard(
         coerce=job.schema_check,
         passthrough=list(job.passthrough_columns),
     )
-    source_fs, _ = filesystem(job.source.uri, options.get("source"))
-    sink_fs, staging = filesystem(job.staging_uri, options.get("sink"))
-    if is_local(sink_fs):
-        sink_fs.makedirs(staging, exist_ok=True)
-    reader = make_reader(job.source, plan, source_fs, block_size=job.part_size, batch_size=job.batch_size)
-    sink_format = job.sink.format or job.source.format
-    writer = make_writer(
-        sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format)}", header=job.sink.header,
-        part_size=job.part_size,
-        write_concurrency=job.write_concurrency,
-    )
+    errors = None
+    if job.sink.is_sql:  # a staging table per shard (see io/sql_sink.py)
+        from airflow_batch_scoring.io.sql_sink import SqlStagingWriter
+
+        writer: Any = SqlStagingWriter(job, shard, options.get("sink"))
+    else:
+        sink_fs, staging = filesystem(job.staging_uri, options.get("sink"))
+        if is_local(sink_fs):
+            sink_fs.makedirs(staging, exist_ok=True)
+        errors = open_error_output(job, shard, sink_fs, staging)  # on_bad_rows="quarantine" only
+        sink_format = job.sink.format or job.source.format
+        writer = make_writer(
+            sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format, job.attempt)}", header=job.sink.header,
+            part_size=job.part_size,
+            write_concurrency=job.write_concurrency,
+        )
+    if job.source.is_sql:  # key ranges of a table or query (see io/sql_source.py)
+        from airflow_batch_scoring.io.sql_source import SqlReader
+
+        reader: Any = SqlReader(job.source, plan, options.get("source"), batch_size=job.batch_size)
+    else:
+        source_fs, _ = filesystem(job.source.uri, options.get("source"))
+        reader = make_reader(
+            job.source, plan, source_fs, block_size=job.part_size, batch_size=job.batch_size,
+            on_bad_row=errors.add if errors is not None else None,
+        )
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
     total_bytes = sum(max(p.end - p.start, 0) for p in pieces) if job.source.format != "parquet" else 0
@@ -230,13 +246,23 @@ def run_shard(
     except BaseException:
         stop.set()
         writer.abort()
+        if errors is not None:
+            errors.abort()
         raise
     t0 = time.perf_counter()
     report.rows_out = writer.close()
     report.write_s += time.perf_counter() - t0
-    report.parts = [part_name(shard, sink_format)] if report.rows_out else []
+    if job.sink.is_sql:
+        report.parts = writer.parts
+    else:
+        report.parts = [part_name(shard, sink_format, job.attempt)] if report.rows_out else []
+    if errors is not None:
+        errors.finish(report)
     report.duration_s = time.perf_counter() - started
-    with sink_fs.open(f"{staging}/{report_name(shard)}", "w") as f:
-        f.write(json.dumps(report.to_dict()))
+    if job.sink.is_sql:
+        writer.write_report(report.to_dict())
+    else:
+        with sink_fs.open(f"{staging}/{report_name(shard)}", "w") as f:
+            f.write(json.dumps(report.to_dict()))
     progress.update(report.rows_in, None, final=True)
     return report

@@ -86,8 +86,8 @@ def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileS
     total = sum(rows for _, _, rows in groups)
     if total == 0:
         raise InputError(
-            f"the input is empty: {len(files)} Parquet file(s) with 0 rows; check that the upstream job wrote "
-            "its output."
+            f"the input is empty: {len(files)} Parquet file(s) with 0 rows ({', '.join(f.uri for f in files[:3])}); "
+            "check that the upstream job wrote its output."
         )
     shards: list[list[Piece]] = [[] for _ in range(replicas)]
     before = 0

@@ -14,12 +14,17 @@ from typing import Any
 SECRETS_FILE_ENV = "BATCH_SCORING_SECRETS_FILE"
 
 
-def read_secrets(from_stdin: bool) -> dict[str, Any]:
-    """Return ``{"source": {...}, "sink": {...}}`` storage options, or ``{}`` when there are none."""
+def read_secrets(from_stdin: bool, path: str | None = None) -> dict[str, Any]:
+    """Return ``{"source": {...}, "sink": {...}}`` storage options, or ``{}`` when there are none.
+
+    :param from_stdin: read them from the standard input (a local replica).
+    :param path: read them from this file (a pod: the mounted Secret); default ``$BATCH_SCORING_SECRETS_FILE``.
+    """
+    path = path or os.environ.get(SECRETS_FILE_ENV)
     if from_stdin:
         text = sys.stdin.read()
-    elif os.environ.get(SECRETS_FILE_ENV):
-        with open(os.environ[SECRETS_FILE_ENV]) as f:
+    elif path:
+        with open(path) as f:
             text = f.read()
     else:
         return {}

@@ -12,9 +12,18 @@ from typing import Any
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
 
-def part_name(shard: int, fmt: str) -> str:
-    """The file name of shard ``shard``'s part."""
-    return f"part-{shard:05d}.{EXTENSIONS[fmt]}"
+def part_name(shard: int, fmt: str, attempt: str | None = None) -> str:
+    """The file name of shard ``shard``'s part: published as ``part-00001.csv``, staged with the attempt that wrote
+    it (``part-00001.try2.csv``) so that two attempts of one run never write the same object."""
+    middle = f".{attempt}" if attempt else ""
+    return f"part-{shard:05d}{middle}.{EXTENSIONS[fmt]}"
+
+
+def published_name(staged: str) -> str:
+    """The name a staged part is published under: ``part-00001.try2.csv`` -> ``part-00001.csv``."""
+    stem, _, extension = staged.rpartition(".")
+    head = stem.split(".", 1)[0]
+    return f"{head}.{extension}" if head != stem else staged
 
 
 def report_name(shard: int) -> str:
@@ -40,6 +49,12 @@ class ShardReport:
     write_s: float = 0.0
     input_schema: list[dict[str, str]] | None = None
     output_columns: list[dict[str, str]] | None = None
+    #: rows set aside by on_bad_rows="quarantine" (not in rows_in), by reason code, with the first few described.
+    rows_bad: int = 0
+    bad_reasons: dict[str, int] = field(default_factory=dict)
+    bad_examples: list[str] = field(default_factory=list)
+    #: the staged error parts (``_errors/part-00000.try1.jsonl``), relative to the staging folder like ``parts``.
+    error_parts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,348 @@
+"""Bad rows: the ``on_bad_rows`` policy, the quarantine's error output, and the thresholds that fail a run.
+
+``on_bad_rows="fail"`` (the default) stops at the first row that cannot be read or coerced, naming its file, line (or
+Parquet row), column, value and expected type. ``on_bad_rows="quarantine"`` sets each such row aside with a reason
+code into an error output (JSON lines, staged beside the parts as ``_errors/part-NNNNN.<attempt>.jsonl`` and published
+as ``<sink>/_errors/part-NNNNN.jsonl``), scores the good rows of the same batch in order, and fails the run only when
+the bad rows exceed ``max_bad_rows`` or their share of the rows read exceeds ``max_bad_fraction``.
+
+Errors about a whole file (it is not Parquet, cannot be opened, lacks a column, is empty, or none of its first lines
+can be read, as with a wrong delimiter) are not row errors: they fail the run in both modes.
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io.files import is_local
+from airflow_batch_scoring.io.uploads import open_for_upload
+from airflow_batch_scoring.job import MIN_UPLOAD_PART, ScoringJob
+
+ON_BAD_ROWS = ("fail", "quarantine")
+#: quarantine's default ceiling on the share of bad rows: more is a wrong input, not a few bad rows.
+DEFAULT_MAX_BAD_FRACTION = 0.1
+#: the folder of the error output, inside the staging folder and inside the sink.
+ERRORS_FOLDER = "_errors"
+#: a file whose first LEADING_BAD_LINES lines are all bad (or all of whose lines are bad) fails as a whole.
+LEADING_BAD_LINES = 100
+#: examples of bad rows kept in a shard's report (and quoted in a threshold failure).
+EXAMPLES = 3
+#: characters of a bad row's raw text kept in the error output.
+MAX_RAW_CHARS = 65536
+
+# Reason codes written with each quarantined row.
+TYPE_MISMATCH = "type_mismatch"  # a value cannot be read as its column's type (e.g. 'abc' for Float64)
+MISSING_FIELDS = "missing_fields"  # a CSV line with fewer fields than columns (a cut line, a wrong delimiter)
+EXTRA_FIELDS = "extra_fields"  # a CSV line with more fields than columns (an unquoted delimiter in a value)
+MALFORMED_ROW = "malformed_row"  # a CSV line that cannot be parsed (an unclosed quote)
+INVALID_JSON = "invalid_json"  # a JSON lines line that is not JSON
+NOT_AN_OBJECT = "not_an_object"  # a JSON lines line holding an array, a string or a number instead of an object
+INVALID_UTF8 = "invalid_utf8"  # a line that is not UTF-8 text
+REASONS = (TYPE_MISMATCH, MISSING_FIELDS, EXTRA_FIELDS, MALFORMED_ROW, INVALID_JSON, NOT_AN_OBJECT, INVALID_UTF8)
+
+
+@dataclass(frozen=True)
+class BadRowPolicy:
+    """What to do with a row that cannot be read or coerced.
+
+    :param mode: ``"fail"`` or ``"quarantine"``.
+    :param max_bad_rows: quarantine only: the run fails when more rows than this are bad (``None``: no count limit).
+    :param max_bad_fraction: quarantine only: the run fails when the bad rows' share of the rows read is larger
+        (``None`` in fail mode; :data:`DEFAULT_MAX_BAD_FRACTION` when quarantine is asked without one).
+    """
+
+    mode: str = "fail"
+    max_bad_rows: int | None = None
+    max_bad_fraction: float | None = None
+
+    @property
+    def quarantine(self) -> bool:
+        return self.mode == "quarantine"
+
+    @classmethod
+    def parse(cls, on_bad_rows: Any = "fail", max_bad_rows: Any = None, max_bad_fraction: Any = None) -> BadRowPolicy:
+        """Validate the three parameters (templated values arrive as strings).
+
+        :raises ConfigurationError: naming the parameter that is wrong.
+        """
+        mode = str(on_bad_rows if on_bad_rows not in (None, "") else "fail").strip().lower()
+        if mode not in ON_BAD_ROWS:
+            raise ConfigurationError(f"on_bad_rows must be one of {ON_BAD_ROWS}, got {on_bad_rows!r}.")
+        count = _optional_number(max_bad_rows, "max_bad_rows", int)
+        if count is not None and count < 0:
+            raise ConfigurationError(f"max_bad_rows must be 0 or more (or None for no limit), got {max_bad_rows!r}.")
+        share = _optional_number(max_bad_fraction, "max_bad_fraction", float)
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise ConfigurationError(
+                f"max_bad_fraction must be between 0 and 1 (0.01 is 1% of the rows read), got {max_bad_fraction!r}."
+            )
+        if mode == "fail":
+            return cls("fail", None, None)  # the limits only apply to quarantined rows
+        return cls(mode, count, DEFAULT_MAX_BAD_FRACTION if share is None else share)
+
+    def limits(self) -> str:
+        return f"max_bad_rows={self.max_bad_rows}, max_bad_fraction={self.max_bad_fraction}"
+
+
+def _optional_number(value: Any, name: str, kind: type) -> Any:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number, got {value!r}.")
+    try:
+        number = kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number, got {value!r}.") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise ConfigurationError(f"{name} must be a whole number, got {value!r}.")
+    return number
+
+
+@dataclass
+class BadRow:
+    """One quarantined row, as written to the error output (one JSON object per line, every key always present).
+
+    :param reason: one of :data:`REASONS`.
+    :param file: the input file's URI.
+    :param line: the 1-based line number in the file (text formats; a header is line 1).
+    :param row: the 1-based row number in the file (Parquet).
+    :param column: the column at fault, when one is.
+    :param value: the value at fault, when one is.
+    :param expected_type: the column's schema type (``Float64``, ...), when a value is at fault.
+    :param message: what was wrong, in words.
+    :param raw: the line as read (text formats) or the row's values as JSON (Parquet).
+    """
+
+    reason: str
+    file: str
+    line: int | None = None
+    row: int | None = None
+    column: str | None = None
+    value: Any = None
+    expected_type: str | None = None
+    message: str = ""
+    raw: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str, ensure_ascii=False)
+
+    def describe(self) -> str:
+        """``file ..., line 12, column 'f2': message`` (as a fail-mode error would say it)."""
+        return str(InputError(self.message, path=self.file, line=self.line, row=self.row, column=self.column))
+
+
+def raw_text(data: bytes) -> str:
+    """A bad line's text for the error output: decoded leniently, without its line break, capped in length."""
+    text = data.decode("utf-8", errors="replace").rstrip("\r\n")
+    return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + "...(truncated)"
+
+
+def error_part_name(shard: int, attempt: str | None = None) -> str:
+    """The staged name of shard ``shard``'s error output, relative to the staging folder."""
+    middle = f".{attempt}" if attempt else ""
+    return f"{ERRORS_FOLDER}/part-{shard:05d}{middle}.jsonl"
+
+
+def salvage(
+    units: Sequence[bytes], parse: Callable[[bytes], Any], failures: tuple[type[BaseException], ...]
+) -> Iterator[Any]:
+    """Split a block that failed to parse into its good runs and its bad units, in order.
+
+    Yields what ``parse`` returns for each maximal run of units that parses, and the index (an ``int``) of each unit
+    that fails on its own. Runs are halved until they parse, so a block with ``k`` bad lines among ``n`` costs
+    about ``2n + k log n`` units parsed, in Arrow, not line by line in Python. The whole block is assumed to have
+    failed already, so it is not parsed again.
+    """
+    if len(units) <= 1:
+        yield from range(len(units))
+        return
+    middle = len(units) // 2
+    stack = [(middle, len(units)), (0, middle)]
+    while stack:
+        low, high = stack.pop()
+        try:
+            parsed = parse(b"".join(units[low:high]))
+        except failures:
+            if high - low == 1:
+                yield low
+            else:
+                middle = (low + high) // 2
+                stack.append((middle, high))
+                stack.append((low, middle))
+            continue
+        yield parsed
+
+
+@dataclass
+class BadRowCounter:
+    """Counts a shard's bad rows by reason and keeps the first examples (for the report and the messages)."""
+
+    count: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, bad: BadRow) -> None:
+        self.count += 1
+        self.reasons[bad.reason] = self.reasons.get(bad.reason, 0) + 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(_shorten(f"{bad.reason}: {bad.describe()}"))
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class ErrorOutput:
+    """Writes one shard's quarantined rows as JSON lines into the staging folder, opened on the first bad row.
+
+    :param open_file: opens the staged error part for binary writing (the engine passes the store's upload writer).
+    :param max_bad_rows: stop the shard as soon as it alone holds more bad rows than the run may.
+    """
+
+    def __init__(self, open_file: Callable[[], Any], name: str, max_bad_rows: int | None = None):
+        self._open_file = open_file
+        self.name = name
+        self.max_bad_rows = max_bad_rows
+        self.counter = BadRowCounter()
+        self._file: Any = None
+
+    def add(self, bad: BadRow) -> None:
+        """Record ``bad``; raise when the shard alone exceeds ``max_bad_rows``.
+
+        :raises InputError: the count limit's message, with the first reasons.
+        """
+        self.counter.add(bad)
+        if self._file is None:
+            self._file = self._open_file()
+        self._file.write((bad.to_json() + "\n").encode())
+        if self.max_bad_rows is not None and self.counter.count > self.max_bad_rows:
+            raise InputError(
+                f"too many bad rows: this shard alone found more than max_bad_rows={self.max_bad_rows} "
+                f"({_reasons_text(self.counter.reasons)}); nothing was published. First: "
+                f"{'; '.join(self.counter.examples)}. Fix the input, or raise max_bad_rows."
+            )
+
+    def close(self) -> list[str]:
+        """Complete the error part; return its staged name (none when no row was bad)."""
+        if self._file is None:
+            return []
+        self._file.close()
+        self._file = None
+        return [self.name]
+
+    def abort(self) -> None:
+        if self._file is not None:
+            try:
+                (getattr(self._file, "abort", None) or self._file.close)()
+            finally:
+                self._file = None
+
+    def finish(self, report: Any) -> None:
+        """Complete the error part and put the counts into the shard's report."""
+        report.error_parts = self.close()
+        report.rows_bad = self.counter.count
+        report.bad_reasons = dict(sorted(self.counter.reasons.items()))
+        report.bad_examples = list(self.counter.examples)
+
+
+def open_error_output(job: ScoringJob, shard: int, fs: Any, staging: str) -> ErrorOutput | None:
+    """The error output of shard ``shard`` when the job quarantines bad rows (``None`` when it fails on them)."""
+    policy = BadRowPolicy.parse(job.on_bad_rows, job.max_bad_rows, job.max_bad_fraction)
+    if not policy.quarantine:
+        return None
+    name = error_part_name(shard, job.attempt)
+
+    def open_file() -> Any:
+        if is_local(fs):
+            fs.makedirs(f"{staging}/{ERRORS_FOLDER}", exist_ok=True)
+        return open_for_upload(fs, f"{staging}/{name}", max(job.part_size, MIN_UPLOAD_PART), 1)
+
+    return ErrorOutput(open_file, name, policy.max_bad_rows)
+
+
+def _reasons_text(reasons: Mapping[str, int]) -> str:
+    ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{reason}: {count:,}" for reason, count in ordered)
+
+
+def totals(reports: Sequence[Any]) -> dict[str, Any]:
+    """Sum the shards' bad-row counts: ``{"rows_bad", "reasons", "examples"}``."""
+    reasons: dict[str, int] = {}
+    examples: list[str] = []
+    for report in reports:
+        for reason, count in (getattr(report, "bad_reasons", None) or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        examples.extend(getattr(report, "bad_examples", None) or [])
+    rows_bad = sum(getattr(r, "rows_bad", 0) or 0 for r in reports)
+    return {"rows_bad": rows_bad, "reasons": dict(sorted(reasons.items())), "examples": examples[:EXAMPLES]}
+
+
+def check_thresholds(policy: BadRowPolicy, rows_good: int, reports: Sequence[Any]) -> None:
+    """Fail the run when the quarantined rows exceed ``max_bad_rows`` or their share exceeds ``max_bad_fraction``.
+
+    :param rows_good: the rows read that were not bad; the share is ``bad / (good + bad)``.
+    :raises InputError: with the counts, the limits and the first reasons; nothing is published.
+    """
+    summary = totals(reports)
+    bad = summary["rows_bad"]
+    if not bad:
+        return
+    read = rows_good + bad
+    share = bad / read
+    over = []
+    if policy.max_bad_rows is not None and bad > policy.max_bad_rows:
+        over.append(f"more than max_bad_rows={policy.max_bad_rows}")
+    if policy.max_bad_fraction is not None and share > policy.max_bad_fraction:
+        over.append(f"more than max_bad_fraction={policy.max_bad_fraction:g} ({policy.max_bad_fraction:.2%})")
+    if not over:
+        return
+    raise InputError(
+        f"too many bad rows: {bad:,} of the {read:,} rows read ({share:.2%}) are bad, {' and '.join(over)}; "
+        f"nothing was published. Reasons: {_reasons_text(summary['reasons'])}. First: "
+        f"{'; '.join(summary['examples'])}. Fix the input, or raise the limits (on_bad_rows='quarantine', "
+        "max_bad_rows, max_bad_fraction)."
+    )
+
+
+def manifest_section(policy: BadRowPolicy, reports: Sequence[Any], sink_uri: str) -> dict[str, Any]:
+    """The manifest's ``bad_rows`` entry: the policy, the counts by reason, and where the error output is."""
+    summary = totals(reports)
+    parts = sorted(p for r in reports for p in (getattr(r, "error_parts", None) or []))
+    return {
+        "on_bad_rows": policy.mode,
+        "max_bad_rows": policy.max_bad_rows,
+        "max_bad_fraction": policy.max_bad_fraction,
+        "rows_bad": summary["rows_bad"],
+        "reasons": summary["reasons"],
+        "errors_uri": errors_uri(sink_uri) if parts else None,
+    }
+
+
+def errors_uri(sink_uri: str) -> str:
+    """Where the error output is published: ``<sink>/_errors/``."""
+    return f"{sink_uri.rstrip('/')}/{ERRORS_FOLDER}/"
+
+
+def remove_published_errors(fs: Any, sink: str) -> None:
+    """Remove a previous run's ``<sink>/_errors/`` (its output is being replaced as a whole)."""
+    path = f"{sink}/{ERRORS_FOLDER}"
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def publish_errors(fs: Any, staging: str, sink: str, reports: Sequence[Any], final_name: Callable[[str], str]) -> None:
+    """Move each shard's staged error part to ``<sink>/_errors/`` under its published name."""
+    names = [p for r in reports for p in (getattr(r, "error_parts", None) or [])]
+    if not names:
+        return
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
+        fs.makedirs(f"{sink}/{ERRORS_FOLDER}", exist_ok=True)
+    for name in names:
+        fs.mv(f"{staging}/{name}", f"{sink}/{final_name(name)}")

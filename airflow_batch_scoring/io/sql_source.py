@@ -1,0 +1,521 @@
+"""SQL sources: a table or a query, split into key ranges between replicas and streamed as Arrow tables.
+
+Planning (the driver, once): the source's columns are checked against the model's, then the range of the partition
+column is read (``MIN``/``MAX``) and cut into ``replicas`` ranges, as Spark's JDBC reader does: replica 0 reads
+``col < b1 OR col IS NULL``, replica i ``b_i <= col < b_(i+1)``, the last ``col >= b_(n-1)``. Every row belongs to
+exactly one range, NULLs included. Without ``partition_column`` a table's single-column numeric or date primary key
+is used (SQLite: its ``rowid``); otherwise one replica reads every row.
+
+Reading (each replica): one statement per range, through a server-side cursor where the database has one
+(``stream_results``; PostgreSQL), fetched ``batch_size`` rows at a time, so memory depends on the batch size only.
+Values are converted to Arrow by the columns' SQL types and coerced to the model schema by the schema code of the
+file readers; a value that does not fit names the table, the column and the value.
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io.readers import ColumnMap, ReadPlan, _CastFailure, coerce
+from airflow_batch_scoring.io.sql import (
+    arrow_type_of_oid,
+    arrow_type_of_sql,
+    arrow_type_of_value,
+    connect_error,
+    database_url,
+    db_message,
+    describe_table,
+    display_url,
+    make_engine,
+    quote_column,
+    quote_table,
+)
+from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
+from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.sql_spec import split_table
+
+#: rows the preflight reads before any replica starts.
+PREFLIGHT_ROWS = 1000
+_QUERY_ALIAS = "_bs_source"
+
+
+def _kind_of(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float" if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return "decimal" if value.is_finite() else None
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, date):
+        return "date"
+    return None
+
+
+def _encode(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind in ("date", "datetime"):
+        return value.isoformat()
+    if kind == "decimal":
+        return str(value)
+    return value
+
+
+def _decode(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "decimal":
+        return Decimal(value)
+    return value
+
+
+def split_range(low: Any, high: Any, parts: int, kind: str) -> list[Any]:
+    """The inner bounds ``b_1 < ... < b_m`` (``m <= parts - 1``) cutting ``[low, high]`` into near-equal ranges."""
+    bounds: list[Any] = []
+    for i in range(1, parts):
+        if kind in ("int", "date"):  # whole numbers, whole days
+            bound = low + (high - low) * i // parts
+        else:  # float, decimal, datetime (timedelta * int / int)
+            bound = low + (high - low) * i / parts
+        if bound > low and bound <= high and (not bounds or bound > bounds[-1]):
+            bounds.append(bound)
+    return bounds
+
+
+class SqlSource:
+    """A table or a query on one database, with what planning and reading need.
+
+    :param spec: the source spec (``table`` or ``query`` + ``parameters``).
+    :param secrets: the source's secret material (``{"sqlalchemy_url": ...}``).
+    """
+
+    def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None):
+        self.spec = spec
+        self.what = describe_table(spec)
+        self.url = database_url(spec, secrets, "source")
+        self.engine = make_engine(self.url, what=f"the source database ({display_url(self.url)})")
+        self.dialect = self.engine.dialect
+        self._columns: list[tuple[str, pa.DataType]] | None = None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- SQL building: names quoted by the dialect, values bound in the driver's own paramstyle ---------------------
+
+    def _named(self) -> bool:
+        return not isinstance(self.spec.parameters, list)
+
+    def placeholder(self, name: str) -> str:
+        style = self.dialect.paramstyle
+        if self._named():
+            if style == "pyformat":
+                return f"%({name})s"
+            if style in ("named", "qmark") and (style == "named" or self.dialect.name == "sqlite"):
+                return f":{name}"
+            raise ConfigurationError(
+                f"The source database's driver ({self.dialect.driver}) takes positional parameters ({style}): give "
+                "source['parameters'] as a list."
+            )
+        return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style, "?")
+
+    def _query_text(self) -> str:
+        query = self.spec.query or ""
+        if self.spec.parameters is None and self.dialect.paramstyle in ("format", "pyformat"):
+            # SQLAlchemy always hands the driver a parameter set, and then it reads % as a placeholder
+            query = query.replace("%", "%%")
+        return query
+
+    def relation(self) -> str:
+        """The FROM item: the quoted table, or the user's query as a derived table."""
+        if self.spec.table:
+            return quote_table(self.dialect, self.spec.table)
+        return f"({self._query_text()}) AS {_QUERY_ALIAS}"
+
+    def _params(self, extra: list[tuple[str, Any]]) -> Any:
+        user = self.spec.parameters
+        if isinstance(user, list):
+            return tuple(user) + tuple(value for _, value in extra)
+        merged = dict(user or {})
+        merged.update(extra)
+        return merged or None
+
+    def execute(self, connection: sa.Connection, sql: str, extra: list[tuple[str, Any]] | None = None,
+                stream: int | None = None) -> sa.CursorResult:
+        """Run ``sql`` with the user's parameters and ``extra`` bound ones.
+
+        :raises InputError: with the database's message, naming the source.
+        """
+        params = self._params(extra or [])
+        if stream:
+            connection = connection.execution_options(stream_results=True, max_row_buffer=stream)
+        try:
+            return connection.exec_driver_sql(sql, params) if params is not None else connection.exec_driver_sql(sql)
+        except SQLAlchemyError as err:
+            raise self.error(err) from None
+
+    def error(self, err: SQLAlchemyError) -> InputError:
+        message = db_message(err)
+        if self.spec.table:
+            return InputError(
+                f"{self.what} cannot be read: {message}. Check that the table and its columns exist and that the "
+                "connection's user may read them."
+            )
+        return InputError(
+            f"the source query failed: {message}. Fix source['query'] (placeholders as the driver wants them: "
+            f"{self.placeholder('name') if self._named() else '?'}), or source['parameters']."
+        )
+
+    # -- columns ------------------------------------------------------------------------------------------------
+
+    def columns(self, connection: sa.Connection) -> list[tuple[str, pa.DataType]]:
+        """The source's columns with the Arrow type they are read as: from the SQL type (a table's reflected
+        columns, PostgreSQL's result types), else from the first non-NULL value.
+
+        :raises InputError: when the table does not exist or the query fails.
+        """
+        if self._columns is not None:
+            return self._columns
+        reflected: dict[str, Any] = {}
+        if self.spec.table:
+            schema, table = split_table(self.spec.table)
+            inspector = sa.inspect(connection)
+            try:
+                exists = inspector.has_table(table, schema=schema)
+            except SQLAlchemyError as err:
+                raise self.error(err) from None
+            if not exists:
+                where = f" in schema {schema!r}" if schema else ""
+                raise InputError(
+                    f"{self.what} does not exist{where} in the database {display_url(self.url)}. Check the name (and "
+                    "its schema: 'schema.table'); names in capitals are case-sensitive."
+                )
+            reflected = {c["name"]: c["type"] for c in inspector.get_columns(table, schema=schema)}
+        result = self.execute(connection, f"SELECT * FROM {self.relation()} WHERE 1 = 0")
+        description = result.cursor.description if result.cursor is not None else None
+        names = list(result.keys())
+        result.close()
+        columns = []
+        for position, name in enumerate(names):
+            kind = arrow_type_of_sql(reflected[name], self.dialect.name) if name in reflected else None
+            if kind is None and description is not None and self.dialect.name == "postgresql":
+                kind = arrow_type_of_oid(description[position][1])
+            columns.append((name, kind if kind is not None else self._probe(connection, name)))
+        self._columns = columns
+        return columns
+
+    def _probe(self, connection: sa.Connection, name: str) -> pa.DataType:
+        """The type of a column whose SQL type is unknown (a SQLite query, a UUID, ...), from its first non-NULL
+        value, so that every batch of every replica reads it as the same Arrow type."""
+        quoted = quote_column(self.dialect, name)
+        result = self.execute(connection, f"SELECT {quoted} FROM {self.relation()} WHERE {quoted} IS NOT NULL",
+                              stream=1)
+        row = result.fetchone()
+        result.close()
+        return arrow_type_of_value(row[0] if row is not None else None)
+
+    def column_map(self, connection: sa.Connection, plan: ReadPlan) -> ColumnMap:
+        """Match the model's and the passthrough columns to the source's, ignoring case.
+
+        :raises InputError: naming the table (or query) and the first missing column.
+        """
+        available = [name for name, _ in self.columns(connection)]
+        by_key: dict[str, str] = {}
+        for name in available:
+            by_key.setdefault(name.lower(), name)
+        passthrough = []
+        for name in plan.passthrough:
+            if name.lower() not in by_key:
+                raise InputError(
+                    f"{self.what}: the passthrough column {name!r} does not exist; its columns are {available}. "
+                    "Fix passthrough_columns."
+                )
+            passthrough.append(by_key[name.lower()])
+        if plan.model_columns is None:
+            keep = {p.lower() for p in passthrough}
+            return ColumnMap([(n, n, None) for n in available if n.lower() not in keep], passthrough)
+        model = []
+        for column in plan.model_columns:
+            source = by_key.get(column.name.lower())
+            if source is None:
+                raise InputError(
+                    f"{self.what}: the model's input column {column.name!r} does not exist; its columns are "
+                    f"{available}. Add it (or alias a column to it in source['query']), or fix the input schema."
+                )
+            model.append((column.name, source, column.type.arrow_type if plan.coerce else None))
+        return ColumnMap(model, passthrough)
+
+    # -- planning -----------------------------------------------------------------------------------------------
+
+    def _fallback_column(self, connection: sa.Connection) -> tuple[str | None, str]:
+        if not self.spec.table:
+            return None, "a query without source['partition_column']"
+        schema, table = split_table(self.spec.table)
+        inspector = sa.inspect(connection)
+        key = inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
+        types = {name: kind for name, kind in self.columns(connection)}
+        if len(key) == 1 and types.get(key[0]) is not None and (
+            pa.types.is_integer(types[key[0]]) or pa.types.is_timestamp(types[key[0]])
+        ):
+            return key[0], f"its primary key {key[0]!r}"
+        if self.dialect.name == "sqlite":
+            return "rowid", "SQLite's rowid"
+        return None, "a table without source['partition_column'] or a numeric primary key"
+
+    def plan(self, replicas: int, plan: ReadPlan) -> list[list[Piece]]:
+        """Check the columns and split the source into ``replicas`` shards (some may be empty).
+
+        :raises InputError: for a missing table or column, or a failing query.
+        :raises ConfigurationError: for a partition column that is not numeric, date or timestamp.
+        """
+        with self.engine.connect() as connection:
+            self.column_map(connection, plan)
+            column = self.spec.partition_column
+            if column is not None:
+                names = {name.lower(): name for name, _ in self.columns(connection)}
+                if column.lower() not in names:
+                    raise InputError(
+                        f"{self.what}: the partition column {column!r} does not exist; its columns are "
+                        f"{list(names.values())}. Fix source['partition_column']."
+                    )
+                column = names[column.lower()]
+            elif replicas > 1:
+                column, _ = self._fallback_column(connection)
+            shards: list[list[Piece]] = [[] for _ in range(replicas)]
+            if column is None or replicas == 1:
+                shards[0].append(Piece(path=self.what))
+                return shards
+            quoted = quote_column(self.dialect, column)
+            row = self.execute(connection, f"SELECT MIN({quoted}), MAX({quoted}) FROM {self.relation()}").one()
+        low, high = row[0], row[1]
+        if low is None:  # no rows, or only NULLs: one replica reads them
+            shards[0].append(Piece(path=self.what))
+            return shards
+        kind = _kind_of(low)
+        if kind is None or _kind_of(high) != kind:
+            if self.spec.partition_column is None:  # the fallback key is not splittable: read in one piece
+                shards[0].append(Piece(path=self.what))
+                return shards
+            raise ConfigurationError(
+                f"{self.what}: the partition column {column!r} holds {type(low).__name__} values ({low!r}); it must "
+                "be an integer, a number, a date or a timestamp (with finite values) to be cut into ranges."
+            )
+        bounds = split_range(low, high, replicas, kind)
+        edges: list[Any] = [None, *bounds, None]
+        for shard in range(len(edges) - 1):
+            sql_range = {
+                "column": column,
+                "kind": kind,
+                "lower": _encode(edges[shard], kind),
+                "upper": _encode(edges[shard + 1], kind),
+                "nulls": shard == 0,
+            }
+            shards[shard].append(Piece(path=self.what, sql_range=sql_range))
+        return shards
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def select(self, names: list[str], sql_range: Mapping[str, Any] | None) -> tuple[str, list[tuple[str, Any]]]:
+        """The statement reading ``names`` from one range, with its bound values."""
+        columns = ", ".join(quote_column(self.dialect, n) for n in names)
+        sql = f"SELECT {columns} FROM {self.relation()}"
+        if not sql_range:
+            return sql, []
+        quoted = quote_column(self.dialect, sql_range["column"])
+        kind = sql_range["kind"]
+        conditions, values = [], []
+        for key, operator in (("lower", ">="), ("upper", "<")):
+            value = _decode(sql_range.get(key), kind)
+            if value is not None:
+                name = f"_bs_{key}"
+                conditions.append(f"{quoted} {operator} {self.placeholder(name)}")
+                values.append((name, value))
+        condition = " AND ".join(conditions)
+        if sql_range.get("nulls"):
+            condition = f"({condition} OR {quoted} IS NULL)" if condition else f"{quoted} IS NULL"
+        if condition:
+            sql += f" WHERE {condition}"
+        return sql, values
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)  # JSON columns stay JSON
+    return str(value)
+
+
+def _as_text(values: list[Any]) -> pa.Array:
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def _to_arrow(values: list[Any], declared: pa.DataType) -> pa.Array:
+    """One column of Python values as Arrow, of the column's type where the values fit it.
+
+    A value that does not fit (text in a SQLite REAL column, say) leaves the column as read; a model column is then
+    coerced, and the bad value reported, by the schema code.
+    """
+    if pa.types.is_string(declared):
+        return _as_text(values)
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return _as_text(values)
+    if array.type != declared:
+        try:
+            array = array.cast(declared)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    return array
+
+
+class SqlReader:
+    """Streams the pieces of one shard of a SQL source as Arrow tables (the file readers' interface)."""
+
+    def __init__(self, spec: DataSpec, plan: ReadPlan, secrets: Mapping[str, Any] | None, *, batch_size: int):
+        self.spec = spec
+        self.plan = plan
+        self.batch_size = batch_size
+        self.source = SqlSource(spec, secrets)
+        #: text bytes read so far; a SQL source reports rows only.
+        self.bytes_done = 0
+
+    def read(self, piece: Piece) -> Iterator[pa.Table]:
+        source = self.source
+        try:
+            with source.engine.connect() as connection:
+                columns = source.column_map(connection, self.plan)
+                declared = dict(source.columns(connection))
+                names = columns.source_names
+                sql, values = source.select(names, piece.sql_range)
+                result = source.execute(connection, sql, values, stream=self.batch_size)
+                row_number = 0
+                while True:
+                    try:
+                        rows = result.fetchmany(self.batch_size)
+                    except SQLAlchemyError as err:
+                        raise source.error(err) from None
+                    if not rows:
+                        break
+                    table = self._table(rows, names, declared)
+                    try:
+                        table = coerce(table, columns)
+                    except _CastFailure as failure:
+                        raise InputError(
+                            f"{source.what}, column {failure.column!r} (row {row_number + failure.index + 1} of "
+                            f"{self._range_text(piece)}): {failure.message()}"
+                        ) from None
+                    row_number += table.num_rows
+                    yield columns.output(table)
+                result.close()
+        except SQLAlchemyError as err:
+            raise connect_error(err, f"the source database {display_url(source.url)}", self.spec.conn_id) from None
+
+    @staticmethod
+    def _table(rows: list[Any], names: list[str], declared: dict[str, pa.DataType]) -> pa.Table:
+        arrays = [_to_arrow([row[position] for row in rows], declared[name]) for position, name in enumerate(names)]
+        return pa.Table.from_arrays(arrays, names=names)
+
+    @staticmethod
+    def _range_text(piece: Piece) -> str:
+        sql_range = piece.sql_range
+        if not sql_range:
+            return "the source"
+        low, high = sql_range.get("lower"), sql_range.get("upper")
+        parts = [f"{sql_range['column']} >= {low}" if low is not None else "", f"< {high}" if high is not None else ""]
+        text = " ".join(p for p in parts if p) or "all values"
+        return f"the range {text}" + (" (and NULLs)" if sql_range.get("nulls") else "")
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def read_plan(job: ScoringJob) -> ReadPlan:
+    """The columns the driver knows before a replica loads the model (``input_schema`` or the processed model's)."""
+    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
+    return ReadPlan(
+        model_columns=list(schema.columns) if schema is not None else None,
+        coerce=job.schema_check,
+        passthrough=list(job.passthrough_columns),
+    )
+
+
+def plan_shards(
+    spec: DataSpec, secrets: Mapping[str, Any] | None, replicas: int, plan: ReadPlan
+) -> list[list[Piece]]:
+    """Check a SQL source's columns and cut it into ``replicas`` shards of key ranges."""
+    source = SqlSource(spec, secrets)
+    try:
+        return source.plan(replicas, plan)
+    except SQLAlchemyError as err:
+        raise connect_error(err, f"the source database {display_url(source.url)}", spec.conn_id) from None
+    finally:
+        source.close()
+
+
+def preflight(job: ScoringJob, secrets: Mapping[str, Any] | None) -> int:
+    """Read the first rows of the first non-empty shard the way a replica will; return how many were read.
+
+    :raises InputError: for a missing column or a value that does not fit the model schema.
+    """
+    reader = SqlReader(job.source, read_plan(job), secrets, batch_size=PREFLIGHT_ROWS)
+    try:
+        for pieces in job.shards:
+            for piece in pieces:
+                for table in reader.read(piece):
+                    return table.num_rows
+        return 0
+    finally:
+        reader.close()
+
+
+def describe_source(spec: DataSpec, secrets: Mapping[str, Any] | None, shards: list[list[Piece]]) -> dict[str, Any]:
+    """The manifest's ``input`` of a SQL source: the database (no credentials), the table or query, the ranges."""
+    ranges = [piece.sql_range for pieces in shards for piece in pieces]
+    column = next((r["column"] for r in ranges if r), None)
+    return {
+        "database": display_url(database_url(spec, secrets, "source")),
+        "conn_id": spec.conn_id,
+        "table": spec.table,
+        "query": spec.query,
+        "parameters": spec.parameters,
+        "partition_column": column,
+        "ranges": ranges,
+    }
+
+
+def plan_text(job: ScoringJob) -> str:
+    """One line saying how the source was split, for the task log."""
+    ranges = [piece.sql_range for pieces in job.shards for piece in pieces]
+    column = next((r["column"] for r in ranges if r), None)
+    what = describe_table(job.source)
+    if column is None:
+        return (
+            f"{what} is read by one replica (no source['partition_column'], and no numeric or date primary key to "
+            "split by); set partition_column to spread it over the replicas"
+            if job.replicas > 1 else f"{what} is read by one replica"
+        )
+    return f"{what} is split by {column!r} into {len(ranges)} range(s) over {job.replicas} replica(s)"
+
+
+__all__ = ["SqlReader", "SqlSource", "plan_shards", "preflight", "describe_source", "plan_text", "split_range"]

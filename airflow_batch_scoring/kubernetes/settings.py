@@ -1,0 +1,397 @@
+"""The settings of the Kubernetes runtime: the ``kubernetes={...}`` mapping of ``BatchScoringOperator``.
+
+One small dataclass, parsed and checked here, so that anything that configures a run (an operator argument today, a
+stage configuration later) supplies the same settings and gets the same errors. It never imports Airflow or the
+Kubernetes client: it only checks shapes and values, the manifests are built in
+:mod:`airflow_batch_scoring.kubernetes.manifests`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from airflow_batch_scoring.errors import ConfigurationError
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+ON_FINISH_ACTIONS = ("delete_succeeded_job", "delete_job", "keep_job")
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+TOLERATION_OPERATORS = ("Exists", "Equal")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+#: Environment variables the runtime sets itself in every pod.
+RESERVED_ENV = ("JOB_COMPLETION_INDEX", "BATCH_SCORING_SECRETS_FILE", "BATCH_SCORING_SHARDS")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
+_CPU_UNITS = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3}
+
+
+def _where(name: str) -> str:
+    return f"kubernetes[{name!r}]"
+
+
+def _string(value: Any, name: str, *, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise ConfigurationError(f"{_where(name)} is required.")
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{_where(name)} must be a string, got {value!r}.")
+    return value.strip()
+
+
+def _integer(value: Any, what: str, minimum: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+    ):
+        raise ConfigurationError(f"{what} must be an integer >= {minimum}, got {value!r}.")
+    number = int(value)
+    if number < minimum:
+        raise ConfigurationError(f"{what} must be an integer >= {minimum}, got {value!r}.")
+    return number
+
+
+def _boolean(value: Any, name: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ConfigurationError(f"{_where(name)} must be true or false, got {value!r}.")
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{what} must be a mapping, got {type(value).__name__}: {value!r}.")
+    return value
+
+
+def check_label_key(key: Any, what: str) -> str:
+    """Check a label or annotation key (``[prefix/]name``, the prefix a DNS subdomain, the name up to 63 characters).
+
+    :raises ConfigurationError: naming the key and the rule.
+    """
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError(f"{what} keys must be non-empty strings, got {key!r}.")
+    prefix, _, name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 or not (
+        _LABEL_NAME.match(name)
+    ):
+        raise ConfigurationError(
+            f"{what} key {key!r} is not a valid Kubernetes key: an optional DNS prefix and '/', then up to 63 "
+            "letters, digits, '-', '_' or '.', starting and ending with a letter or digit."
+        )
+    return key
+
+
+def _labels(value: Any, name: str) -> dict[str, str]:
+    result = {}
+    for key, item in _mapping(value, _where(name)).items():
+        check_label_key(key, _where(name))
+        text = "" if item is None else str(item)
+        if len(text) > 63 or not _LABEL_VALUE.match(text):
+            raise ConfigurationError(
+                f"{_where(name)}[{key!r}] = {item!r} is not a valid label value: up to 63 letters, digits, '-', '_' "
+                "or '.', starting and ending with a letter or digit."
+            )
+        result[key] = text
+    return result
+
+
+def _annotations(value: Any, name: str) -> dict[str, str]:
+    result = {}
+    for key, item in _mapping(value, _where(name)).items():
+        check_label_key(key, _where(name))
+        if not isinstance(item, (str, int, float, bool)):
+            raise ConfigurationError(f"{_where(name)}[{key!r}] must be a string, got {item!r}.")
+        result[key] = str(item)
+    return result
+
+
+def _quantity(value: Any, what: str) -> str:
+    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    if text is None or not _QUANTITY.match(text):
+        raise ConfigurationError(
+            f"{what} = {value!r} is not a Kubernetes quantity: use e.g. '500m' or 2 (CPU), '4Gi' or '512Mi' (memory), "
+            "1 (GPUs)."
+        )
+    return text
+
+
+def _resources(value: Any) -> dict[str, dict[str, str]] | None:
+    if value is None:
+        return None
+    resources = _mapping(value, "kubernetes['resources']")
+    unknown = sorted(set(resources) - {"requests", "limits"})
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown key(s) {unknown} in kubernetes['resources']: use 'requests' and 'limits', e.g. "
+            "{'requests': {'cpu': '1', 'memory': '2Gi'}, 'limits': {'memory': '2Gi', 'nvidia.com/gpu': 1}}."
+        )
+    result: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        entries = _mapping(resources.get(kind), f"kubernetes['resources'][{kind!r}]")
+        if entries:
+            result[kind] = {}
+            for resource, amount in entries.items():
+                check_label_key(resource, f"kubernetes['resources']['{kind}']")
+                result[kind][resource] = _quantity(amount, f"kubernetes['resources']['{kind}'][{resource!r}]")
+    for resource in result.get("requests", {}):
+        if "/" in resource and not resource.startswith("kubernetes.io/") and resource not in result.get("limits", {}):
+            raise ConfigurationError(
+                f"kubernetes['resources']['requests'][{resource!r}]: an extended resource such as a GPU must be set "
+                f"in 'limits' (Kubernetes requests it as much as its limit), e.g. {{'limits': {{{resource!r}: 1}}}}."
+            )
+    return result or None
+
+
+def _tolerations(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigurationError(f"kubernetes['tolerations'] must be a list of mappings, got {value!r}.")
+    result = []
+    for i, item in enumerate(value):
+        what = f"kubernetes['tolerations'][{i}]"
+        item = _mapping(item, what)
+        unknown = sorted(set(item) - set(TOLERATION_KEYS))
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown key(s) {unknown} in {what}: the keys are {list(TOLERATION_KEYS)} (as in a pod manifest)."
+            )
+        if item.get("operator") not in (None, *TOLERATION_OPERATORS):
+            raise ConfigurationError(f"{what}['operator'] must be 'Exists' or 'Equal', got {item['operator']!r}.")
+        if item.get("effect") not in (None, "", *TOLERATION_EFFECTS):
+            raise ConfigurationError(
+                f"{what}['effect'] must be one of {list(TOLERATION_EFFECTS)}, got {item['effect']!r}."
+            )
+        toleration = {k: v for k, v in item.items() if v is not None}
+        if "tolerationSeconds" in toleration:
+            toleration["tolerationSeconds"] = _integer(
+                toleration["tolerationSeconds"], f"{what}['tolerationSeconds']", 0
+            )
+        result.append(toleration)
+    return result
+
+
+def _affinity(value: Any) -> dict[str, Any] | None:
+    if value is None or value == {}:
+        return None
+    affinity = _mapping(value, "kubernetes['affinity']")
+    unknown = sorted(set(affinity) - set(AFFINITY_KEYS))
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown key(s) {unknown} in kubernetes['affinity']: the keys are {list(AFFINITY_KEYS)}, written as in "
+            "a pod manifest (camelCase)."
+        )
+    return dict(affinity)
+
+
+def _env_vars(value: Any) -> dict[str, str]:
+    result = {}
+    for name, item in _mapping(value, "kubernetes['env_vars']").items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ConfigurationError(f"kubernetes['env_vars'] has an invalid variable name {name!r}.")
+        if name in RESERVED_ENV:
+            raise ConfigurationError(
+                f"kubernetes['env_vars'][{name!r}] is set by the runtime itself; leave it out."
+            )
+        result[name] = "" if item is None else str(item)
+    return result
+
+
+def _pull_secrets(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _DNS_SUBDOMAIN.match(v) for v in value):
+        raise ConfigurationError(
+            f"kubernetes['image_pull_secrets'] must be a list of Secret names (or one comma-separated string), "
+            f"got {value!r}."
+        )
+    return list(value)
+
+
+@dataclass
+class KubernetesSettings:
+    """Where and how the replicas of a scoring job run on Kubernetes.
+
+    :param image: the runtime image (built from ``runtime_image/``), e.g. ``registry.example.com/scoring:0.1.0``.
+    :param namespace: the namespace of the Job, its Secret and ConfigMap; default: the connection's, else the
+        worker's own (in a cluster), else ``default``.
+    :param image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``; default: Kubernetes' own.
+    :param resources: container ``requests`` and ``limits``: ``cpu``, ``memory``, GPUs (``nvidia.com/gpu``) ...
+    :param node_selector: node labels the pods must run on.
+    :param tolerations: tolerations, as in a pod manifest.
+    :param affinity: affinity, as in a pod manifest (``nodeAffinity``, ``podAffinity``, ``podAntiAffinity``).
+    :param service_account_name: the pods' service account (the pods need no Kubernetes API access).
+    :param labels: extra labels of the Job, its pods, Secret and ConfigMap.
+    :param annotations: extra annotations of the Job and its pods.
+    :param image_pull_secrets: names of Secrets for pulling the image from a private registry.
+    :param env_vars: extra (non-secret) environment variables of the container, e.g. a proxy.
+    :param active_deadline_seconds: the Job fails when it runs longer than this.
+    :param ttl_seconds_after_finished: Kubernetes deletes a finished Job (and its Secret) this long after it ended.
+    :param backoff_limit: retries of one failed index inside the Job (``backoffLimitPerIndex``); a user error (bad
+        input, exit code 2) is never retried.
+    :param parallelism: indexes running at once (default: all).
+    :param kubernetes_conn_id: the Airflow connection of the cluster (``kubernetes`` type).
+    :param in_cluster: use the worker pod's service account (overrides the connection's setting).
+    :param config_file: a kubeconfig file (overrides the connection's setting).
+    :param cluster_context: the kubeconfig context to use.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param poll_interval: seconds between two looks at the Job.
+    :param on_finish_action: ``delete_succeeded_job`` (keep a failed Job for inspection until its TTL),
+        ``delete_job`` or ``keep_job``.
+    """
+
+    image: str
+    namespace: str | None = None
+    image_pull_policy: str | None = None
+    resources: dict[str, dict[str, str]] | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    service_account_name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    image_pull_secrets: list[str] = field(default_factory=list)
+    env_vars: dict[str, str] = field(default_factory=dict)
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = 86400
+    backoff_limit: int = 0
+    parallelism: int | None = None
+    kubernetes_conn_id: str | None = "kubernetes_default"
+    in_cluster: bool | None = None
+    config_file: str | None = None
+    cluster_context: str | None = None
+    deferrable: bool = False
+    poll_interval: float = 10.0
+    on_finish_action: str = "delete_succeeded_job"
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def check_keys(cls, value: Any) -> None:
+        """Refuse unknown keys early (when the operator is created), before templates are rendered.
+
+        :raises ConfigurationError: naming the unknown keys and listing the known ones.
+        """
+        if value is None or isinstance(value, (KubernetesSettings, str)):
+            return
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"kubernetes must be a mapping of settings, got {type(value).__name__}.")
+        unknown = sorted(set(value) - set(cls.keys()))
+        if unknown:
+            raise ConfigurationError(f"Unknown kubernetes setting(s) {unknown}: the settings are {sorted(cls.keys())}.")
+
+    @classmethod
+    def parse(cls, value: KubernetesSettings | Mapping[str, Any] | None) -> KubernetesSettings:
+        """Check every setting and build the settings.
+
+        :raises ConfigurationError: naming the setting that is wrong and how to fix it.
+        """
+        if isinstance(value, KubernetesSettings):
+            return value
+        if value is None:
+            value = {}
+        cls.check_keys(value)
+        image = _string(value.get("image"), "image")
+        if not image:
+            raise ConfigurationError(
+                "kubernetes['image'] is required with runtime='kubernetes': the scoring runtime image built from "
+                "runtime_image/ and pushed to a registry the cluster pulls from, e.g. "
+                "'registry.example.com/batch-scoring-runtime:0.1.0' (see README 'Kubernetes runtime')."
+            )
+        namespace = _string(value.get("namespace"), "namespace")
+        if namespace and (len(namespace) > 63 or not _DNS_LABEL.match(namespace)):
+            raise ConfigurationError(
+                f"kubernetes['namespace'] = {namespace!r} is not a valid namespace (lowercase letters, digits and "
+                "'-', up to 63 characters)."
+            )
+        policy = _string(value.get("image_pull_policy"), "image_pull_policy")
+        if policy and policy not in PULL_POLICIES:
+            raise ConfigurationError(f"kubernetes['image_pull_policy'] must be one of {PULL_POLICIES}, got {policy!r}.")
+        account = _string(value.get("service_account_name"), "service_account_name")
+        if account and not _DNS_SUBDOMAIN.match(account):
+            raise ConfigurationError(f"kubernetes['service_account_name'] = {account!r} is not a valid name.")
+        node_selector = {}
+        for key, item in _mapping(value.get("node_selector"), "kubernetes['node_selector']").items():
+            check_label_key(key, "kubernetes['node_selector']")
+            node_selector[key] = str(item)
+        poll = value.get("poll_interval", 10.0)
+        try:
+            poll_interval = float(poll)
+        except (TypeError, ValueError):
+            poll_interval = -1.0
+        if not (poll_interval > 0 and math.isfinite(poll_interval)):
+            raise ConfigurationError(f"kubernetes['poll_interval'] must be a positive number of seconds, got {poll!r}.")
+        action = _string(value.get("on_finish_action"), "on_finish_action") or "delete_succeeded_job"
+        if action not in ON_FINISH_ACTIONS:
+            raise ConfigurationError(
+                f"kubernetes['on_finish_action'] must be one of {ON_FINISH_ACTIONS}, got {action!r}."
+            )
+        in_cluster = _boolean(value.get("in_cluster"), "in_cluster")
+        config_file = _string(value.get("config_file"), "config_file")
+        if in_cluster and config_file:
+            raise ConfigurationError(
+                "kubernetes['in_cluster'] and kubernetes['config_file'] exclude each other: set one of them."
+            )
+        ttl = _integer(value.get("ttl_seconds_after_finished", 86400), _where("ttl_seconds_after_finished"), 0)
+        return cls(
+            image=image,
+            namespace=namespace,
+            image_pull_policy=policy,
+            resources=_resources(value.get("resources")),
+            node_selector=node_selector,
+            tolerations=_tolerations(value.get("tolerations")),
+            affinity=_affinity(value.get("affinity")),
+            service_account_name=account,
+            labels=_labels(value.get("labels"), "labels"),
+            annotations=_annotations(value.get("annotations"), "annotations"),
+            image_pull_secrets=_pull_secrets(value.get("image_pull_secrets")),
+            env_vars=_env_vars(value.get("env_vars")),
+            active_deadline_seconds=_integer(
+                value.get("active_deadline_seconds"), _where("active_deadline_seconds"), 1
+            ),
+            ttl_seconds_after_finished=ttl,
+            backoff_limit=_integer(value.get("backoff_limit"), _where("backoff_limit"), 0) or 0,
+            parallelism=_integer(value.get("parallelism"), _where("parallelism"), 1),
+            kubernetes_conn_id=_string(value.get("kubernetes_conn_id", "kubernetes_default"), "kubernetes_conn_id"),
+            in_cluster=in_cluster,
+            config_file=config_file,
+            cluster_context=_string(value.get("cluster_context"), "cluster_context"),
+            deferrable=bool(_boolean(value.get("deferrable"), "deferrable")),
+            poll_interval=poll_interval,
+            on_finish_action=action,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def threads(self) -> int | None:
+        """Compute threads per pod: the container's CPU limit (else its request), rounded up; ``None`` when unset.
+
+        OpenMP and BLAS size their pools by the node's cores, not the container's CPU quota; this keeps a pod from
+        oversubscribing its share.
+        """
+        for kind in ("limits", "requests"):
+            amount = (self.resources or {}).get(kind, {}).get("cpu")
+            if amount:
+                match = re.match(r"^([0-9.]+(?:[eE][+-]?[0-9]+)?)([numk]?)$", amount)
+                if match:
+                    return max(1, math.ceil(float(match.group(1)) * _CPU_UNITS[match.group(2)]))
+        return None

@@ -1,0 +1,172 @@
+"""Resuming a run: which shards an earlier attempt already finished, and who may publish.
+
+A run (one Airflow task instance of one DAG run, or one ``batch-scoring score --job-id`` name) stages everything in
+``<sink>/_temporary/<job_id>/``. Every attempt of that run shares the folder:
+
+- ``_plan.json`` holds the run's fingerprint: the model digest, the input listing (names, sizes, etags or
+  modification times) and every scoring option, shard plan included. A later attempt whose fingerprint differs
+  (the model or the input changed meanwhile) removes the folder and starts clean, and says why.
+- ``_attempt.json`` is the lease: the attempt that wrote it last is the only one allowed to publish. An older
+  attempt still running (a zombie) finds the lease taken and refuses to publish.
+- each replica writes its parts under names that carry the attempt (``part-00001.try2.csv``) and, last, its report
+  ``_shard-00001.json``: a shard with a report whose parts all exist is complete and is not scored again.
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_batch_scoring.errors import BatchScoringError, InputError
+from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, is_local, list_inputs
+from airflow_batch_scoring.job import ScoringJob
+from airflow_batch_scoring.runtime.shards import ShardReport, report_name
+
+PLAN = "_plan.json"
+LEASE = "_attempt.json"
+
+
+class SupersededError(BatchScoringError):
+    """A newer attempt of the same run has taken over; this attempt must not publish."""
+
+
+def fingerprint(job: ScoringJob, files: list[InputFile]) -> str:
+    """A digest of everything that decides a shard's output: model digest, input listing, options and shard plan.
+
+    The processed model's local path and the attempt differ between attempts and are left out.
+    """
+    spec = asdict(job)
+    for key in ("job_id", "staging_uri", "attempt"):
+        spec.pop(key, None)
+    spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
+    document = {"job": spec, "inputs": [f.to_dict() for f in files]}
+    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Resumption:
+    """What an attempt found in the run's staging folder.
+
+    :param completed: reports of the shards an earlier attempt finished (their parts exist), by shard number.
+    :param reason: why nothing was reused, when the folder held an earlier attempt's work that did not match.
+    """
+
+    completed: dict[int, ShardReport] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+    try:
+        with fs.open(path, "r") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError):
+        return None
+
+
+def _write_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
+    with fs.open(path, "w") as f:
+        f.write(json.dumps(document, sort_keys=True))
+
+
+def begin_attempt(
+    job: ScoringJob,
+    files: list[InputFile],
+    storage_options: Mapping[str, Any] | None,
+    *,
+    resume: bool = True,
+) -> Resumption:
+    """Take the run's lease for ``job.attempt`` and find the shards an earlier attempt completed.
+
+    Writing the plan and the lease is also the sink's writability check: it runs before any replica starts.
+
+    :param resume: reuse completed shards when the fingerprint matches; ``False`` always starts clean.
+    :raises InputError: when the staging folder cannot be written (naming the location and what to check).
+    """
+    fs, staging = filesystem(job.staging_uri, storage_options)
+    current = fingerprint(job, files)
+    result = Resumption()
+    try:
+        plan = _read_json(fs, f"{staging}/{PLAN}") if fs.exists(staging) else None
+        if plan is not None and plan.get("fingerprint") != current:
+            result.reason = (
+                "the model, the input listing or the scoring options changed since the earlier attempt "
+                f"{plan.get('attempt')!r}, so it starts clean"
+            )
+        elif plan is not None and resume:
+            result.completed = _completed_shards(fs, staging, job)
+        if plan is None or plan.get("fingerprint") != current or not resume:
+            if fs.exists(staging):
+                fs.rm(staging, recursive=True)
+            if is_local(fs):
+                fs.makedirs(staging, exist_ok=True)
+            _write_json(fs, f"{staging}/{PLAN}", {"fingerprint": current, "attempt": job.attempt})
+        _write_json(fs, f"{staging}/{LEASE}", {"attempt": job.attempt})
+    except PermissionError as err:
+        raise InputError(
+            f"cannot write to the sink {job.sink.uri!r} ({err}); check that the sink's connection may create, "
+            "write and delete objects under that location."
+        ) from None
+    fs.invalidate_cache()
+    return result
+
+
+def _completed_shards(fs: Any, staging: str, job: ScoringJob) -> dict[int, ShardReport]:
+    completed = {}
+    for shard in range(job.replicas):
+        document = _read_json(fs, f"{staging}/{report_name(shard)}")
+        if document is None:
+            continue
+        report = ShardReport(**document)
+        names = list(report.parts) + list(getattr(report, "error_parts", None) or [])
+        if all(fs.exists(f"{staging}/{name}") for name in names):
+            completed[shard] = report
+    return completed
+
+
+def check_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse to publish when a newer attempt of the run has taken the lease.
+
+    :raises SupersededError: naming both attempts.
+    """
+    fs, staging = filesystem(job.staging_uri, storage_options)
+    fs.invalidate_cache()
+    lease = _read_json(fs, f"{staging}/{LEASE}")
+    holder = (lease or {}).get("attempt")
+    if holder != job.attempt:
+        raise SupersededError(
+            f"attempt {job.attempt!r} of {job.job_id!r} did not publish: attempt {holder!r} of the same run has "
+            "taken over its staging folder (a retry started while this attempt was still running)."
+        )
+
+
+def check_inputs_unchanged(
+    job: ScoringJob, files: list[InputFile], storage_options: Mapping[str, Any] | None
+) -> None:
+    """List the input again after scoring and refuse to publish when a file was added, removed or changed.
+
+    :raises InputError: naming the files that differ.
+    """
+    now = list_inputs(job.source.uri, storage_options, conn_id=job.source.conn_id)
+    before = {f.uri: f for f in files}
+    after = {f.uri: f for f in now}
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(u for u in set(before) & set(after) if before[u] != after[u])
+    if added or removed or changed:
+        details = "; ".join(
+            f"{what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+            for what, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        )
+        raise InputError(
+            f"the input {job.source.uri} changed while it was being scored ({details}); nothing was published. "
+            f"Write inputs completely before the run starts (e.g. land them under a name starting with '_' and "
+            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)})."
+        )

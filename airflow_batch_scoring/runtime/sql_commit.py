@@ -1,0 +1,527 @@
+"""SQL sinks, driver side: check the target, run the replicas into staging tables, then commit in ONE transaction.
+
+The commit moves every staged row into the target table inside a single transaction, so a reader sees the target
+either as it was or with the whole run in it, never half of it:
+
+- ``append``: ``INSERT INTO target SELECT ... FROM <staging tables>``;
+- ``replace``: ``DELETE FROM target`` then the same insert: the old rows stay visible to readers until the commit,
+  and the table keeps its definition, indexes, grants and dependent views (a rename swap would lose them);
+- ``upsert``: rows whose ``merge_keys`` exist are updated, the others inserted: ``INSERT ... ON CONFLICT DO UPDATE``
+  (PostgreSQL, SQLite) when a unique index or key covers exactly the merge keys, otherwise ``UPDATE ... FROM`` then
+  ``INSERT ... WHERE NOT EXISTS`` (with the table locked against other writers on PostgreSQL). Two input rows with
+  the same keys are refused (which one should win is not defined).
+
+A missing target is created from the output columns (the seven types mapped to SQL types, every column nullable;
+for ``upsert`` with a unique index on the merge keys). The same transaction records the run in the bookkeeping table
+``batch_scoring_runs`` (next to the target) with its manifest and counts; an ``append`` whose run id is already
+recorded there for this target (a retry after a commit whose success was lost) appends nothing again.
+
+A failed or killed run never reaches the commit: the target is untouched, and the run's staging tables are dropped
+(by this attempt on failure, or by the next attempt of the run when the worker itself was killed).
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
+from airflow_batch_scoring.io import sql_source
+from airflow_batch_scoring.io.files import InputFile
+from airflow_batch_scoring.io.sql import (
+    connect_error,
+    database_url,
+    db_message,
+    describe_table,
+    display_url,
+    make_engine,
+)
+from airflow_batch_scoring.io.sql_sink import attempt_prefix, reports_sa_table, run_prefix
+from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.runtime.shards import ShardReport
+from airflow_batch_scoring.sql_spec import split_table
+
+BOOKKEEPING = "batch_scoring_runs"
+
+
+def bookkeeping_table(schema: str | None, metadata: sa.MetaData | None = None) -> sa.Table:
+    """One row per committed run and target: when, which attempt, the counts and the manifest (JSON)."""
+    return sa.Table(
+        BOOKKEEPING,
+        metadata or sa.MetaData(),
+        sa.Column("run_id", sa.String(255), primary_key=True),
+        sa.Column("target", sa.String(255), primary_key=True),
+        sa.Column("attempt", sa.String(64)),
+        sa.Column("mode", sa.String(16)),
+        sa.Column("committed_at", sa.DateTime()),
+        sa.Column("rows_in", sa.BigInteger()),
+        sa.Column("rows_out", sa.BigInteger()),
+        sa.Column("inserted", sa.BigInteger()),
+        sa.Column("updated", sa.BigInteger()),
+        sa.Column("deleted", sa.BigInteger()),
+        sa.Column("manifest", sa.Text()),
+        schema=schema,
+    )
+
+
+def sink_location(spec: DataSpec, secrets: Mapping[str, Any] | None) -> str:
+    """``postgresql://host:port/db#schema.table``: the target without credentials (XCom's ``output_uri``)."""
+    return f"{display_url(database_url(spec, secrets, 'sink'))}#{spec.table}"
+
+
+def _engine(spec: DataSpec, secrets: Mapping[str, Any] | None, write: bool = True) -> tuple[sa.Engine, str]:
+    url = database_url(spec, secrets, "sink")
+    where = f"the sink database {display_url(url)}"
+    return make_engine(url, write=write, what=where), where
+
+
+def _columns_of(inspector: Any, table: str, schema: str | None) -> list[str]:
+    return [c["name"] for c in inspector.get_columns(table, schema=schema)]
+
+
+def check_sink(spec: DataSpec, secrets: Mapping[str, Any] | None, if_exists: str = "replace") -> None:
+    """Before any replica starts: the database answers, the schema exists, an existing target has the merge keys,
+    and ``if_exists="fail"`` finds no target.
+
+    :raises InputError: when the database cannot be reached or the schema does not exist.
+    :raises ConfigurationError: for a target that may not be written as asked.
+    """
+    engine, where = _engine(spec, secrets, write=False)
+    schema, table = split_table(spec.table or "")
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            if schema is not None and schema not in inspector.get_schema_names():
+                raise InputError(
+                    f"the sink's schema {schema!r} does not exist in {where}; create it, or fix sink['table'] "
+                    f"({spec.table!r})."
+                )
+            if not inspector.has_table(table, schema=schema):
+                return
+            if if_exists == "fail":
+                raise ConfigurationError(
+                    f"The sink table {spec.table} already exists and if_exists='fail'; drop it, write elsewhere, or "
+                    "set if_exists='replace' (then sink['mode'] decides: append, replace or upsert)."
+                )
+            if spec.mode == "upsert":
+                columns = _columns_of(inspector, table, schema)
+                lowered = {c.lower() for c in columns}
+                missing = [k for k in spec.merge_keys or [] if k.lower() not in lowered]
+                if missing:
+                    raise ConfigurationError(
+                        f"The sink table {spec.table} has no column(s) {missing} named in sink['merge_keys']; its "
+                        f"columns are {columns}."
+                    )
+    except SQLAlchemyError as err:
+        raise connect_error(err, where, spec.conn_id) from None
+    finally:
+        engine.dispose()
+
+
+def _drop_tables(connection: sa.Connection, schema: str | None, prefix: str) -> list[str]:
+    names = [n for n in sa.inspect(connection).get_table_names(schema=schema) if n.startswith(prefix)]
+    for name in names:
+        sa.Table(name, sa.MetaData(), schema=schema).drop(connection, checkfirst=True)
+    return names
+
+
+def begin_attempt(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[str]:
+    """Drop what earlier attempts of the run left behind, create this attempt's reports table and the bookkeeping
+    table; return the names of the dropped leftovers. SQLite databases are switched to WAL journaling, so that
+    replicas can read while another writes."""
+    engine, where = _engine(job.sink, secrets)
+    schema, _ = split_table(job.sink.table or "")
+    try:
+        if engine.dialect.name == "sqlite":
+            raw = engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
+        with engine.begin() as connection:
+            dropped = _drop_tables(connection, schema, run_prefix(job))
+            reports_sa_table(job).create(connection)
+            bookkeeping_table(schema).create(connection, checkfirst=True)
+        return dropped
+    except SQLAlchemyError as err:
+        raise InputError(
+            f"cannot prepare the staging tables in {where}: {db_message(err)}. The sink connection's user must be "
+            f"able to create and drop tables in the target's schema ({schema or 'the default schema'})."
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def read_reports(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[ShardReport]:
+    """Read every shard's report from the reports table.
+
+    :raises ReplicaError: naming the shards whose report is missing (they did not finish).
+    """
+    engine, where = _engine(job.sink, secrets, write=False)
+    reports_table = reports_sa_table(job)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(reports_table.c.shard, reports_table.c.report)).all()
+    except SQLAlchemyError as err:
+        raise connect_error(err, where, job.sink.conn_id) from None
+    finally:
+        engine.dispose()
+    found = {shard: ShardReport(**json.loads(text)) for shard, text in rows}
+    missing = [shard for shard in range(job.replicas) if shard not in found]
+    if missing:
+        raise ReplicaError(f"Shard(s) {missing} did not finish (no report); nothing was written to {job.sink.table}.")
+    return [found[shard] for shard in range(job.replicas)]
+
+
+def discard(job: ScoringJob, secrets: Mapping[str, Any] | None) -> None:
+    """Drop this attempt's staging and reports tables (best effort: never hides the error that led here)."""
+    try:
+        engine, _ = _engine(job.sink, secrets)
+    except ConfigurationError:
+        return
+    schema, _ = split_table(job.sink.table or "")
+    try:
+        with engine.begin() as connection:
+            _drop_tables(connection, schema, attempt_prefix(job))
+    except SQLAlchemyError:
+        pass
+    finally:
+        engine.dispose()
+
+
+def _unique_on(inspector: Any, table: str, schema: str | None, keys: set[str]) -> bool:
+    """Whether a primary key, unique constraint or unique index covers exactly ``keys`` (lower-cased)."""
+    candidates = [inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []]
+    candidates += [u["column_names"] for u in inspector.get_unique_constraints(table, schema=schema)]
+    candidates += [i["column_names"] for i in inspector.get_indexes(table, schema=schema) if i.get("unique")]
+    return any({c.lower() for c in columns if c} == keys for columns in candidates)
+
+
+def _same_type(left: Any, right: Any, dialect: sa.Dialect) -> bool:
+    try:
+        return str(left.compile(dialect=dialect)) == str(right.compile(dialect=dialect))
+    except Exception:  # a reflected type without a DDL form here
+        return False
+
+
+class _Commit:
+    """The one transaction that moves a run's staged rows into the target."""
+
+    def __init__(self, job: ScoringJob, connection: sa.Connection, stages: list[str], log: Callable[[str], None]):
+        self.job = job
+        self.spec = job.sink
+        self.connection = connection
+        self.dialect = connection.dialect
+        self.schema, self.name = split_table(job.sink.table or "")
+        self.stages = stages
+        self.log = log
+        self.metadata = sa.MetaData()
+        self.inspector = sa.inspect(connection)
+        self.counts = {"inserted": 0, "updated": 0, "deleted": 0}
+        self.created = False
+
+    def _reflect(self, name: str) -> sa.Table:
+        return sa.Table(name, self.metadata, schema=self.schema, autoload_with=self.connection)
+
+    def target(self, staged: list[sa.Table]) -> tuple[sa.Table, dict[str, str]]:
+        """The target table (created when missing) and the staged column -> target column mapping."""
+        names = [c.name for c in staged[0].columns]
+        if not self.inspector.has_table(self.name, schema=self.schema):
+            columns = [sa.Column(c.name, c.type, nullable=True) for c in staged[0].columns]
+            target = sa.Table(self.name, self.metadata, *columns, schema=self.schema)
+            if self.spec.mode == "upsert":
+                keys = self._keys({n.lower(): n for n in names})
+                digest = hashlib.sha256(f"{self.schema}.{self.name}".encode()).hexdigest()[:8]
+                sa.Index(f"{self.name[:40]}_{digest}_merge_keys", *[target.c[k] for k in keys], unique=True)
+            target.create(self.connection)
+            self.created = True
+            self.log(f"Created the table {self.spec.table} from the output columns")
+            return target, {n: n for n in names}
+        target = self._reflect(self.name)
+        by_key = {c.name.lower(): c.name for c in target.columns}
+        missing = [n for n in names if n.lower() not in by_key]
+        if missing:
+            raise ConfigurationError(
+                f"The sink table {self.spec.table} has no column(s) {missing} for the output column(s) of the same "
+                f"name; its columns are {[c.name for c in target.columns]}. Add the columns, rename the outputs "
+                "(output_schema, passthrough_columns), or write to a new table."
+            )
+        return target, {n: by_key[n.lower()] for n in names}
+
+    def _keys(self, by_key: Mapping[str, str]) -> list[str]:
+        keys = []
+        for key in self.spec.merge_keys or []:
+            if key.lower() not in by_key:
+                raise ConfigurationError(
+                    f"sink['merge_keys'] names {key!r}, which is not an output column ({list(by_key.values())}); "
+                    "merge keys must be passthrough columns (or outputs), e.g. passthrough_columns=['id']."
+                )
+            keys.append(by_key[key.lower()])
+        return keys
+
+    def staged_rows(self, staged: list[sa.Table], target: sa.Table, mapping: Mapping[str, str]) -> sa.Subquery:
+        """Every staged row, under the target's column names (cast to the target's types where they differ)."""
+        selects = []
+        for table in staged:
+            columns = []
+            for name, target_name in mapping.items():
+                column: Any = table.c[name] if name in table.c else sa.null()
+                kind = target.c[target_name].type
+                if self.dialect.name != "sqlite" and not _same_type(getattr(column, "type", kind), kind, self.dialect):
+                    column = sa.cast(column, kind)
+                columns.append(column.label(target_name))
+            selects.append(sa.select(*columns))
+        return (selects[0] if len(selects) == 1 else sa.union_all(*selects)).subquery("_bs_staged")
+
+    def _insert(self, target: sa.Table, rows: sa.Subquery, names: list[str], where: Any = None) -> int:
+        select = sa.select(*[rows.c[n] for n in names])
+        if where is not None:
+            select = select.where(where)
+        result = self.connection.execute(sa.insert(target).from_select(names, select))
+        return max(result.rowcount or 0, 0)
+
+    def upsert(self, target: sa.Table, rows: sa.Subquery, names: list[str]) -> None:
+        keys = self._keys({n.lower(): n for n in names})
+        matches = sa.and_(*[target.c[k] == rows.c[k] for k in keys])
+        duplicate = self.connection.execute(
+            sa.select(*[rows.c[k] for k in keys], sa.func.count().label("n"))
+            .where(sa.and_(*[rows.c[k].is_not(None) for k in keys]))
+            .group_by(*[rows.c[k] for k in keys])
+            .having(sa.func.count() > 1)
+            .limit(1)
+        ).first()
+        if duplicate is not None:
+            values = dict(zip(keys, duplicate[: len(keys)], strict=True))
+            raise InputError(
+                f"the run's output holds {duplicate[-1]} rows with the merge keys {values}; an upsert into "
+                f"{self.spec.table} needs each key once. Fix the input, or the merge_keys."
+            )
+        others = [n for n in names if n not in keys]
+        existing = self.connection.execute(
+            sa.select(sa.func.count()).select_from(rows).where(sa.select(sa.literal(1)).where(matches).exists())
+        ).scalar_one()
+        unique = _unique_on(self.inspector, self.name, self.schema, {k.lower() for k in keys})
+        if unique and self.dialect.name in ("postgresql", "sqlite"):
+            dialect_insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+            select = sa.select(*[rows.c[n] for n in names])
+            if self.dialect.name == "sqlite":
+                select = select.where(sa.true())  # SQLite reads "INSERT ... SELECT ... ON" as a join without it
+            statement = dialect_insert(target).from_select(names, select)
+            index = [target.c[k] for k in keys]
+            if others:
+                statement = statement.on_conflict_do_update(
+                    index_elements=index, set_={n: statement.excluded[n] for n in others}
+                )
+            else:
+                statement = statement.on_conflict_do_nothing(index_elements=index)
+            total = self.connection.execute(sa.select(sa.func.count()).select_from(rows)).scalar_one()
+            self.connection.execute(statement)
+            self.counts["updated"] = existing if others else 0
+            self.counts["inserted"] = total - existing
+            return
+        if self.dialect.name == "postgresql":
+            # Readers go on; other writers wait, so that no row with the same keys appears between the two steps.
+            self.connection.exec_driver_sql(f"LOCK TABLE {self._quoted()} IN SHARE ROW EXCLUSIVE MODE")
+        if others:
+            result = self.connection.execute(
+                sa.update(target).where(matches).values({n: rows.c[n] for n in others})
+            )
+            self.counts["updated"] = max(result.rowcount or 0, 0)
+        missing = ~sa.select(sa.literal(1)).select_from(target).where(matches).exists()
+        self.counts["inserted"] = self._insert(target, rows, names, missing)
+
+    def _quoted(self) -> str:
+        preparer = self.dialect.identifier_preparer
+        table = preparer.quote(self.name)
+        return f"{preparer.quote_schema(self.schema)}.{table}" if self.schema else table
+
+    def run(self) -> None:
+        staged = [self._reflect(name) for name in self.stages]
+        target, mapping = self.target(staged)
+        rows = self.staged_rows(staged, target, mapping)
+        names = list(mapping.values())
+        mode = self.spec.mode or "append"
+        if mode == "replace" and not self.created:
+            self.counts["deleted"] = max(self.connection.execute(sa.delete(target)).rowcount or 0, 0)
+        if mode == "upsert":
+            self.upsert(target, rows, names)
+        else:
+            self.counts["inserted"] = self._insert(target, rows, names)
+
+
+def publish(
+    job: ScoringJob,
+    reports: list[ShardReport],
+    manifest: Mapping[str, Any],
+    secrets: Mapping[str, Any] | None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Move the staged rows into the target, record the run, drop the staging tables: one transaction.
+
+    :returns: ``{"table", "mode", "inserted", "updated", "deleted", "created", "already_committed"}``.
+    :raises InputError: when the database refuses the rows (naming the table and the database's reason).
+    """
+    engine, where = _engine(job.sink, secrets)
+    schema, _ = split_table(job.sink.table or "")
+    stages = [part for report in reports for part in report.parts]
+    mode = job.sink.mode or "append"
+    details: dict[str, Any] = {"table": job.sink.table, "mode": mode, "inserted": 0, "updated": 0, "deleted": 0,
+                               "created": False, "already_committed": False}
+    runs = bookkeeping_table(schema)
+    key = sa.and_(runs.c.run_id == job.job_id, runs.c.target == job.sink.table)
+    try:
+        with engine.begin() as connection:
+            connection.execution_options(preserve_rowcount=True)  # INSERT ... SELECT counts
+            earlier = connection.execute(sa.select(runs.c.attempt, runs.c.committed_at).where(key)).first()
+            if earlier is not None and mode == "append":
+                details["already_committed"] = True
+                log(
+                    f"Run {job.job_id!r} was already appended to {job.sink.table} by attempt {earlier[0]!r} at "
+                    f"{earlier[1]}; it is not appended again (delete its row from {BOOKKEEPING} to append it anew)"
+                )
+            else:
+                connection.execute(sa.delete(runs).where(key))
+                if stages:
+                    commit = _Commit(job, connection, stages, log)
+                    commit.run()
+                    details.update(commit.counts, created=commit.created)
+                totals = manifest.get("totals", {})
+                connection.execute(sa.insert(runs).values(
+                    run_id=job.job_id, target=job.sink.table, attempt=job.attempt, mode=mode,
+                    committed_at=datetime.now(timezone.utc).replace(tzinfo=None),
+                    rows_in=totals.get("rows_in"), rows_out=totals.get("rows_out"),
+                    inserted=details["inserted"], updated=details["updated"], deleted=details["deleted"],
+                    manifest=json.dumps({**manifest, "sql": details}, sort_keys=True, default=str),
+                ))
+            _drop_tables(connection, schema, attempt_prefix(job))
+    except IntegrityError as err:
+        raise InputError(
+            f"the commit into {job.sink.table} was refused by a constraint: {db_message(err)}. Nothing was written. "
+            "Check the table's keys and NOT NULL columns against the output (or another attempt of this run "
+            "committed at the same moment)."
+        ) from None
+    except SQLAlchemyError as err:
+        raise InputError(
+            f"the commit into {job.sink.table} ({where}) failed: {db_message(err)}. Nothing was written; check the "
+            "table's column types against the output columns."
+        ) from None
+    finally:
+        engine.dispose()
+    return details
+
+
+def begin_job(
+    job: ScoringJob,
+    files: list[InputFile],
+    *,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    if_exists: str = "replace",
+    runtime: str = "local",
+) -> Any:
+    """Check the target, preflight the input and prepare the staging tables; every shard is to be scored.
+
+    The driver's :func:`~airflow_batch_scoring.runtime.driver.begin_job` hands jobs with a SQL sink here.
+    """
+    from airflow_batch_scoring.runtime.driver import JobStart
+    from airflow_batch_scoring.runtime.preflight import preflight
+
+    if job.on_bad_rows != "fail":
+        raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL sink yet; use 'fail'.")
+    options = storage_options or {}
+    secrets = options.get("sink")
+    check_sink(job.sink, secrets, if_exists)
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    if job.source.is_sql:
+        sample_rows = sql_source.preflight(job, options.get("source"))
+        log(f"Preflight: read {sample_rows:,} sample rows; {sql_source.plan_text(job)}: OK")
+    else:
+        sample_rows = preflight(job, files, options.get("source"))
+        log(f"Preflight: read {sample_rows:,} sample rows from {min(len(files), 20)} of {len(files)} file(s): OK")
+    dropped = begin_attempt(job, secrets)
+    if dropped:
+        log(f"Dropped {len(dropped)} staging table(s) an earlier attempt of this run left behind")
+    log(
+        f"Scoring {job.source.uri or describe_table(job.source)} with {job.model.resolved_uri or job.model.uri} on "
+        f"{job.replicas} {runtime} replica(s) into {job.sink.table} ({job.sink.mode})"
+    )
+    return JobStart(todo=list(range(job.replicas)), resumed=[], started=started.isoformat(), clock=clock)
+
+
+def finish_job(
+    job: ScoringJob,
+    files: list[InputFile],
+    start: Any,
+    *,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
+    runtime: str = "local",
+    launch: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``launch`` (the replicas), read the reports, commit in one transaction and summarise; on any failure
+    drop this attempt's staging tables (the target was not touched).
+
+    The driver's :func:`~airflow_batch_scoring.runtime.driver.finish_job` hands jobs with a SQL sink here.
+    """
+    from airflow_batch_scoring.runtime import driver, resume
+
+    options = storage_options or {}
+    secrets = options.get("sink")
+    started = datetime.fromisoformat(start.started)
+    try:
+        if launch is not None:
+            launch()
+        reports = read_reports(job, secrets)
+        if sum(r.rows_in for r in reports) == 0:
+            raise InputError(
+                f"the input {job.source.uri or describe_table(job.source)} holds no data rows; nothing was written "
+                f"to {job.sink.table}."
+            )
+        if not job.source.is_sql:
+            resume.check_inputs_unchanged(job, files, options.get("source"))
+        manifest = driver.build_manifest(job, files, reports, started, runtime=runtime)
+        if job.source.is_sql:
+            manifest["input"] = sql_source.describe_source(job.source, options.get("source"), job.shards)
+        manifest["output"] = {"database": display_url(database_url(job.sink, secrets, "sink")),
+                              "conn_id": job.sink.conn_id, "table": job.sink.table, "mode": job.sink.mode,
+                              "merge_keys": job.sink.merge_keys}
+        details = publish(job, reports, manifest, secrets, log)
+    except BaseException:
+        discard(job, secrets)
+        raise
+    if start.clock is not None:
+        duration = time.perf_counter() - start.clock
+    else:
+        duration = (datetime.now(timezone.utc) - started).total_seconds()
+    location = sink_location(job.sink, secrets)
+    summary = {
+        "output_uri": location,
+        "manifest_uri": f"{location.rsplit('#', 1)[0]}#{BOOKKEEPING}?run_id={job.job_id}",
+        "parts": len([p for r in reports for p in r.parts]),
+        "rows_in": manifest["totals"]["rows_in"],
+        "rows_out": manifest["totals"]["rows_out"],
+        "duration_s": round(duration, 3),
+        "rows_per_s": round(manifest["totals"]["rows_in"] / duration, 1) if duration > 0 else None,
+        "model_uri": job.model.resolved_uri or job.model.uri,
+        "model_version": job.model.version,
+        "model_digest": job.model.digest,
+        "replicas": job.replicas,
+        "resumed_shards": [],
+        "sql": details,
+    }
+    log(
+        f"Scored {summary['rows_in']:,} rows into {job.sink.table} ({job.sink.mode}: {details['inserted']:,} "
+        f"inserted, {details['updated']:,} updated, {details['deleted']:,} deleted) in {summary['duration_s']:.1f}s"
+    )
+    return summary

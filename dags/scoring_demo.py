@@ -1,0 +1,140 @@
+"""What the example DAGs share: the demo folder, the demo model in a local MLflow store, and demo input files.
+
+Not a DAG (listed in ``.airflowignore``). Only the standard library is imported at module level; numpy, pandas,
+scikit-learn and MLflow are imported inside the functions, which run in tasks, so the DAG files parse fast.
+
+- ``BATCH_SCORING_DEMO_DIR`` (default ``/tmp/airflow-batch-scoring-demo``) holds everything the examples write.
+- The model registry is ``MLFLOW_TRACKING_URI`` when set, else a SQLite store in the demo folder (its artifacts in
+  ``<demo>/mlartifacts``). :func:`ensure_demo_model` registers ``demo-churn`` with the alias ``champion`` once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DEMO_DIR = Path(os.environ.get("BATCH_SCORING_DEMO_DIR", "/tmp/airflow-batch-scoring-demo")).absolute()
+DEFAULT_TRACKING_URI = f"sqlite:///{DEMO_DIR / 'mlflow.db'}"
+TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+MODEL_NAME = "demo-churn"
+MODEL_URI = f"models:/{MODEL_NAME}@champion"
+EXPERIMENT = "airflow-batch-scoring-demo"
+FEATURES = [f"x{i}" for i in range(8)]
+COLUMNS = ["id", *FEATURES]
+OWNER = "ml-platform"
+TAGS = ["batch-scoring", "example"]
+_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def demo_uri(*parts: str, folder: bool = False) -> str:
+    """A ``file://`` URI under the demo folder; ``parts`` may hold Jinja templates (left as they are)."""
+    uri = "file://" + "/".join([str(DEMO_DIR), *parts])
+    return uri + "/" if folder else uri
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    with open(DEMO_DIR / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def features(key: str, rows: int, first_id: int = 0):
+    """A deterministic frame of ``rows`` rows (``id`` from ``first_id``, ``x0``..``x7``) for ``key`` (e.g. a date)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    frame = pd.DataFrame(rng.normal(size=(rows, len(FEATURES))), columns=FEATURES)
+    frame.insert(0, "id", np.arange(first_id, first_id + rows, dtype=np.int64))
+    return frame
+
+
+def ensure_demo_model(tracking_uri: str = TRACKING_URI) -> str:
+    """Register the demo classifier as ``demo-churn`` (alias ``champion``) unless it is there; return its version.
+
+    The experiment keeps its artifacts under the demo folder (never ``./mlruns`` of the working directory). Safe to
+    call from tasks running at once: a file lock makes one of them create the model.
+    """
+    marker = DEMO_DIR / ".demo-model.json"
+    local_store = tracking_uri == DEFAULT_TRACKING_URI
+    if local_store and marker.exists() and (DEMO_DIR / "mlflow.db").exists():
+        return json.loads(marker.read_text())["version"]
+    with _locked(".demo-model.lock"):
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        try:
+            version = client.get_model_version_by_alias(MODEL_NAME, "champion").version
+        except mlflow.exceptions.MlflowException:
+            version = _register_demo_model(client)
+        if local_store:
+            marker.write_text(json.dumps({"version": str(version)}))
+        return str(version)
+
+
+def _register_demo_model(client) -> str:
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    train = features("training", 20_000)
+    x = train[FEATURES]
+    y = (x["x0"] + 0.5 * x["x1"] - x["x2"] > 0).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(x, y)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        EXPERIMENT, artifact_location=(DEMO_DIR / "mlartifacts").as_uri()
+    )
+    run = client.create_run(experiment_id, run_name="demo-churn-training")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model")
+        with warnings.catch_warnings():
+            # skops looks up scipy functions in every loaded module; Airflow's deprecated modules warn on each.
+            warnings.simplefilter("ignore")
+            mlflow.sklearn.save_model(model, path, signature=infer_signature(x, model.predict(x)),
+                                      serialization_format="skops", skops_trusted_types=_TRUSTED)
+        client.log_artifacts(run.info.run_id, path, "model")
+    client.set_terminated(run.info.run_id)
+    try:
+        client.create_registered_model(MODEL_NAME)
+    except mlflow.exceptions.MlflowException:
+        pass  # registered before, without the alias
+    created = client.create_model_version(MODEL_NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(MODEL_NAME, "champion", created.version)
+    return str(created.version)
+
+
+def write_input(uri: str, key: str, rows: int, fmt: str = "csv", header: bool = False,
+                only_if_missing: bool = False, first_id: int = 0) -> bool:
+    """Land a demo input file at ``uri`` (``file://``), written whole then renamed so no reader sees half of it.
+
+    :return: whether a file was written (``False`` when ``only_if_missing`` and it exists).
+    """
+    path = Path(uri.removeprefix("file://"))
+    if only_if_missing and path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = features(key, rows, first_id)
+    partial = path.with_name(f".{path.name}.partial")
+    if fmt == "csv":
+        frame.to_csv(partial, header=header, index=False, float_format="%.17g")
+    elif fmt == "jsonl":
+        with open(partial, "w") as f:
+            for row in frame.to_dict(orient="records"):
+                f.write(json.dumps(row) + "\n")
+    else:
+        frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return True

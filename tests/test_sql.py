@@ -1,0 +1,550 @@
+"""SQL tables as source and sink, on a real PostgreSQL (started by the ``postgres`` fixture) and SQLite.
+
+The three end-to-end flows run inside ``dag.test()`` with real replica processes; the mode, type and planning tests
+drive the same engine with an in-process launcher (the replica command itself is covered by the flows and by the
+killed-replica test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from helpers import Models, SlowModel, make_frame, read_output, write_frame
+from test_operator import rendered_fields, test_dag, xcom_of  # noqa: F401  (test_dag: the migrated test DAG)
+from test_scoring import check_predictions
+
+from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
+from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.sql_source import SqlReader, SqlSource
+from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
+from airflow_batch_scoring.runtime.engine import run_shard
+from airflow_batch_scoring.runtime.local import LocalLauncher
+from airflow_batch_scoring.runtime.sql_commit import BOOKKEEPING
+
+
+@dataclass
+class Database:
+    """One test database: its SQLAlchemy URL (secret material), an Airflow connection id, and helpers."""
+
+    kind: str
+    url: str
+    conn_id: str
+    password: str | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+
+    def secrets(self) -> dict:
+        return {"source": {"sqlalchemy_url": self.url}, "sink": {"sqlalchemy_url": self.url}}
+
+    def load(self, frame: pd.DataFrame, table: str, **kwargs) -> None:
+        frame.to_sql(table, self.engine, index=False, if_exists="replace", **kwargs)
+
+    def read(self, table: str, order: str = "id") -> pd.DataFrame:
+        with self.engine.connect() as connection:
+            return pd.read_sql(sa.text(f"SELECT * FROM {table} ORDER BY {order}"), connection)
+
+    def execute(self, *statements: str) -> None:
+        with self.engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+    def tables(self) -> list[str]:
+        return sa.inspect(self.engine).get_table_names()
+
+    def staging_tables(self) -> list[str]:
+        return [name for name in self.tables() if name.startswith("_bs_")]
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def pg(postgres, monkeypatch) -> Database:
+    """A fresh database on the session's PostgreSQL server, and an Airflow connection to it."""
+    name = _unique("t")
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    conn_id = "pg_test"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({**postgres.connection(), "schema": name}))
+    return Database("postgres", postgres.url.rsplit("/", 1)[0] + f"/{name}", conn_id, postgres.password)
+
+
+@pytest.fixture
+def lite(tmp_path, monkeypatch) -> Database:
+    path = tmp_path / "scores.db"
+    conn_id = "sqlite_test"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return Database("sqlite", f"sqlite:///{path}", conn_id)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db(request) -> Database:
+    return request.getfixturevalue("pg" if request.param == "postgres" else "lite")
+
+
+class InProcessLauncher:
+    """Runs each shard with the engine in this process (the launcher interface the driver takes)."""
+
+    runtime = "local"
+
+    def run(self, job_path: str, replicas: int, secrets=None, env=None, shards=None) -> None:
+        with open(job_path) as f:
+            job = ScoringJob.from_json(f.read())
+        for shard in range(replicas) if shards is None else shards:
+            run_shard(job, shard, storage_options=secrets, log=lambda line: None)
+
+    def kill(self) -> None:
+        pass
+
+
+def score(db: Database, model: str, source: dict, sink: dict, tmp_path: Path, *, launcher=None, job_id=None,
+          attempt="try1", log=None, **kwargs) -> dict:
+    """Plan and run a job through the driver (in process unless a launcher is given)."""
+    source_spec = DataSpec.parse({"conn_id": db.conn_id, **source} if "uri" not in source else source, "source")
+    sink_spec = DataSpec.parse({"conn_id": db.conn_id, **sink} if "uri" not in sink else sink, "sink")
+    kwargs.setdefault("passthrough_columns", ["id"])
+    job, files = prepare_job(job_id=job_id or _unique("job"), attempt=attempt,
+                             model=process_model(model, str(tmp_path / "model")), source=source_spec, sink=sink_spec,
+                             storage_options=db.secrets(), **kwargs)
+    return execute_job(job, files, storage_options=db.secrets(), log=log or (lambda line: None),
+                       launcher=launcher or InProcessLauncher())
+
+
+def xcom_value(dag_run, key: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="score",
+                                                  key=key).one().value
+
+
+def as_arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+# -- the three flows, in dag.test() with real replicas ----------------------------------------------------------
+
+
+def test_table_to_table_in_dag_test(test_dag, pg: Database, models: Models, capfd):  # noqa: F811
+    frame = make_frame(2345, seed=61)
+    source, target = _unique("customers"), _unique("scores")
+    pg.load(frame, source)
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.regressor_path),
+        "source": {"conn_id": pg.conn_id, "table": f"public.{source}", "partition_column": "id"},
+        "sink": {"conn_id": pg.conn_id, "table": target, "mode": "append"},
+        "replicas": 2,
+        "passthrough": ["id"],
+    })
+    assert dag_run.state == "success"
+    summary = xcom_of(dag_run)
+    assert summary["rows_in"] == summary["rows_out"] == 2345 and summary["parts"] == 2
+    assert summary["sql"] == {"table": target, "mode": "append", "inserted": 2345, "updated": 0, "deleted": 0,
+                              "created": True, "already_committed": False}
+    assert summary["output_uri"] == f"{pg.url.split('@')[1].join(['postgresql://', ''])}#{target}"
+    assert xcom_value(dag_run, "batch_scoring_output") == summary["output_uri"]  # the task's extra link
+    output = pg.read(target)
+    assert len(output) == 2345
+    check_predictions(frame, as_arrow(output), models.regressor)
+    assert pg.staging_tables() == []
+    manifest = json.loads(pg.read(BOOKKEEPING, order="run_id").set_index("target").loc[target, "manifest"])
+    assert manifest["totals"]["rows_out"] == 2345 and manifest["input"]["table"] == f"public.{source}"
+    assert [r["rows_out"] for r in manifest["shards"]] == [r["rows_out"] for r in manifest["shards"] if r["parts"]]
+    # the connection's password is nowhere a user or another task can see it
+    logs = capfd.readouterr()
+    seen = [json.dumps(summary), json.dumps(rendered_fields(dag_run)), json.dumps(manifest), logs.out, logs.err]
+    assert all(pg.password not in text for text in seen)
+    assert "[replica 1] replica 2/2:" in logs.out + logs.err
+
+
+def test_query_with_parameters_to_parquet_in_dag_test(test_dag, pg: Database, models: Models, tmp_path):  # noqa: F811
+    frame = make_frame(3000, seed=62)
+    source = _unique("events")
+    pg.load(frame, source)
+    sink = tmp_path / "out"
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.classifier_path),
+        "source": {
+            "conn_id": pg.conn_id,
+            "query": f"SELECT id, f0, f1, f2, f3, f4 FROM {source} WHERE id >= %(first)s AND f1 > %(low)s",
+            "parameters": {"first": 62_000_500, "low": -5.0},
+            "partition_column": "id",
+        },
+        "sink": {"uri": sink.as_uri(), "format": "parquet"},
+        "replicas": 2,
+        "passthrough": ["id"],
+    })
+    assert dag_run.state == "success"
+    expected = frame[(frame["id"] >= 62_000_500) & (frame["f1"] > -5.0)]
+    assert 1000 < len(expected) < 2500
+    summary = xcom_of(dag_run)
+    assert summary["rows_in"] == summary["rows_out"] == len(expected)
+    output = read_output(sink, "parquet", [])
+    assert output.num_rows == len(expected)
+    check_predictions(expected, output, models.classifier)
+    manifest = json.loads((sink / "_manifest.json").read_text())
+    assert manifest["input"]["parameters"] == {"first": 62_000_500, "low": -5.0}
+    assert [r["column"] for r in manifest["input"]["ranges"]] == ["id", "id"]
+
+
+def test_csv_files_to_table_in_dag_test(test_dag, lite: Database, models: Models, tmp_path, capfd):  # noqa: F811
+    frames = [make_frame(900, seed=63), make_frame(700, seed=64)]
+    for i, frame in enumerate(frames):
+        write_frame(frame, tmp_path / "in" / f"part-{i}.csv", "csv_header")
+    dag_run = test_dag.test(run_conf={
+        "model": str(models.regressor_path),
+        "source": {"uri": (tmp_path / "in").as_uri(), "format": "csv", "header": True},
+        "sink": {"conn_id": lite.conn_id, "table": "scores", "mode": "append"},
+        "replicas": 2,
+        "passthrough": ["id"],
+        "part_size": 8192,
+    })
+    assert dag_run.state == "success"
+    summary = xcom_of(dag_run)
+    assert summary["rows_in"] == summary["rows_out"] == 1600
+    output = lite.read("scores")
+    assert len(output) == 1600
+    check_predictions(pd.concat(frames), as_arrow(output), models.regressor)
+    assert lite.staging_tables() == [] and sorted(lite.tables()) == [BOOKKEEPING, "scores"]
+    logs = capfd.readouterr()
+    assert "[replica 1] replica 2/2:" in logs.out + logs.err
+
+
+# -- sink modes --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unique_index", [True, False])
+def test_replace_and_upsert(db: Database, models: Models, tmp_path, unique_index: bool):
+    frame = make_frame(600, seed=65).assign(id=np.arange(600))
+    db.load(frame, "src")
+    db.execute("CREATE TABLE scores (id BIGINT, prediction DOUBLE PRECISION, note TEXT)")
+    if unique_index:
+        db.execute("CREATE UNIQUE INDEX scores_id ON scores (id)")
+    db.execute("INSERT INTO scores VALUES (-1, 0.5, 'old'), (0, 0.25, 'kept note'), (1, 0.75, NULL)")
+    regressor = str(models.regressor_path)
+    summary = score(db, regressor, {"table": "src", "partition_column": "id"},
+                    {"table": "scores", "mode": "upsert", "merge_keys": ["ID"]}, tmp_path, replicas=2)
+    assert summary["sql"]["updated"] == 2 and summary["sql"]["inserted"] == 598
+    output = db.read("scores")
+    assert output["id"].tolist() == [-1, *range(600)]
+    notes = output["note"].tolist()
+    assert notes[:2] == ["old", "kept note"] and pd.isna(notes[2])  # a column the run does not write is kept
+    assert output["prediction"].iloc[0] == 0.5  # a key the run does not hold is left alone
+    check_predictions(frame, as_arrow(output[output["id"] >= 0]), models.regressor)
+    # the same run again: an upsert is idempotent
+    score(db, regressor, {"table": "src"}, {"table": "scores", "mode": "upsert", "merge_keys": ["id"]}, tmp_path)
+    assert db.read("scores")["id"].tolist() == [-1, *range(600)]
+    # replace: the old rows go, in the same transaction as the new rows arrive
+    small = frame[frame["id"] < 100]
+    db.load(small, "src_small")
+    summary = score(db, regressor, {"table": "src_small"}, {"table": "scores", "mode": "replace"}, tmp_path)
+    assert summary["sql"]["deleted"] == 601 and summary["sql"]["inserted"] == 100
+    output = db.read("scores")
+    check_predictions(small, as_arrow(output), models.regressor)
+    assert output["note"].isna().all()
+    if unique_index:  # the table keeps its definition (the unique index refuses a duplicate)
+        with pytest.raises(sa.exc.IntegrityError):
+            db.execute("INSERT INTO scores (id) VALUES (5)")
+
+
+def test_upsert_refuses_duplicate_keys_and_append_twice_appends_once(db: Database, models: Models, tmp_path):
+    frame = make_frame(50, seed=66)
+    doubled = pd.concat([frame, frame.iloc[:3]])
+    db.load(doubled, "src")
+    with pytest.raises(InputError, match=r"holds 2 rows with the merge keys \{'id': \d+\}.*needs each key once"):
+        score(db, str(models.regressor_path), {"table": "src"},
+              {"table": "scores", "mode": "upsert", "merge_keys": ["id"]}, tmp_path)
+    assert "scores" not in db.tables() and db.staging_tables() == []
+    db.load(frame, "src")
+    run = _unique("run")
+    first = score(db, str(models.regressor_path), {"table": "src"}, {"table": "scores"}, tmp_path, job_id=run)
+    assert first["sql"]["inserted"] == 50
+    # a retry of a run whose commit succeeded (its success was lost): nothing is appended twice
+    again = score(db, str(models.regressor_path), {"table": "src"}, {"table": "scores"}, tmp_path, job_id=run,
+                  attempt="try2")
+    assert again["sql"]["already_committed"] is True and again["sql"]["inserted"] == 0
+    assert len(db.read("scores")) == 50 and db.staging_tables() == []
+
+
+# -- the seven types, with NULLs ---------------------------------------------------------------------------------
+
+SEVEN = [("b", "Boolean"), ("t", "Time64"), ("f32", "Float32"), ("f64", "Float64"), ("i32", "Int32"),
+         ("i64", "Int64"), ("s", "String")]
+
+
+class TypedModel:
+    """Takes the seven typed columns; predicts a float from the Float64 and Int64 columns (NULL as 0)."""
+
+    feature_names_in_ = np.array([name for name, _ in SEVEN], dtype=object)  # a DataFrame, please
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        assert list(x.columns) == [name for name, _ in SEVEN]
+        return x["f64"].fillna(0).to_numpy(dtype=float) + x["i64"].fillna(0).to_numpy(dtype=float)
+
+
+def _typed_rows() -> list[dict]:
+    rows = [
+        {"id": 1, "b": True, "t": datetime(2026, 1, 2, 3, 4, 5, 678901), "f32": float(np.float32(0.1)),
+         "f64": 1e-300, "i32": 2147483647, "i64": 9007199254740993, "s": 'quote " comma , newline \n ünï'},
+        {"id": 2, "b": False, "t": datetime(1970, 1, 1), "f32": -3.5, "f64": -0.1, "i32": -2147483648,
+         "i64": -9223372036854775807, "s": ""},
+    ]
+    for i, (name, _) in enumerate(SEVEN):  # one row with a NULL in each column, one with NULL everywhere
+        row = dict(rows[i % 2], id=10 + i)
+        row[name] = None
+        rows.append(row)
+    rows.append({"id": 99, **{name: None for name, _ in SEVEN}})
+    return rows
+
+
+def test_seven_types_round_trip_with_nulls(db: Database, tmp_path):
+    types = {"Boolean": sa.Boolean(), "Time64": sa.DateTime(), "Float32": sa.REAL(), "Float64": sa.Double(),
+             "Int32": sa.Integer(), "Int64": sa.BigInteger(), "String": sa.Text()}
+    metadata = sa.MetaData()
+    source = sa.Table("typed", metadata, sa.Column("id", sa.BigInteger()),
+                      *[sa.Column(name, types[kind]) for name, kind in SEVEN])
+    rows = _typed_rows()
+    with db.engine.begin() as connection:
+        source.create(connection)
+        connection.execute(source.insert(), rows)
+    joblib.dump(TypedModel(), tmp_path / "typed.joblib")
+    summary = score(db, str(tmp_path / "typed.joblib"), {"table": "typed", "partition_column": "id"},
+                    {"table": "typed_out"}, tmp_path, replicas=3, batch_size=4,
+                    input_schema=[{"name": name, "type": kind} for name, kind in SEVEN],
+                    passthrough_columns=["id"] + [name for name, _ in SEVEN])
+    assert summary["rows_out"] == len(rows)
+    with db.engine.connect() as connection:
+        target = sa.Table("typed_out", sa.MetaData(), autoload_with=connection)
+        written = [dict(r._mapping) for r in connection.execute(sa.select(target).order_by(target.c.id))]
+    declared = {c.name: c.type.compile(dialect=db.engine.dialect) for c in target.columns}
+    expected_types = {
+        "postgres": {"b": "BOOLEAN", "t": "TIMESTAMP WITHOUT TIME ZONE", "f32": "REAL", "f64": "DOUBLE PRECISION",
+                     "i32": "INTEGER", "i64": "BIGINT", "s": "TEXT", "prediction": "DOUBLE PRECISION"},
+        "sqlite": {"b": "BOOLEAN", "t": "DATETIME", "f32": "REAL", "f64": "DOUBLE", "i32": "INTEGER",
+                   "i64": "BIGINT", "s": "TEXT", "prediction": "DOUBLE"},
+    }[db.kind]
+    assert {k: v for k, v in declared.items() if k != "id"} == expected_types
+    assert len(written) == len(rows)
+    for got, want in zip(written, sorted(rows, key=lambda r: r["id"]), strict=True):
+        for name, _ in SEVEN:
+            if name == "f32" and want[name] is not None:
+                assert np.float32(got[name]) == np.float32(want[name]), (got, want)
+            else:
+                assert got[name] == want[name], (name, got, want)
+            assert (got[name] is None) == (want[name] is None)
+        assert got["prediction"] == (want["f64"] or 0.0) + float(want["i64"] or 0)
+
+
+# -- failures leave the target as it was; the retry writes every row once ----------------------------------------
+
+
+def test_killed_replica_leaves_target_unchanged_and_retry_writes_once(pg: Database, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # replicas unpickle helpers.SlowModel
+    joblib.dump(SlowModel(), tmp_path / "slow.joblib")
+    frame = make_frame(3000, seed=67)
+    source, target = _unique("big"), _unique("scores")
+    pg.load(frame, source)
+    pg.execute(f"CREATE TABLE {target} (id BIGINT, prediction DOUBLE PRECISION)",
+               f"INSERT INTO {target} VALUES (-2, 1.0), (-1, 2.0)")
+    before = pg.read(target)
+    run = _unique("run")
+    started = threading.Event()
+
+    def log(line: str) -> None:
+        if line.startswith("[replica 1]") and "rows scored" in line:
+            started.set()
+
+    launcher = LocalLauncher(log)
+
+    def kill_replica_1() -> None:
+        assert started.wait(120)
+        victim = next(p for p in launcher._processes if p.args[p.args.index("--shard") + 1] == "1")
+        os.kill(victim.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_replica_1, daemon=True).start()
+    with pytest.raises(ReplicaError, match="Replica 1 was killed by signal 9"):
+        score(pg, str(tmp_path / "slow.joblib"), {"table": source, "partition_column": "id"}, {"table": target},
+              tmp_path, launcher=launcher, job_id=run, replicas=3, batch_size=10)
+    pd.testing.assert_frame_equal(pg.read(target), before)  # the target is exactly as it was
+    assert pg.staging_tables() == []
+    # a worker killed outright leaves its staging tables: the next attempt of the run drops them first
+    pg.execute(f"CREATE TABLE _bs_{hashlib.sha256(run.encode()).hexdigest()[:10]}_try1_s00000 (x INT)")
+    lines: list[str] = []
+    summary = score(pg, str(tmp_path / "slow.joblib"), {"table": source, "partition_column": "id"},
+                    {"table": target}, tmp_path, launcher=LocalLauncher(lines.append), job_id=run, attempt="try2",
+                    log=lines.append, replicas=3, batch_size=100)
+    assert any("Dropped 1 staging table(s)" in line for line in lines)
+    assert summary["sql"]["inserted"] == 3000
+    output = pg.read(target)
+    assert output["id"].tolist() == [-2, -1, *frame["id"]]  # every row exactly once, the old rows kept
+    np.testing.assert_array_equal(output["prediction"].to_numpy()[2:], frame["f0"].to_numpy() * 2)
+    assert pg.staging_tables() == []
+
+
+def test_bad_value_midway_leaves_target_unchanged(pg: Database, models: Models, tmp_path):
+    frame = make_frame(2500, seed=68)
+    frame["f2"] = frame["f2"].map(repr)
+    frame.loc[2100, "f2"] = "abc"  # after the preflight's sample
+    source, target = _unique("texty"), _unique("scores")
+    pg.load(frame, source)
+    pg.execute(f"CREATE TABLE {target} (id BIGINT, prediction DOUBLE PRECISION)", f"INSERT INTO {target} VALUES (7, 7)")
+    with pytest.raises(InputError) as err:
+        score(pg, str(models.regressor_path), {"table": source}, {"table": target}, tmp_path, batch_size=300)
+    message = str(err.value)
+    assert f"table {source}, column 'f2'" in message and "'abc'" in message and "Float64" in message
+    assert pg.read(target)["id"].tolist() == [7] and pg.staging_tables() == []
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+
+
+def test_missing_table_column_query_error_and_uncoercible_type(db: Database, models: Models, tmp_path):
+    regressor = str(models.regressor_path)
+    with pytest.raises(InputError, match="table no_such_table does not exist"):
+        score(db, regressor, {"table": "no_such_table"}, {"table": "out"}, tmp_path)
+    db.load(make_frame(20, seed=69).drop(columns=["f3"]), "lacking")
+    with pytest.raises(InputError, match=r"table lacking: the model's input column 'f3' does not exist; its columns "
+                                         r"are \['id', 'f0', 'f1', 'f2', 'f4'\]"):
+        score(db, regressor, {"table": "lacking"}, {"table": "out"}, tmp_path)
+    with pytest.raises(InputError, match="table lacking: the partition column 'day' does not exist"):
+        score(db, regressor, {"table": "lacking", "partition_column": "day"}, {"table": "out"}, tmp_path,
+              input_schema=[{"name": "f0", "type": "Float64"}])
+    with pytest.raises(InputError, match=r"the source query failed: .*(nowhere|syntax)"):
+        score(db, regressor, {"query": "SELECT id, f0 FROM nowhere"}, {"table": "out"}, tmp_path)
+    texty = make_frame(20, seed=70)
+    texty["f1"] = ["12.5"] * 5 + ["twelve"] + ["1"] * 14
+    db.load(texty, "texty")
+    with pytest.raises(InputError, match=r"table texty, column 'f1' \(row 6 of the source\): value 'twelve' cannot "
+                                         r"be read as Float64"):
+        score(db, regressor, {"table": "texty"}, {"table": "out"}, tmp_path)
+    # a target whose columns do not fit the output: named, and nothing written
+    db.load(make_frame(20, seed=71), "fine")
+    db.execute("CREATE TABLE narrow (id BIGINT)")
+    with pytest.raises(ConfigurationError, match=r"sink table narrow has no column\(s\) \['prediction'\]"):
+        score(db, regressor, {"table": "fine"}, {"table": "narrow"}, tmp_path)
+    assert "out" not in db.tables() and db.staging_tables() == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "role", "message"),
+    [
+        ({"table": "scores; DROP TABLE x"}, "sink", "sink['table'] 'scores; DROP TABLE x' is not a valid table name"),
+        ({"table": "x; DROP TABLE x"}, "source", "is not a valid table name"),
+        ({"table": 'a"."b'}, "source", "is not a valid table name"),
+        ({"table": "a.b.c"}, "sink", "has more than two parts"),
+        ({"table": "t", "partition_column": "id; --"}, "source", "source['partition_column'] 'id; --' is not a valid"),
+        ({"table": "t", "mode": "upsert", "merge_keys": ["id) OR (1=1"]}, "sink", "sink['merge_keys']"),
+        ({"table": "t", "mode": "upsert"}, "sink", "sink['merge_keys'] must be a non-empty list"),
+        ({"table": "t", "mode": "merge"}, "sink", "sink['mode'] must be one of append, replace, upsert"),
+        ({"table": "t", "query": "SELECT 1"}, "source", "either source['table'] or source['query']"),
+        ({"query": "SELECT 1"}, "sink", "sink['query'] is only for sources"),
+        ({"table": "t", "format": "csv"}, "sink", "applies to files"),
+        ({"table": "t", "uri": "postgresql://u:secret@h/db"}, "source", "holds a password"),
+    ],
+)
+def test_malicious_or_invalid_names_are_rejected(spec: dict, role: str, message: str):
+    with pytest.raises(ConfigurationError) as err:
+        DataSpec.parse({"conn_id": "pg_test", **spec}, role)
+    assert message in str(err.value)
+    assert "secret" not in str(err.value)
+
+
+def test_connection_errors_name_the_connection_never_the_password(postgres, monkeypatch, models: Models, tmp_path):
+    from airflow_batch_scoring.hooks.sql import sql_secrets
+
+    wrong = "Wr0ng-Pa55-xyz"
+    monkeypatch.setenv("AIRFLOW_CONN_PG_BAD", json.dumps({**postgres.connection(), "password": wrong}))
+    monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "aws", "login": "a", "password": "b"}))
+    source = DataSpec.parse({"conn_id": "pg_bad", "table": "t"}, "source")
+    secrets = {"source": sql_secrets(source), "sink": {}}
+    with pytest.raises(InputError) as err:
+        prepare_job(job_id="bad", model=process_model(str(models.regressor_path), str(tmp_path)), source=source,
+                    sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"), storage_options=secrets)
+    assert "connection 'pg_bad'" in str(err.value) and "password authentication failed" in str(err.value)
+    assert wrong not in str(err.value)
+    with pytest.raises(ConfigurationError, match="is not a SQL hook"):
+        sql_secrets(DataSpec.parse({"conn_id": "not_sql", "table": "t"}, "source"))
+
+
+# -- planning: every row exactly once, NULLs included ------------------------------------------------------------
+
+
+def _read_shards(db: Database, spec: DataSpec, replicas: int, columns: list[str]) -> list[pa.Table]:
+    plan = ReadPlan(model_columns=None, passthrough=[])
+    source = SqlSource(spec, db.secrets()["source"])
+    try:
+        shards = source.plan(replicas, plan)
+    finally:
+        source.close()
+    reader = SqlReader(spec, plan, db.secrets()["source"], batch_size=7)
+    tables = []
+    for pieces in shards:
+        parts = [t.select(columns) for piece in pieces for t in reader.read(piece)]
+        tables.append(pa.concat_tables(parts) if parts else None)
+    reader.close()
+    return tables
+
+
+def test_partitions_hold_every_row_once_nulls_in_one(db: Database):
+    ids = [None] * 7 + list(range(100)) + [5, 5]
+    frame = pd.DataFrame({"k": pd.array(ids, dtype="Int64"), "v": range(len(ids)), "s": ["a%b"] * len(ids)})
+    db.load(frame, "ranged")
+    spec = DataSpec.parse({"conn_id": db.conn_id, "table": "ranged", "partition_column": "k"}, "source")
+    shards = _read_shards(db, spec, 3, ["k", "v"])
+    assert [t.num_rows for t in shards] == [42, 33, 34]
+    assert shards[0].column("k").null_count == 7 and all(t.column("k").null_count == 0 for t in shards[1:])
+    assert sorted(v for t in shards for v in t.column("v").to_pylist()) == list(range(len(ids)))
+    # a query (with a literal % and no parameters) split by a column: the same rows
+    spec = DataSpec.parse({"conn_id": db.conn_id, "query": "SELECT k, v FROM ranged WHERE s LIKE 'a%'",
+                           "partition_column": "K"}, "source")
+    shards = _read_shards(db, spec, 4, ["k", "v"])
+    assert sorted(v for t in shards if t for v in t.column("v").to_pylist()) == list(range(len(ids)))
+    # no partition column: a table splits by its primary key (SQLite: rowid); a query is read by one replica
+    db.execute("CREATE TABLE keyed (pk INTEGER PRIMARY KEY, v INTEGER)")
+    db.execute(*[f"INSERT INTO keyed VALUES ({i * 3}, {i})" for i in range(30)])
+    shards = _read_shards(db, DataSpec.parse({"conn_id": db.conn_id, "table": "keyed"}, "source"), 3, ["v"])
+    assert [t.num_rows for t in shards] == [10, 10, 10]
+    spec = DataSpec.parse({"conn_id": db.conn_id, "query": "SELECT v FROM keyed"}, "source")
+    assert [t.num_rows if t else 0 for t in _read_shards(db, spec, 3, ["v"])] == [30, 0, 0]
+    # a table without a key: SQLite splits by its rowid; elsewhere one replica reads it
+    spec = DataSpec.parse({"conn_id": db.conn_id, "table": "ranged"}, "source")
+    counts = [t.num_rows if t else 0 for t in _read_shards(db, spec, 3, ["v"])]
+    assert sum(counts) == len(ids) and (all(counts) if db.kind == "sqlite" else counts == [len(ids), 0, 0])
+
+
+def test_partition_by_date_and_timestamp(pg: Database):
+    days = [date(2026, 1, 1 + i % 28) for i in range(200)]
+    frame = pd.DataFrame({"day": days, "at": [datetime(2026, 3, 1, i % 24, i % 60) for i in range(200)],
+                          "v": range(200)})
+    pg.load(frame, "dated", dtype={"day": sa.Date()})
+    for column in ("day", "at"):
+        spec = DataSpec.parse({"conn_id": pg.conn_id, "table": "dated", "partition_column": column}, "source")
+        shards = _read_shards(pg, spec, 4, ["v"])
+        assert sum(1 for t in shards if t is not None and t.num_rows) == 4
+        assert sorted(v for t in shards if t for v in t.column("v").to_pylist()) == list(range(200))
+    pg.load(frame.assign(v=frame["v"].astype(str)), "texted")
+    spec = DataSpec.parse({"conn_id": pg.conn_id, "table": "texted", "partition_column": "v"}, "source")
+    with pytest.raises(ConfigurationError, match=r"the partition column 'v' holds str values \('0'\); it must be"):
+        _read_shards(pg, spec, 2, ["v"])
+
