@@ -64,6 +64,23 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_batch_scoring.links.OutputLocationLink",
             "airflow_batch_scoring.links.ModelVersionLink",
         ],
+        "config": {
+            "batch_scoring": {
+                "description": "Settings of the airflow-batch-scoring provider.",
+                "options": {
+                    "stages": {
+                        "description": "Stages as JSON, keyed by name: each names the registry alias it scores and "
+                        "may bring its runtime, replicas and Kubernetes settings. Without it, DEV, SIT, UAT and "
+                        "PROD score the aliases dev, sit, uat and prod.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"PROD": {"alias": "champion", "runtime": "kubernetes", "replicas": 8, '
+                        '"kubernetes": {"namespace": "scoring-prod"}}}',
+                        "default": None,
+                    }
+                },
+            }
+        },
         "triggers": [
             {
                 "integration-name": "Batch Scoring",

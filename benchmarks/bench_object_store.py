@@ -1,6 +1,6 @@
 """Benchmark: peak memory of the engine while it writes large outputs to an object store (S3 API, SeaweedFS).
 
-    .venv/bin/python benchmarks/bench_object_store.py            # full run: ~60 MB and ~250 MB outputs (~10 min)
+    .venv/bin/python benchmarks/bench_object_store.py            # full run: ~60 MB, ~250 MB, ~1 GB outputs (~16 min)
     .venv/bin/python benchmarks/bench_object_store.py --quick    # smoke run: the ~60 MB output, replicas=1 only
 
 It checks the claim "outputs larger than one upload part use multipart upload; nothing is buffered whole in memory":
@@ -16,9 +16,12 @@ It checks the claim "outputs larger than one upload part use multipart upload; n
   run-shard``). ``bench_scoring.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
   from ``/proc/<pid>/status``), so the driver and each replica get their own peak.
 - Output: CSV of ``id``, 12 passthrough features and the prediction (~122 bytes a row): 500k rows -> ~61 MB,
-  2M rows -> ~244 MB, so the output grows 4x with the same row width and batch size (100,000 rows).
-- Cases: both sizes x replicas 1 and 2 x part_size 8 MiB and 16 MiB x write_concurrency 1 and 4 (S3 sink, local
-  source); the same with a local sink as the baseline (no upload at all); S3 source and S3 sink with the defaults.
+  2M rows -> ~244 MB, 8M rows -> ~980 MB, so the output grows 4x and 16x with the same row width and batch size
+  (100,000 rows).
+- Cases: ~60 MB and ~250 MB x replicas 1 and 2 x part_size 8 MiB and 16 MiB x write_concurrency 1 and 4 (S3 sink,
+  local source); the same with a local sink as the baseline (no upload at all); S3 source and S3 sink with the
+  defaults; ~1 GB with the defaults (S3 sink and local sink, replicas 1 and 2). Besides each process's peak, a
+  sampler records every replica's RSS every 0.5 s, to tell a level peak from a growing one.
 - Each S3 object's part count is read from its ETag (``<md5>-<N>`` for an object assembled from N multipart parts;
   a plain md5 for a single PUT) and compared with ``ceil(size / part_size)``; every output (parts in order) is
   hashed and must equal the local sink's output byte for byte.
@@ -38,6 +41,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -56,6 +60,7 @@ from bench_scoring import (  # noqa: E402
     NOISE,
     RESULTS,
     _json_tail,
+    _role,
     _self_rss,
     _vm_hwm_kb,
     code_state,
@@ -166,36 +171,29 @@ def child_client_cost(endpoint: str) -> dict[str, Any]:
 
 
 def case_name(case: dict[str, Any]) -> str:
-    suffix = "_mmap1M" if case.get("env") else ""
     return (
         f"{case['rows'] // 1000}k_{case['source']}-{case['sink']}_r{case['replicas']}_"
-        f"p{case['part_size'] // MIB}_w{case['write_concurrency']}{suffix}"
+        f"p{case['part_size'] // MIB}_w{case['write_concurrency']}"
     )
 
 
-def build_cases(sizes: dict[str, int], replicas_list: tuple[int, ...], big: bool, malloc: bool) -> list[dict[str, Any]]:
-    """The full matrix for the ~60 MB and ~250 MB outputs; the defaults (and their local baseline) for ~1 GB; the
-    ~250 MB defaults again with glibc's mmap threshold fixed at 1 MiB (a diagnosis of where the overhead goes)."""
+def build_cases(sizes: dict[str, int], replicas_list: tuple[int, ...], big: bool) -> list[dict[str, Any]]:
+    """The full matrix for the ~60 MB and ~250 MB outputs; the defaults (and their local baseline) for ~1 GB."""
     cases = []
     for size_label, rows in sizes.items():
         for replicas in replicas_list:
             for part_size in PART_SIZES:
-                base = {"size": size_label, "rows": rows, "replicas": replicas, "part_size": part_size, "env": {}}
+                base = {"size": size_label, "rows": rows, "replicas": replicas, "part_size": part_size}
                 cases.append({**base, "source": "file", "sink": "file", "write_concurrency": 4})
                 for concurrency in CONCURRENCIES:
                     cases.append({**base, "source": "file", "sink": "s3", "write_concurrency": concurrency})
-            cases.append({"size": size_label, "rows": rows, "replicas": replicas, "part_size": 16 * MIB, "env": {},
+            cases.append({"size": size_label, "rows": rows, "replicas": replicas, "part_size": 16 * MIB,
                           "source": "s3", "sink": "s3", "write_concurrency": 4})
     if big:
         for replicas in replicas_list:
             for sink in ("file", "s3"):
-                cases.append({"size": BIG[0], "rows": BIG[1], "replicas": replicas, "part_size": 16 * MIB, "env": {},
+                cases.append({"size": BIG[0], "rows": BIG[1], "replicas": replicas, "part_size": 16 * MIB,
                               "source": "file", "sink": sink, "write_concurrency": 4})
-    if malloc:
-        for sink in ("file", "s3"):
-            cases.append({"size": "~250 MB", "rows": SIZES["~250 MB"], "replicas": 1, "part_size": 16 * MIB,
-                          "env": {"MALLOC_MMAP_THRESHOLD_": str(MIB)}, "source": "file", "sink": sink,
-                          "write_concurrency": 4})
     for case in cases:
         case["name"] = case_name(case)
     return cases
@@ -263,6 +261,43 @@ def remove_output(case: dict[str, Any], sink: str, fs: Any) -> None:
         shutil.rmtree(sink.removeprefix("file://"), ignore_errors=True)
 
 
+class ReplicaSampler(threading.Thread):
+    """Samples the RSS of every replica of the driver whose command line holds ``marker`` every ``interval`` s, for
+    a timeline (``measure`` keeps only each process's peak): does the peak level off or keep growing?"""
+
+    def __init__(self, marker: str, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.marker, self.interval = marker, interval
+        self.stop = threading.Event()
+        self.timeline: dict[str, list[list[float]]] = {}
+
+    def run(self) -> None:
+        import psutil
+
+        started, driver = time.perf_counter(), None
+        while not self.stop.wait(self.interval):
+            try:
+                if driver is None:
+                    driver = next((p for p in psutil.process_iter(["cmdline"])
+                                   if self.marker in (p.info["cmdline"] or [])), None)
+                    continue
+                for child in driver.children(recursive=True):
+                    role = _role(child.cmdline())
+                    if role.startswith("replica-"):
+                        point = [round(time.perf_counter() - started, 1), round(child.memory_info().rss / MIB)]
+                        self.timeline.setdefault(role, []).append(point)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+
+
+def halves_max(points: list[list[float]]) -> list[int] | None:
+    """Max RSS (MiB) over the first and the second half of a replica's sampled life."""
+    if len(points) < 4:
+        return None
+    middle = (points[0][0] + points[-1][0]) / 2
+    return [max(r for t, r in points if t <= middle), max(r for t, r in points if t > middle)]
+
+
 def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: dict[tuple[str, int], str]) -> dict:
     if case["sink"] == "s3":
         sink = f"s3://{BUCKET}/out/{case['name']}/"
@@ -281,8 +316,13 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
     spec_path = WORK / f"{case['name']}.json"
     spec_path.write_text(json.dumps(spec))
     waited = wait_quiet()
-    m = measure([sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)],
-                env=dict(os.environ, **case["env"]))
+    sampler = ReplicaSampler(str(spec_path))
+    sampler.start()
+    try:
+        m = measure([sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)])
+    finally:
+        sampler.stop.set()
+        sampler.join()
     spec_path.unlink()
     child = _json_tail(m["stdout"])
     driver = next(p for p in m["processes"] if p["role"] == "main")
@@ -300,6 +340,8 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
         "shards": output["shards"],
         "replica_peak_rss": [p["vm_hwm"] for p in replicas],
         "replica_polled_rss": [p["max_rss"] for p in replicas],
+        "replica_rss_timeline_mib": sampler.timeline,
+        "replica_halves_max_rss": {role: halves_max(points) for role, points in sampler.timeline.items()},
         # the driver's own end-of-work VmHWM, or the polled one if larger (the child reads it before it exits)
         "driver_peak_rss": max((child.get("self_hwm_kb") or 0) * 1024, driver["vm_hwm"]),
         "wall_s": m["wall_s"],
@@ -335,17 +377,26 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def upload_buffer_bound(part_size: int, concurrency: int) -> int:
-    """Bytes the upload side of one object holds at most: S3ConcurrentWriter (write_concurrency > 1) part_size x
+    """Part buffers one object's writer holds by design: S3ConcurrentWriter (write_concurrency > 1) part_size x
     (concurrency + 1), as its docstring says; s3fs's own writer (write_concurrency = 1) a buffer of part_size plus
-    the write that filled it, read out once into the part it sends (~2 x part_size)."""
+    the write that filled it, read out into the part it sends (~2 x part_size)."""
     return part_size * (concurrency + 1) if concurrency > 1 else 2 * part_size
 
 
+def upload_copies_bound(part_size: int, concurrency: int) -> int:
+    """The same with the copies made on the way to the socket on Python 3.11: S3ConcurrentWriter.write slices the
+    part out of its buffer (``bytes(buffer[:part_size])``: one transient part), and asyncio's socket transport
+    copies the unsent rest of each request body into its own buffer (3.11's ``_SelectorSocketTransport.write``:
+    ``data[n:]`` then ``bytearray.extend``), so each part in flight can exist twice: (2 x concurrency + 3) parts for
+    the concurrent writer, ~4 parts for s3fs's serial writer."""
+    return part_size * (2 * concurrency + 3) if concurrency > 1 else 4 * part_size
+
+
 def baseline_of(case: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The local-sink run with the same input, replicas, part_size and environment."""
+    """The local-sink run with the same input, replicas and part_size."""
     return next(
         (b for b in cases if b["sink"] == "file" and b["source"] == "file" and b["rows"] == case["rows"]
-         and b["replicas"] == case["replicas"] and b["part_size"] == case["part_size"] and b["env"] == case["env"]),
+         and b["replicas"] == case["replicas"] and b["part_size"] == case["part_size"]),
         None,
     )
 
@@ -375,18 +426,21 @@ def analyse(cases: list[dict[str, Any]], client_fixed: int) -> dict[str, Any]:
             "overhead": extra,
             "overhead_minus_client": extra - client_fixed,
             "upload_buffer_bound": upload_buffer_bound(c["part_size"], c["write_concurrency"]),
+            "upload_copies_bound": upload_copies_bound(c["part_size"], c["write_concurrency"]),
             "largest_object": max(o["bytes"] for o in c["objects"]),
         })
     growth: dict[str, dict[str, Any]] = {}
     for c in cases:
-        if c["env"]:
-            continue
         config = c["name"].split("_", 1)[1]
         entry = growth.setdefault(config, {"config": config, "output_bytes": [], "replica_peak": [],
                                            "driver_peak": []})
         entry["output_bytes"].append(c["output_bytes"])
         entry["replica_peak"].append(max(c["replica_peak_rss"]))
         entry["driver_peak"].append(c["driver_peak_rss"])
+    plateau = [
+        {"case": c["name"], "halves_max_rss_mib": c["replica_halves_max_rss"]}
+        for c in cases if c["rows"] >= SIZES["~250 MB"]
+    ]
     growth_rows = [g for g in growth.values() if len(g["output_bytes"]) > 1]
     for g in growth_rows:
         g["change_per_step"] = [b / a - 1 for a, b in zip(g["replica_peak"], g["replica_peak"][1:], strict=False)]
@@ -401,6 +455,7 @@ def analyse(cases: list[dict[str, Any]], client_fixed: int) -> dict[str, Any]:
         "s3_client_fixed": client_fixed,
         "s3_overhead": overhead,
         "growth": growth_rows,
+        "plateau": plateau,
     }
 
 
@@ -417,9 +472,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{o['parts_uploaded']} ({o['parts_if_cut_at_part_size']})" if o["parts_uploaded"] else "-"
             for o in c["objects"]
         )
-        note = " (malloc mmap threshold 1 MiB)" if c["env"] else ""
         lines.append(
-            f"| {c['size']}{note} | {c['source']} → {c['sink']} | {c['replicas']} | {c['part_size'] // MIB} MiB | "
+            f"| {c['size']} | {c['source']} → {c['sink']} | {c['replicas']} | {c['part_size'] // MIB} MiB | "
             f"{c['write_concurrency'] if c['sink'] == 's3' else '-'} | {c['output_bytes']:,} | {parts} | "
             f"{' / '.join(_mib(v) for v in c['replica_peak_rss'])} | {_mib(c['driver_peak_rss'])} | "
             f"{_mib(max(o['bytes'] for o in c['objects']))} | {c['wall_s']:.1f} | {c['foreign_cores']:.2f} |"
@@ -439,21 +493,35 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{', '.join(f'{v:+.0%}' for v in g['change_per_step'])} | "
                 f"{' → '.join(_mib(v) for v in g['driver_peak'])} |"
             )
+    if a["plateau"]:
+        lines += [
+            "",
+            "Level or growing? Largest RSS of each replica (sampled every 0.5 s, MiB) in the first and the second half "
+            "of its life:",
+            "",
+            "| Case | First half → second half, each replica |",
+            "|---|---|",
+        ]
+        for entry in a["plateau"]:
+            halves = " / ".join(
+                f"{v[0]} → {v[1]}" if v else "-" for _, v in sorted(entry["halves_max_rss_mib"].items())
+            )
+            lines.append(f"| {entry['case']} | {halves} |")
     lines += [
         "",
-        "S3 sink against the local sink (same input, replicas, part_size and environment; largest replica). S3 client "
+        "S3 sink against the local sink (same input, replicas and part_size; largest replica). S3 client "
         f"fixed cost in a replica-like process (imports, client, event loop, threads): {_mib(a['s3_client_fixed'])} "
         "MiB.",
         "",
-        "| Case | Replica peak (MiB) | Local sink (MiB) | Overhead (MiB) | Overhead − S3 client (MiB) | Upload buffer "
-        "bound (MiB) | Largest object (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Case | Replica peak (MiB) | Local sink (MiB) | Overhead (MiB) | Overhead − S3 client (MiB) | Part buffers "
+        "by design (MiB) | With copies on the way to the socket (MiB) | Largest object (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for o in a["s3_overhead"]:
         lines.append(
             f"| {o['case']} | {_mib(o['replica_peak_max'])} | {_mib(o['local_sink_peak_max'])} | "
             f"{o['overhead'] / MIB:+,.0f} | {o['overhead_minus_client'] / MIB:+,.0f} | "
-            f"{_mib(o['upload_buffer_bound'])} | {_mib(o['largest_object'])} |"
+            f"{_mib(o['upload_buffer_bound'])} | {_mib(o['upload_copies_bound'])} | {_mib(o['largest_object'])} |"
         )
     lines += [
         "",
@@ -476,7 +544,6 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: the ~60 MB output, replicas=1 only")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every case (peak: max; wall: median)")
     parser.add_argument("--skip-big", action="store_true", help="skip the ~1 GB output (8M rows, 1.6 GB input)")
-    parser.add_argument("--skip-malloc", action="store_true", help="skip the glibc mmap-threshold diagnosis")
     parser.add_argument("--keep-data", action="store_true", help="keep the input files this run generated")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-client-cost", help=argparse.SUPPRESS)
@@ -495,12 +562,12 @@ def main() -> int:
 
     sizes = {"~60 MB": SIZES["~60 MB"]} if args.quick else SIZES
     replicas_list = (1,) if args.quick else REPLICAS
-    big, malloc = not (args.quick or args.skip_big), not (args.quick or args.skip_malloc)
+    big = not (args.quick or args.skip_big)
     NOISE["max_wait_s"] = 5.0  # wall times are reported, not judged: wait a little for quiet, never long
     NOISE["deadline"] = time.monotonic() + 24 * 3600
     info = machine_info()
     code_at_start = code_state()
-    cases = build_cases(sizes, replicas_list, big, malloc)
+    cases = build_cases(sizes, replicas_list, big)
     all_rows = sorted({c["rows"] for c in cases})
     existed = {rows: data_file(rows).exists() for rows in all_rows}
     local_inputs = {rows: generate_data(rows, log) for rows in all_rows}

@@ -53,6 +53,17 @@ def task_names(context: Context) -> tuple[str, str]:
     return name, f"{ti.dag_id}.{ti.task_id}{suffix}/{ti.run_id}"
 
 
+def settings_of(operator: BaseOperator) -> KubernetesSettings:
+    """The operator's ``kubernetes`` settings; ``deferrable`` defaults to ``[operators] default_deferrable``, as for
+    the community operators."""
+    settings = KubernetesSettings.parse(operator.kubernetes)
+    if not (isinstance(operator.kubernetes, Mapping) and "deferrable" in operator.kubernetes):
+        from airflow.sdk.configuration import conf
+
+        settings.deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+    return settings
+
+
 def launcher_for(
     operator: BaseOperator, context: Context, settings: KubernetesSettings, inputs: list[dict[str, Any]] | None = None
 ) -> KubernetesLauncher:
@@ -74,7 +85,7 @@ def run(
 
     :raises TaskDeferred: (deferrable) resumed in :func:`complete` when the Job is done.
     """
-    settings = KubernetesSettings.parse(operator.kubernetes)
+    settings = settings_of(operator)
     check_locations(("staging folder", job.staging_uri))
     launcher = launcher_for(operator, context, settings, [f.to_dict() for f in files])
     operator._launcher = launcher
@@ -138,7 +149,7 @@ def complete(
     if not resume.get("reference"):
         raise ReplicaError(f"The task resumed without its Kubernetes Job's reference (event {event!r}); retry it.")
     start, reference, attempt = resume["start"], resume["reference"], resume.get("attempt")
-    settings = KubernetesSettings.parse(operator.kubernetes)
+    settings = settings_of(operator)
     launcher = launcher_for(operator, context, settings)
     launcher.name = reference["name"]
     launcher.namespace = reference["namespace"]

@@ -184,7 +184,7 @@ class KubernetesLauncher:
         if not is_remote(job.model.path):
             local_model = job.model.path
             job = replace(job, model=replace(job.model, path=staged_model_uri(job.staging_uri, job.model.path)))
-        plan = manifests.plan_digest(job)
+        plan = manifests.plan_digest(job, self.inputs)
         manifest = self._call(
             "build the Job", manifests.build_job, self.settings, name=self.name, shards=shards or [0],
             replicas=replicas, plan=plan, context=self.context, task=self.task,

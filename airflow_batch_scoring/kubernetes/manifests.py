@@ -68,12 +68,13 @@ def secret_name(name: str) -> str:
     return f"{name}-credentials"
 
 
-def plan_digest(job: ScoringJob) -> str:
-    """Everything that decides what the pods write (the attempt and the model's location left out): two attempts
-    of a run with the same digest can share a running Job."""
+def plan_digest(job: ScoringJob, inputs: list[dict[str, Any]] | None = None) -> str:
+    """Everything that decides what the pods write: the job (the attempt and the model's location left out) and the
+    input listing (names, sizes, versions). Two attempts of a run with the same digest can share a running Job."""
     document = asdict(job)
     document.pop("attempt", None)
     document["model"] = {k: v for k, v in document["model"].items() if k != "path"}
+    document["inputs"] = list(inputs or [])
     return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 

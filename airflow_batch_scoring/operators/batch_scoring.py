@@ -20,6 +20,7 @@ from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink, ou
 from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
+from airflow_batch_scoring.stages import get_stage, model_for_stage
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -47,9 +48,11 @@ class BatchScoringOperator(BaseOperator):
         "merge_keys": [...]}``, written in one transaction. (templated)
     :param batch_size: rows per batch read, predicted and written; memory grows with it, not with the input.
         (templated)
-    :param replicas: parallel replicas; each scores its own shard and every input row exactly once. (templated)
-    :param runtime: where replicas run: ``"local"`` (processes on the worker) or ``"kubernetes"`` (the pods of one
-        Indexed Job; source and sink on an object store; see ``kubernetes``).
+    :param replicas: parallel replicas; each scores its own shard and every input row exactly once; default 1 (or
+        the stage's). (templated)
+    :param runtime: where replicas run: ``"local"`` (processes on the worker; the default, unless the stage says
+        otherwise) or ``"kubernetes"`` (the pods of one Indexed Job; source and sink on an object store; see
+        ``kubernetes``).
     :param kubernetes: the Kubernetes runtime's settings: ``image`` (required), ``namespace``, ``resources``,
         ``node_selector``, ``tolerations``, ``affinity``, ``service_account_name``, ``labels``, ``annotations``,
         ``image_pull_secrets``, ``env_vars``, ``active_deadline_seconds``, ``ttl_seconds_after_finished``,
@@ -70,6 +73,9 @@ class BatchScoringOperator(BaseOperator):
         unit in which large text files are split between replicas. (templated)
     :param write_concurrency: parts of one output object uploaded at once to S3 or an S3-compatible store (GCS and
         Azure uploads stream one part after another). (templated)
+    :param stage: a stage (``DEV``, ``SIT``, ``UAT``, ``PROD`` or one configured in ``[batch_scoring] stages``):
+        ``model="models:/churn"`` then scores the stage's registry alias (``models:/churn@prod``), and the stage's
+        runtime, replicas and Kubernetes settings apply where the task sets none. (templated)
     :param on_bad_rows: ``"fail"`` (default): stop at the first row that cannot be read or coerced, naming its file,
         line (or Parquet row), column, value and expected type; ``"quarantine"``: write each such row with a reason
         code to ``<sink>/_errors/`` and score the others. Errors about a whole file fail in both modes. (templated)
@@ -93,6 +99,7 @@ class BatchScoringOperator(BaseOperator):
         "write_concurrency",
         "on_bad_rows",
         "kubernetes",
+        "stage",
         "max_bad_rows",
         "max_bad_fraction",
         "schema_check",
@@ -109,8 +116,8 @@ class BatchScoringOperator(BaseOperator):
         source: Mapping[str, Any] | str,
         sink: Mapping[str, Any] | str,
         batch_size: int | str = DEFAULT_BATCH_SIZE,
-        replicas: int | str = 1,
-        runtime: str = "local",
+        replicas: int | str | None = None,
+        runtime: str | None = None,
         passthrough_columns: list[str] | None = None,
         input_schema: Any = None,
         output_schema: Any = None,
@@ -124,10 +131,11 @@ class BatchScoringOperator(BaseOperator):
         max_bad_rows: int | str | None = None,
         max_bad_fraction: float | str | None = None,
         kubernetes: Mapping[str, Any] | None = None,
+        stage: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if runtime not in RUNTIMES:
+        if runtime is not None and runtime not in RUNTIMES:
             raise ConfigurationError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
         if if_exists not in IF_EXISTS:
             raise ConfigurationError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}.")
@@ -152,6 +160,7 @@ class BatchScoringOperator(BaseOperator):
         if "{{" not in f"{on_bad_rows}{max_bad_rows}{max_bad_fraction}":
             BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)  # a wrong value fails at parse time
         self.kubernetes = kubernetes
+        self.stage = stage
         if runtime == "kubernetes":
             from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 
@@ -164,9 +173,34 @@ class BatchScoringOperator(BaseOperator):
         map_index = getattr(ti, "map_index", -1)
         return safe_job_id(f"{ti.dag_id}.{ti.task_id}.{map_index}.{ti.run_id}")
 
+    def _apply_stage(self) -> Any:
+        """Apply ``stage``: return the model reference to score, and take the stage's runtime settings where the
+        task sets none (the task's own ``kubernetes`` keys win over the stage's)."""
+        model = self.model if isinstance(self.model, Mapping) else str(self.model)
+        if self.stage:
+            from airflow.sdk.configuration import conf
+
+            stage = get_stage(str(self.stage), conf.get("batch_scoring", "stages", fallback=None))
+            model = model_for_stage(str(model), stage)
+            self.runtime = self.runtime or stage.runtime
+            self.replicas = self.replicas if self.replicas is not None else stage.replicas
+            if stage.kubernetes:
+                self.kubernetes = {**stage.kubernetes, **dict(self.kubernetes or {})}
+            self.log.info("Stage %s: scoring %s on the %s runtime", stage.name, model, self.runtime or "local")
+        self.runtime = self.runtime or "local"
+        self.replicas = self.replicas if self.replicas is not None else 1
+        if self.runtime not in RUNTIMES:
+            raise ConfigurationError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}.")
+        if self.runtime == "kubernetes":
+            from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
+
+            KubernetesSettings.check_keys(self.kubernetes)
+        return model
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_scoring.artifacts import process_model
 
+        model_reference = self._apply_stage()
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
         if self.runtime == "kubernetes":
@@ -186,7 +220,7 @@ class BatchScoringOperator(BaseOperator):
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         try:
             model = process_model(
-                self.model if isinstance(self.model, Mapping) else str(self.model),
+                model_reference,
                 os.path.join(work, "model"),
                 tracking_uri=self.mlflow_tracking_uri or None,
             )
@@ -254,6 +288,7 @@ class BatchScoringOperator(BaseOperator):
         or commit the output."""
         from airflow_batch_scoring.kubernetes import execution
 
+        self._apply_stage()  # the stage's Kubernetes settings again: a deferred task resumes on a fresh operator
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
         options = self._storage_options(source, sink)

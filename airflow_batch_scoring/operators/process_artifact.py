@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.links import ModelVersionLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,6 +47,8 @@ class ProcessArtifactOperator(BaseOperator):
     :param output_schema: the names and types of the model's outputs, in order. (templated)
     :param schema_check: refuse a model whose input schema stays unknown (``False``: score unchecked).
     :param mlflow_conn_id: an Airflow connection of type ``mlflow`` (tracking URI, registry URI, token).
+    :param stage: a stage (``DEV``, ``SIT``, ``UAT``, ``PROD``, or one configured in ``[batch_scoring] stages``):
+        ``model="models:/churn"`` then processes the stage's registry alias (``models:/churn@prod``). (templated)
     :param mlflow_tracking_uri: the MLflow tracking URI when no connection is given; default ``MLFLOW_TRACKING_URI``.
         (templated)
     :param mlflow_registry_uri: the MLflow registry URI; default the tracking URI. (templated)
@@ -62,9 +65,11 @@ class ProcessArtifactOperator(BaseOperator):
         "mlflow_tracking_uri",
         "mlflow_registry_uri",
         "processor_options",
+        "stage",
     )
     template_fields_renderers = {"input_schema": "json", "output_schema": "json", "processor_options": "json"}
     ui_color = "#e8daef"
+    operator_extra_links = (ModelVersionLink(),)
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class ProcessArtifactOperator(BaseOperator):
         output_schema: Any = None,
         schema_check: bool = True,
         mlflow_conn_id: str | None = None,
+        stage: str | None = None,
         mlflow_tracking_uri: str | None = None,
         mlflow_registry_uri: str | None = None,
         processor_options: Mapping[str, Any] | None = None,
@@ -91,6 +97,7 @@ class ProcessArtifactOperator(BaseOperator):
         self.output_schema = output_schema
         self.schema_check = schema_check
         self.mlflow_conn_id = mlflow_conn_id
+        self.stage = stage
         self.mlflow_tracking_uri = mlflow_tracking_uri
         self.mlflow_registry_uri = mlflow_registry_uri
         self.processor_options = processor_options
@@ -137,11 +144,11 @@ class ProcessArtifactOperator(BaseOperator):
             from airflow_batch_scoring.hooks.mlflow import MlflowHook
 
             with MlflowHook(self.mlflow_conn_id).environment() as settings:
-                spec = self._process(
-                artifact_dir, settings.tracking_uri, registry_uri or settings.registry_uri, options
-            )
+                tracking_uri, registry_uri = settings.tracking_uri, registry_uri or settings.registry_uri
+                spec = self._process(artifact_dir, tracking_uri, registry_uri, options)
         else:
             spec = self._process(artifact_dir, tracking_uri, registry_uri, options)
+        ModelVersionLink.persist(context, spec, tracking_uri, registry_uri)
         result = spec.to_dict()
         with open(os.path.join(target, MARKER), "w") as f:
             json.dump(result, f, indent=2)
@@ -153,9 +160,20 @@ class ProcessArtifactOperator(BaseOperator):
         )
         return result
 
+    def _model_reference(self) -> str:
+        """The model to process: with a stage, ``models:/name`` becomes the stage's alias."""
+        if not self.stage:
+            return str(self.model)
+        from airflow.sdk.configuration import conf
+
+        from airflow_batch_scoring.stages import get_stage, model_for_stage
+
+        return model_for_stage(str(self.model), get_stage(str(self.stage), conf.get("batch_scoring", "stages",
+                                                                                    fallback=None)))
+
     def _process(self, target: str, tracking_uri: str | None, registry_uri: str | None, options: dict[str, Any]):
         return process_model(
-            str(self.model),
+            self._model_reference(),
             target,
             tracking_uri,
             registry_uri=registry_uri,
