@@ -1,15 +1,15 @@
 """Benchmark: peak memory of the engine while it writes large outputs to an object store (S3 API, SeaweedFS).
 
-    .venv/bin/python benchmarks/bench_object_store.py            # full run: ~60 MB, ~250 MB, ~1 GB outputs (~16 min)
+    .venv/bin/python benchmarks/bench_object_store.py            # full run: ~60 MB, ~250 MB, ~1 GB outputs (~10 min)
     .venv/bin/python benchmarks/bench_object_store.py --quick    # smoke run: the ~60 MB output, replicas=1 only
 
 It checks the claim "outputs larger than one upload part use multipart upload; nothing is buffered whole in memory":
 
 - A SeaweedFS server (``weed mini``, a real S3 API) is started on 127.0.0.1 the way the tests start it
   (``tests/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
-- Input: the CSV files of ``bench_scoring.py`` (id + 20 float features, no header; 500k rows = 98 MB and 2M rows =
-  390 MB, the same first rows), generated into ``benchmarks/data/`` when missing; the model is its
-  LogisticRegression (``benchmarks/data/models/lr.joblib``).
+- Input: the CSV files of ``bench_scoring.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
+  390 MB and 1.57 GB, the same first rows), generated into ``benchmarks/data/`` when missing (and removed at the end
+  unless ``--keep-data``); the model is its LogisticRegression (``benchmarks/data/models/lr.joblib``).
 - Each run is one child Python process that calls ``runtime.driver.prepare_job`` / ``execute_job`` (the same calls
   the operator makes) with S3 storage options (key, secret, endpoint_url) for the sink, and in one set of cases for
   the source too; the replicas are the local runtime's processes (``python -m airflow_batch_scoring.runtime
@@ -23,8 +23,9 @@ It checks the claim "outputs larger than one upload part use multipart upload; n
   defaults; ~1 GB with the defaults (S3 sink and local sink, replicas 1 and 2). Besides each process's peak, a
   sampler records every replica's RSS every 0.5 s, to tell a level peak from a growing one.
 - Each S3 object's part count is read from its ETag (``<md5>-<N>`` for an object assembled from N multipart parts;
-  a plain md5 for a single PUT) and compared with ``ceil(size / part_size)``; every output (parts in order) is
-  hashed and must equal the local sink's output byte for byte.
+  a plain md5 for a single PUT) right after the replicas finish, before publishing (publishing re-copies objects
+  over 150 MiB server-side in 50 MiB parts), and compared with ``ceil(size / part_size)``; every output (parts in
+  order) is hashed and must equal the local sink's output byte for byte.
 
 Results go to ``benchmarks/results/object_store.json`` (raw) and ``object_store.md`` (tables); ``--quick`` writes
 ``object_store_quick.*``.
@@ -641,8 +642,8 @@ def main() -> int:
         },
         "s3_client_cost": client_cost,
         "analysis": analyse(combined, client_cost["s3_client_fixed"]),
-        "cases": combined,
-        "raw": raw,
+        "cases": combined,  # with one round, each case is its run
+        **({"raw": raw} if args.rounds > 1 else {}),
         "loadavg_at_end": os.getloadavg(),
         "total_benchmark_s": round(time.perf_counter() - clock, 1),
     }

@@ -6,6 +6,7 @@ for a cloud (instance metadata, telemetry) and nothing touches the developer's o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,14 @@ os.environ.pop("MLFLOW_REGISTRY_URI", None)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import Models, train_models  # noqa: E402
-from servers import start_azurite, start_fake_gcs, start_seaweedfs  # noqa: E402
+from servers import (  # noqa: E402
+    S3_KEY,
+    S3_SECRET,
+    azurite_connection_string,
+    start_azurite,
+    start_fake_gcs,
+    start_seaweedfs,
+)
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +101,33 @@ def postgres():
     server = start_postgres()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweedfs) -> str:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY,
+                          aws_secret_access_key=S3_SECRET, region_name="us-east-1")
+    client.create_bucket(Bucket="scoring")
+    return "scoring"
+
+
+@pytest.fixture(scope="session")
+def azure_container(azurite) -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(azurite_connection_string(azurite)).create_container("scoring")
+    return "scoring"
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(fake_gcs) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{fake_gcs.endpoint}/storage/v1/b?project=test", data=json.dumps({"name": "scoring"}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    urllib.request.urlopen(request).read()
+    return "scoring"

@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_frame, write_frame
 from test_scoring import check_predictions
-from test_stores import s3_bucket  # noqa: F401  (the SeaweedFS bucket fixture)
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import ConfigurationError, InputError

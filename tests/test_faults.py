@@ -18,7 +18,6 @@ import pytest
 from fault_models import MARK, KillOnce, SlowWhereMarked
 from helpers import SCHEMA, assert_nothing_published, make_frame, read_output, source_spec, write_frame
 from servers import S3_KEY, S3_SECRET, start_seaweedfs
-from test_stores import azure_container, s3_bucket  # noqa: F401  (session fixtures: the bucket and the container)
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import InputError, ReplicaError, StorageError
@@ -310,7 +309,7 @@ def test_attempt_names_are_safe_in_file_names(tmp_path: Path):
     assert published_name(part_name(3, "parquet", job.attempt)) == "part-00003.parquet"
 
 
-def test_planted_secrets_appear_nowhere(airflow_db, models, seaweedfs, s3_bucket, azurite, azure_container,  # noqa: F811
+def test_planted_secrets_appear_nowhere(airflow_db, models, seaweedfs, s3_bucket, azurite, azure_container,
                                         tmp_path: Path, monkeypatch, capfd):
     """A full run (registry model through an MLflow connection, S3 source, Azure Blob sink) whose connections all
     hold recognizable secrets: none of them shows in logs, XCom, rendered fields, the manifest or the outputs."""

@@ -78,36 +78,6 @@ def _env_connection(monkeypatch, conn_id: str, value: dict) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
 
 
-@pytest.fixture(scope="session")
-def s3_bucket(seaweedfs) -> str:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY,
-                          aws_secret_access_key=S3_SECRET, region_name="us-east-1")
-    client.create_bucket(Bucket="scoring")
-    return "scoring"
-
-
-@pytest.fixture(scope="session")
-def azure_container(azurite) -> str:
-    from azure.storage.blob import BlobServiceClient
-
-    BlobServiceClient.from_connection_string(azurite_connection_string(azurite)).create_container("scoring")
-    return "scoring"
-
-
-@pytest.fixture(scope="session")
-def gcs_bucket(fake_gcs) -> str:
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{fake_gcs.endpoint}/storage/v1/b?project=test", data=json.dumps({"name": "scoring"}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    urllib.request.urlopen(request).read()
-    return "scoring"
-
-
 STORES = ["s3", "minio", "gcs", "azure"]
 
 

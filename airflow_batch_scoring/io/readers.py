@@ -376,8 +376,10 @@ class _TextReader(PieceReader):
         raise NotImplementedError
 
     def _fails(self, block: bytes, columns: ColumnMap, piece: Piece) -> bool:
+        # A run of lines cut from a block is parsed as a part of it (``partial``): a JSON line that lacks keys the
+        # block's other lines have is not, on its own, a file without those columns.
         try:
-            self.parse(block, columns, piece)
+            self.parse(block, columns, piece, partial=True)
         except (pa.ArrowInvalid, _CastFailure, UnicodeDecodeError):
             return True
         return False

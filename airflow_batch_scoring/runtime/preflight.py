@@ -36,8 +36,8 @@ def preflight(
     """Read a sample of each input file (up to ``max_files``) the way the replicas will, and return its rows.
 
     The schema in force is the job's ``input_schema`` or the processed model's; when neither is known (a model whose
-    columns only its loaded object knows) the sample is only parsed, and a bad row is left to the replicas, which
-    name it with the model's own types. With ``on_bad_rows="quarantine"`` a bad row in
+    columns only its loaded object knows) errors in the sample are left to the replicas, which judge the rows
+    against the loaded model's columns and types. With ``on_bad_rows="quarantine"`` a bad row in
     the sample is left to the replicas to quarantine; errors about a whole file still fail here.
 
     :raises InputError: naming the file, the line or row, the column, the value and the expected type.
@@ -63,7 +63,9 @@ def preflight(
                 rows += table.num_rows
                 break  # the first batch (Parquet) or block (text) is the sample
         except InputError as err:
-            if (quarantine or schema is None) and (err.line is not None or err.row is not None):
-                continue  # a row error: quarantined by the replicas, or told there with the loaded model's types
+            if schema is None:
+                continue  # without the model's columns the sample cannot be judged: the replicas tell, with them
+            if quarantine and (err.line is not None or err.row is not None):
+                continue  # a row error: the replicas quarantine it
             raise
     return rows
