@@ -220,6 +220,7 @@ class ScoringJob:
     :param job_id: unique per run (every attempt of one run shares it); names the staging folder.
     :param attempt: names this attempt of the run (``try2``); staged part names carry it, and only the attempt
         holding the run's lease may publish (see :mod:`airflow_batch_scoring.runtime.resume`).
+    :param runtime_image: the container image the replicas run in (the Kubernetes runtime), for the manifest.
     :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.
     :param part_size: bytes per read request and per multipart-upload part (at least 5 MiB is used for
@@ -246,6 +247,7 @@ class ScoringJob:
     part_size: int = DEFAULT_PART_SIZE
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
     attempt: str = "try1"
+    runtime_image: str | None = None
     on_bad_rows: str = "fail"
     max_bad_rows: int | None = None
     max_bad_fraction: float | None = None

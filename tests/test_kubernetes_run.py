@@ -133,6 +133,7 @@ def test_pods_score_like_local_replicas_row_for_row(k8s_dag, setup, cluster, buc
     assert summary["rows_in"] == summary["rows_out"] == 1633 and summary["replicas"] == 3
     manifest = json.loads(bucket.cat_file(f"{prefix}/out-kubernetes/_manifest.json"))
     assert manifest["runtime"] == "kubernetes" and manifest["model"]["digest"] == summary["model_digest"]
+    assert manifest["runtime_image"] == conf["kubernetes"]["image"]
     assert bucket.exists(f"{prefix}/out-kubernetes/_SUCCESS")
     staged = bucket.find(f"{prefix}/out-kubernetes/_temporary", detail=True)
     assert [p for p, info in staged.items() if info["type"] == "file"] == []  # the staged model went too

@@ -87,6 +87,7 @@ def run(
     """
     settings = settings_of(operator)
     check_locations(("staging folder", job.staging_uri))
+    job.runtime_image = settings.image  # recorded in the manifest (and part of the run's fingerprint)
     launcher = launcher_for(operator, context, settings, [f.to_dict() for f in files])
     operator._launcher = launcher
     if not settings.deferrable:

@@ -199,6 +199,7 @@ def build_manifest(
     return {
         "job_id": job.job_id,
         "attempt": job.attempt,
+        "runtime_image": job.runtime_image,
         "package_version": __version__,
         "runtime": runtime,
         "model": {
