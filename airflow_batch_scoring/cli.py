@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import uuid
@@ -130,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     except BatchScoringError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return _print(args, result)
+    except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print(args: argparse.Namespace, result: dict) -> int:
     if args.command == "manifest" and args.summary:
         print(summary(result))
     elif args.command == "manifest" and args.field:
