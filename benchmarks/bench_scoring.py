@@ -500,7 +500,13 @@ def batch_scoring_cli() -> str:
 
 
 def run_engine(
-    model: Path, data: Path, replicas: int, label: str, keep: bool = False, env: dict[str, str] | None = None
+    model: Path,
+    data: Path,
+    replicas: int,
+    label: str,
+    keep: bool = False,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     sink = DATA / "out" / label
     shutil.rmtree(sink, ignore_errors=True)
@@ -521,6 +527,7 @@ def run_engine(
         str(replicas),
         "--batch-size",
         str(BATCH),
+        *(extra_args or []),
     ]
     m = measure(cmd, env=env)
     summary = _json_tail(m["stdout"])
@@ -529,7 +536,7 @@ def run_engine(
     if not keep:
         shutil.rmtree(sink, ignore_errors=True)
     shards = [
-        {k: s[k] for k in ("shard", "rows_in", "rows_out", "duration_s", "read_s", "predict_s", "write_s")}
+        {k: s.get(k, 0.0) for k in ("shard", "rows_in", "rows_out", "duration_s", "load_s", "read_s", "predict_s", "write_s")}
         for s in manifest["shards"]
     ]
     before = max((p["started_after_s"] or 0.0) for p in replicas_seen)

@@ -46,8 +46,10 @@ class S3ConcurrentWriter:
         self.buffer += data
         self.position += len(data)
         while len(self.buffer) >= self.part_size:
-            chunk = bytes(self.buffer[: self.part_size])
-            del self.buffer[: self.part_size]
+            # Hand the buffer itself to the upload (truncated in place) and copy only the remainder: one part costs
+            # no copy beyond the bytes that arrived after it.
+            chunk, self.buffer = self.buffer, self.buffer[self.part_size :]
+            del chunk[self.part_size :]
             self._submit(chunk)
         return len(data)
 
@@ -97,7 +99,7 @@ class S3ConcurrentWriter:
         self.close()
 
     # --- uploads ------------------------------------------------------------------------------------------------
-    def _submit(self, chunk: bytes) -> None:
+    def _submit(self, chunk: bytes | bytearray) -> None:
         if self.upload_id is None:
             self.upload_id = self.fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=self.key)["UploadId"]
             self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload")
@@ -110,7 +112,7 @@ class S3ConcurrentWriter:
         assert self.pool is not None
         self.parts.append(self.pool.submit(self._upload, number, chunk))
 
-    def _upload(self, number: int, chunk: bytes) -> dict[str, Any]:
+    def _upload(self, number: int, chunk: bytes | bytearray) -> dict[str, Any]:
         response = self.fs.call_s3(
             "upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=chunk
         )
