@@ -342,6 +342,31 @@ def execute_job(
     )
 
 
+def job_summary(
+    job: ScoringJob, manifest: Mapping[str, Any], start: JobStart, *, output_uri: str, manifest_uri: str, parts: int
+) -> dict[str, Any]:
+    """The task's XCom summary of a published job: where the output is, counts, throughput and the model."""
+    if start.clock is not None:
+        duration = time.perf_counter() - start.clock
+    else:
+        duration = (datetime.now(timezone.utc) - datetime.fromisoformat(start.started)).total_seconds()
+    rows_in = manifest["totals"]["rows_in"]
+    return {
+        "output_uri": output_uri,
+        "manifest_uri": manifest_uri,
+        "parts": parts,
+        "rows_in": rows_in,
+        "rows_out": manifest["totals"]["rows_out"],
+        "duration_s": round(duration, 3),
+        "rows_per_s": round(rows_in / duration, 1) if duration > 0 else None,
+        "model_uri": job.model.resolved_uri or job.model.uri,
+        "model_version": job.model.version,
+        "model_digest": job.model.digest,
+        "replicas": job.replicas,
+        "resumed_shards": list(manifest.get("resumed_shards") or []),
+    }
+
+
 def finish_job(
     job: ScoringJob,
     files: list[InputFile],
@@ -394,26 +419,11 @@ def finish_job(
         if not keep_on_failure:
             commit.discard(job, sink_options)
         raise
-    if start.clock is not None:
-        duration = time.perf_counter() - start.clock
-    else:
-        duration = (datetime.now(timezone.utc) - started).total_seconds()
-    summary = {
-        "output_uri": job.sink.uri,
-        "manifest_uri": f"{job.sink.uri.rstrip('/')}/{commit.MANIFEST}",
-        "parts": len(parts),
-        "rows_in": manifest["totals"]["rows_in"],
-        "rows_out": manifest["totals"]["rows_out"],
-        "duration_s": round(duration, 3),
-        "rows_per_s": round(manifest["totals"]["rows_in"] / duration, 1) if duration > 0 else None,
-        "model_uri": job.model.resolved_uri or job.model.uri,
-        "model_version": job.model.version,
-        "model_digest": job.model.digest,
-        "replicas": job.replicas,
-        "resumed_shards": manifest["resumed_shards"],
-        "rows_bad": manifest["totals"]["rows_bad"],
-        "errors_uri": manifest["bad_rows"]["errors_uri"],
-    }
+    summary = job_summary(
+        job, manifest, start, output_uri=job.sink.uri, manifest_uri=f"{job.sink.uri.rstrip('/')}/{commit.MANIFEST}",
+        parts=len(parts),
+    )
+    summary.update(rows_bad=manifest["totals"]["rows_bad"], errors_uri=manifest["bad_rows"]["errors_uri"])
     log(
         f"Scored {summary['rows_in']:,} rows into {summary['output_uri']} in {summary['duration_s']:.1f}s "
         f"({summary['rows_per_s'] or 0:,.0f} rows/s)"

@@ -500,26 +500,13 @@ def finish_job(
     except BaseException:
         discard(job, secrets)
         raise
-    if start.clock is not None:
-        duration = time.perf_counter() - start.clock
-    else:
-        duration = (datetime.now(timezone.utc) - started).total_seconds()
     location = sink_location(job.sink, secrets)
-    summary = {
-        "output_uri": location,
-        "manifest_uri": f"{location.rsplit('#', 1)[0]}#{BOOKKEEPING}?run_id={job.job_id}",
-        "parts": len([p for r in reports for p in r.parts]),
-        "rows_in": manifest["totals"]["rows_in"],
-        "rows_out": manifest["totals"]["rows_out"],
-        "duration_s": round(duration, 3),
-        "rows_per_s": round(manifest["totals"]["rows_in"] / duration, 1) if duration > 0 else None,
-        "model_uri": job.model.resolved_uri or job.model.uri,
-        "model_version": job.model.version,
-        "model_digest": job.model.digest,
-        "replicas": job.replicas,
-        "resumed_shards": [],
-        "sql": details,
-    }
+    summary = driver.job_summary(
+        job, manifest, start, output_uri=location,
+        manifest_uri=f"{location.rsplit('#', 1)[0]}#{BOOKKEEPING}?run_id={job.job_id}",
+        parts=len([p for r in reports for p in r.parts]),
+    )
+    summary["sql"] = details
     log(
         f"Scored {summary['rows_in']:,} rows into {job.sink.table} ({job.sink.mode}: {details['inserted']:,} "
         f"inserted, {details['updated']:,} updated, {details['deleted']:,} deleted) in {summary['duration_s']:.1f}s"
