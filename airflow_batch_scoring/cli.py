@@ -27,8 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="score a source into a sink on local replicas")
     score.add_argument("--model", required=True, help="models:/name@alias, models:/name/1, runs:/..., a path")
-    score.add_argument("--source", required=True, help="input file, folder or glob (file:///...)")
-    score.add_argument("--sink", required=True, help="output folder (file:///...)")
+    score.add_argument(
+        "--source", required=True,
+        help='input file, folder or glob (file:///..., s3://...), or a JSON object with the operator\'s source keys, '
+        'e.g. \'{"table": "public.customers", "partition_column": "id"}\' (credentials: --storage-options)',
+    )
+    score.add_argument(
+        "--sink", required=True,
+        help='output folder, or a JSON object with the operator\'s sink keys, e.g. '
+        '\'{"table": "scores", "mode": "upsert", "merge_keys": ["id"]}\'',
+    )
     score.add_argument("--source-format", choices=["csv", "jsonl", "parquet"], default=None)
     score.add_argument("--sink-format", choices=["csv", "jsonl", "parquet"], default=None)
     score.add_argument("--header", action="store_true", help="the source CSV has a header line")
@@ -74,16 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec(value: str, role: str, **flags: object) -> dict:
+    """A source or sink from the command line: a URI, or a JSON object with the operator's keys (SQL tables and
+    queries included); flags given on the command line fill in what the object leaves out."""
+    if value.lstrip().startswith("{"):
+        try:
+            spec = json.loads(value)
+        except ValueError as err:
+            raise BatchScoringError(f"--{role} is not a valid JSON object ({err}).") from None
+    else:
+        spec = {"uri": value}
+    for key, flag in flags.items():
+        if flag not in (None, False) and key not in spec:
+            spec[key] = flag
+    return spec
+
+
 def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
     source = DataSpec.parse(
-        {"uri": args.source, "format": args.source_format, "header": args.header, "columns": _columns(args.columns)},
+        _spec(args.source, "source", format=args.source_format, header=args.header, columns=_columns(args.columns)),
         "source",
     )
-    sink = DataSpec.parse({"uri": args.sink, "format": args.sink_format, "header": args.sink_header}, "sink")
+    sink = DataSpec.parse(_spec(args.sink, "sink", format=args.sink_format, header=args.sink_header), "sink")
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
         options = read_storage_options(args.storage_options)

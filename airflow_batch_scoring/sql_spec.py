@@ -126,7 +126,9 @@ def parse_sql_keys(value: Mapping[str, Any], role: str) -> dict[str, Any]:
     if not uri and not value.get("conn_id"):
         raise ConfigurationError(
             f"A SQL {role} needs {role}['conn_id']: an Airflow connection whose hook is a DbApiHook (postgres, "
-            "sqlite, mysql, mssql, ...)."
+            f"sqlite, mysql, mssql, ...). Outside Airflow (batch-scoring score) give {role}['uri'], a SQLAlchemy URL "
+            f"without its password, and the full URL as {{\"{role}\": {{\"sqlalchemy_url\": ...}}}} in the "
+            "--storage-options file."
         )
     table, query = value.get("table"), value.get("query")
     fields: dict[str, Any] = {"uri": uri.strip()}

@@ -548,3 +548,28 @@ def test_partition_by_date_and_timestamp(pg: Database):
     with pytest.raises(ConfigurationError, match=r"the partition column 'v' holds str values \('0'\); it must be"):
         _read_shards(pg, spec, 2, ["v"])
 
+
+
+def test_command_line_scores_a_table_into_a_table_with_the_password_out_of_argv(pg: Database, models: Models,
+                                                                               tmp_path):
+    """``batch-scoring score`` with JSON source/sink specs: the URL without its password on the command line, the
+    full URL in the --storage-options file; the password shows nowhere in the command's output."""
+    import subprocess
+    import sys
+
+    frame = make_frame(1200, seed=71)
+    pg.load(frame, "cli_customers")
+    without_password = pg.url.replace(f":{pg.password}@", "@")
+    assert pg.password and pg.password not in without_password
+    (tmp_path / "creds.json").write_text(json.dumps(pg.secrets()))
+    command = [
+        str(Path(sys.executable).parent / "batch-scoring"), "score", "--model", str(models.regressor_path),
+        "--source", json.dumps({"uri": without_password, "table": "cli_customers", "partition_column": "id"}),
+        "--sink", json.dumps({"uri": without_password, "table": "cli_scores", "mode": "upsert", "merge_keys": ["id"]}),
+        "--passthrough", "id", "--replicas", "2", "--storage-options", str(tmp_path / "creds.json"),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout)["rows_out"] == 1200
+    assert pg.password not in run.stdout + run.stderr
+    check_predictions(frame, pa.Table.from_pandas(pg.read("cli_scores")), models.regressor)
