@@ -536,7 +536,10 @@ def run_engine(
     if not keep:
         shutil.rmtree(sink, ignore_errors=True)
     shards = [
-        {k: s.get(k, 0.0) for k in ("shard", "rows_in", "rows_out", "duration_s", "load_s", "read_s", "predict_s", "write_s")}
+        {
+            k: s.get(k, 0.0)  # load_s: reports before it existed have none
+            for k in ("shard", "rows_in", "rows_out", "duration_s", "load_s", "read_s", "predict_s", "write_s")
+        }
         for s in manifest["shards"]
     ]
     before = max((p["started_after_s"] or 0.0) for p in replicas_seen)

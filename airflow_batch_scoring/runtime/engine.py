@@ -4,11 +4,17 @@ Three stages run concurrently with bounded queues between them, so memory depend
 input size: a reader thread parses the shard's pieces into Arrow tables and cuts them into batches of ``batch_size``
 rows; the calling thread predicts; a writer thread appends the results to the shard's part file in the staging folder.
 The shard's report (its counts and timings) is written last, and is the marker that the shard is complete.
+
+When the input schema is known without the model (the job's ``input_schema`` or the processed model's), the reader
+thread starts before the model loads, and the read queue holds up to ``READ_AHEAD_WHILE_LOADING`` batches meanwhile
+(then ``READ_AHEAD`` again), so reading overlaps loading with bounded memory. When the schema is only known from the
+loaded model (scikit-learn files with ``feature_names_in_``), the model loads first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -28,6 +34,12 @@ from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_
 from airflow_batch_scoring.schema import ModelSchema
 
 _DONE = object()
+
+#: batches the read queue holds while scoring, and while the model is still loading (reading ahead of the model).
+READ_AHEAD = 2
+READ_AHEAD_WHILE_LOADING = 4
+#: seconds a failing shard waits for its reader thread to notice the stop (it stops after the batch in hand).
+_STOP_WAIT_S = 10.0
 
 
 def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.Table]:
@@ -60,6 +72,15 @@ class _Stage(threading.Thread):
             self._target_fn()
         except BaseException as err:  # re-raised by the main thread
             self.error = err
+
+
+class _ReadQueue(queue.Queue):
+    """A bounded queue whose bound can change while it is in use (larger while the model loads)."""
+
+    def resize(self, maxsize: int) -> None:
+        with self.mutex:
+            self.maxsize = maxsize
+            self.not_full.notify_all()
 
 
 class Progress:
@@ -125,10 +146,25 @@ def run_shard(
         raise ConfigurationError(f"Shard {shard} does not exist: the job has {job.replicas} shard(s).")
     started = time.perf_counter()
     options = storage_options or {}
-    predictor = load_predictor(
-        job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
-    )
-    schema = resolve_input_schema(job, predictor)
+    report = ShardReport(shard=shard)
+
+    def load() -> Predictor:
+        t0 = time.perf_counter()
+        loaded = load_predictor(
+            job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
+        )
+        report.load_s = time.perf_counter() - t0
+        return loaded
+
+    # Reading while the model loads is opt-in (BATCH_SCORING_READ_WHILE_LOADING=1): on 2 cores it measured 0.1-0.3 s
+    # slower, as the CSV parser already uses both (benchmarks/README.md); it may pay off with spare cores or a model
+    # load that waits on the network. It needs the schema without the model; otherwise the model comes first.
+    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
+    read_first = schema is not None and os.environ.get("BATCH_SCORING_READ_WHILE_LOADING") == "1"
+    predictor: Predictor | None = None
+    if not read_first:
+        predictor = load()
+        schema = resolve_input_schema(job, predictor)
     plan = ReadPlan(
         model_columns=list(schema.columns) if schema is not None else None,
         coerce=job.schema_check,
@@ -163,9 +199,7 @@ def run_shard(
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
     total_bytes = sum(max(p.end - p.start, 0) for p in pieces) if job.source.format != "parquet" else 0
-    progress = Progress(log, f"replica {shard + 1}/{job.replicas}", total_rows, progress_interval)
-    report = ShardReport(shard=shard)
-    read_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+    read_queue: _ReadQueue = _ReadQueue(maxsize=READ_AHEAD_WHILE_LOADING if read_first else READ_AHEAD)
     write_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -185,7 +219,7 @@ def run_shard(
 
         batches = rebatch(tables(), job.batch_size)
         try:
-            while True:
+            while not stop.is_set():  # set when the shard fails: stop reading after the batch in hand
                 t0 = time.perf_counter()
                 batch = next(batches, _DONE)
                 report.read_s += time.perf_counter() - t0
@@ -193,6 +227,7 @@ def run_shard(
                     break
                 put(read_queue, batch, None)
         finally:
+            batches.close()  # closes the pieces' files when stopped early
             put(read_queue, _DONE, None)
 
     def write_all() -> None:
@@ -207,9 +242,13 @@ def run_shard(
     reader_thread = _Stage(read_all, f"reader-{shard}")
     writer_thread = _Stage(write_all, f"writer-{shard}")
     reader_thread.start()
-    writer_thread.start()
     model_names = [c.name for c in schema.columns] if schema is not None else None
     try:
+        if predictor is None:  # the reader is already reading ahead (up to READ_AHEAD_WHILE_LOADING batches)
+            predictor = load()
+            read_queue.resize(READ_AHEAD)
+        writer_thread.start()
+        progress = Progress(log, f"replica {shard + 1}/{job.replicas}", total_rows, progress_interval)
         while True:
             batch = read_queue.get()
             if batch is _DONE:
@@ -245,6 +284,7 @@ def run_shard(
                 raise stage.error
     except BaseException:
         stop.set()
+        reader_thread.join(_STOP_WAIT_S)  # it may still add bad rows to ``errors``; it stops after its batch
         writer.abort()
         if errors is not None:
             errors.abort()

@@ -36,7 +36,8 @@ class ShardReport:
     """What one replica did; read back by the driver for the manifest and the commit.
 
     ``read_s``, ``predict_s`` and ``write_s`` are the seconds each stage spent working (not waiting on the others);
-    they overlap in time, so their sum may exceed ``duration_s``.
+    they overlap in time, so their sum may exceed ``duration_s``. ``load_s`` is the model's loading time, part of
+    ``duration_s``; reading may overlap it (when the input schema is known without the model).
     """
 
     shard: int
@@ -44,6 +45,7 @@ class ShardReport:
     rows_out: int = 0
     parts: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    load_s: float = 0.0
     read_s: float = 0.0
     predict_s: float = 0.0
     write_s: float = 0.0
