@@ -59,7 +59,6 @@ from bench_scoring import (  # noqa: E402
     FEATURES,
     NAMES,
     NOISE,
-    RESULTS,
     _json_tail,
     _role,
     _self_rss,
@@ -71,6 +70,7 @@ from bench_scoring import (  # noqa: E402
     measure,
     train_models,
     wait_quiet,
+    write_results,
 )
 from servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
 
@@ -647,13 +647,7 @@ def main() -> int:
         "loadavg_at_end": os.getloadavg(),
         "total_benchmark_s": round(time.perf_counter() - clock, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "object_store_quick" if args.quick else "object_store"
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
-    table = markdown(results)
-    (RESULTS / f"{name}.md").write_text(table)
-    print(table)
-    log(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}.md'}")
+    write_results("object_store_quick" if args.quick else "object_store", results, markdown(results), log)
     return 0
 
 

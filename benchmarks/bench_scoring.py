@@ -1173,14 +1173,17 @@ def main() -> int:
         "noise_control": {k: v for k, v in NOISE.items() if k != "deadline"} | {"patience_min": patience},
         "total_benchmark_s": round(time.perf_counter() - clock, 1),
     }
+    write_results("quick" if args.quick else "latest", results, markdown(results), log)
+    return 0
+
+
+def write_results(name: str, results: dict[str, Any], table: str, log) -> None:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (the table), and print the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "latest"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
-    table = markdown(results)
     (RESULTS / f"{name}.md").write_text(table)
     print(table)
     log(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}.md'}")
-    return 0
 
 
 if __name__ == "__main__":
