@@ -102,38 +102,49 @@ def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
+    from airflow_batch_scoring.runtime.local import LocalLauncher
 
     source = DataSpec.parse(
         _spec(args.source, "source", format=args.source_format, header=args.header, columns=_columns(args.columns)),
         "source",
     )
     sink = DataSpec.parse(_spec(args.sink, "sink", format=args.sink_format, header=args.sink_header), "sink")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
-        options = read_storage_options(args.storage_options)
-        sizes = {name: value for name, value in (("part_size", args.part_size),
-                                                 ("write_concurrency", args.write_concurrency)) if value}
-        job, files = prepare_job(
-            job_id=args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
-            attempt=f"cli-{uuid.uuid4().hex[:8]}",
-            model=model,
-            source=source,
-            sink=sink,
-            replicas=args.replicas,
-            batch_size=args.batch_size,
-            passthrough_columns=_columns(args.passthrough),
-            input_schema=args.input_schema,
-            output_schema=args.output_schema,
-            schema_check=not args.no_schema_check,
-            predict_probabilities=args.probabilities,
-            on_bad_rows=args.on_bad_rows,
-            max_bad_rows=args.max_bad_rows,
-            max_bad_fraction=args.max_bad_fraction,
-            storage_options=options,
-            **sizes,
-        )
-        return execute_job(job, files, log=lambda line: print(line, file=sys.stderr, flush=True),
-                           if_exists=args.if_exists, keep_on_failure=bool(args.job_id), storage_options=options)
+        launcher = LocalLauncher(log)
+        # The replicas start and load the model while the input is listed, planned and checked.
+        launcher.prestart(model, args.replicas, probabilities=args.probabilities, output_schema=args.output_schema)
+        try:
+            options = read_storage_options(args.storage_options)
+            sizes = {name: value for name, value in (("part_size", args.part_size),
+                                                     ("write_concurrency", args.write_concurrency)) if value}
+            job, files = prepare_job(
+                job_id=args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
+                attempt=f"cli-{uuid.uuid4().hex[:8]}",
+                model=model,
+                source=source,
+                sink=sink,
+                replicas=args.replicas,
+                batch_size=args.batch_size,
+                passthrough_columns=_columns(args.passthrough),
+                input_schema=args.input_schema,
+                output_schema=args.output_schema,
+                schema_check=not args.no_schema_check,
+                predict_probabilities=args.probabilities,
+                on_bad_rows=args.on_bad_rows,
+                max_bad_rows=args.max_bad_rows,
+                max_bad_fraction=args.max_bad_fraction,
+                storage_options=options,
+                **sizes,
+            )
+            return execute_job(job, files, log=log, launcher=launcher, if_exists=args.if_exists,
+                               keep_on_failure=bool(args.job_id), storage_options=options)
+        finally:
+            launcher.discard()
 
 
 def _manifest(args: argparse.Namespace) -> dict:

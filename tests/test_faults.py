@@ -82,7 +82,7 @@ class KillWhenOthersFinish(LocalLauncher):
             self.finished.add(int(line.split("]", 1)[0].removeprefix("[replica ")))
         if self.finished >= set(range(self.replicas)) - {self.victim} and not self.done.is_set():
             self.done.set()
-            process = next(p for p in self._processes if p.args[p.args.index("--shard") + 1] == str(self.victim))
+            process = self.process_of(self.victim)
             os.kill(process.pid, signal.SIGKILL)
 
 

@@ -42,7 +42,7 @@ def test_sigkilled_replica_fails_the_run_and_nothing_is_published(tmp_path: Path
 
     def kill_replica_1() -> None:
         assert started.wait(120)
-        victim = next(p for p in launcher._processes if p.args[p.args.index("--shard") + 1] == "1")
+        victim = launcher.process_of(1)
         os.kill(victim.pid, signal.SIGKILL)
         killer_done.set()
 
@@ -50,5 +50,5 @@ def test_sigkilled_replica_fails_the_run_and_nothing_is_published(tmp_path: Path
     with pytest.raises(ReplicaError, match="Replica 1 was killed by signal 9; nothing was published"):
         execute_job(job, files, log=log, launcher=launcher)
     assert killer_done.is_set()
-    assert all(p.poll() is not None for p in launcher._processes)  # the other replicas were stopped
+    assert all(launcher.process_of(s).poll() is not None for s in range(3))  # the other replicas were stopped
     assert_nothing_published(tmp_path / "out")

@@ -379,7 +379,7 @@ def test_killed_replica_leaves_target_unchanged_and_retry_writes_once(pg: Databa
 
     def kill_replica_1() -> None:
         assert started.wait(120)
-        victim = next(p for p in launcher._processes if p.args[p.args.index("--shard") + 1] == "1")
+        victim = launcher.process_of(1)
         os.kill(victim.pid, signal.SIGKILL)
 
     threading.Thread(target=kill_replica_1, daemon=True).start()

@@ -229,6 +229,13 @@ class BatchScoringOperator(BaseOperator):
                 model.digest,
             )
             ModelVersionLink.persist(context, model, self.mlflow_tracking_uri)
+            probabilities = flag(self.predict_probabilities, "predict_probabilities")
+            if self.runtime != "kubernetes":
+                # The replicas start and load the model while the input is listed, planned and checked.
+                self._launcher = LocalLauncher(self.log.info)
+                self._launcher.prestart(
+                    model, self.replicas, probabilities=probabilities, output_schema=self.output_schema
+                )
             job, files = prepare_job(
                 job_id=self._job_id(context),
                 attempt=f"try{context['ti'].try_number}",
@@ -241,7 +248,7 @@ class BatchScoringOperator(BaseOperator):
                 input_schema=self.input_schema,
                 output_schema=self.output_schema,
                 schema_check=flag(self.schema_check, "schema_check"),
-                predict_probabilities=flag(self.predict_probabilities, "predict_probabilities"),
+                predict_probabilities=probabilities,
                 part_size=self.part_size,
                 write_concurrency=self.write_concurrency,
                 storage_options=options,
@@ -262,7 +269,6 @@ class BatchScoringOperator(BaseOperator):
                     keep_on_failure=context["ti"].try_number <= (self.retries or 0),
                 )
             else:
-                self._launcher = LocalLauncher(self.log.info)
                 summary = execute_job(
                     job, files, storage_options=options, log=self.log.info, launcher=self._launcher,
                     if_exists=self.if_exists,
@@ -272,6 +278,8 @@ class BatchScoringOperator(BaseOperator):
             self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
             return summary
         finally:
+            if isinstance(self._launcher, LocalLauncher):
+                self._launcher.discard()  # prestarted replicas a failure before the launch left waiting
             self._launcher = None
             shutil.rmtree(work, ignore_errors=True)
 

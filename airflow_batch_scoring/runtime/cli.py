@@ -29,13 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m airflow_batch_scoring.runtime", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run-shard", help="score one shard of a ScoringJob")
-    run.add_argument("--job", required=True, help="path of the ScoringJob JSON ('-' reads it from stdin)")
+    run.add_argument("--job", default=None, help="path of the ScoringJob JSON")
     run.add_argument("--shard", type=int, default=None, help="shard index (default: $JOB_COMPLETION_INDEX)")
     run.add_argument("--shards", default=None, help="shard numbers by completion index, e.g. '1,3' (a partial re-run)")
     run.add_argument("--secrets-stdin", action="store_true", help="read storage options as JSON from stdin")
     run.add_argument("--secrets-file", default=None, help="read storage options as JSON from this file")
+    run.add_argument(
+        "--await-job", action="store_true",
+        help="load the model named on stdin's first line, then score the job and shard its second line names "
+        "(a replica the local runtime starts early; an empty second line exits)",
+    )
     run.add_argument("--progress-interval", type=float, default=float(os.environ.get("BATCH_SCORING_PROGRESS_S", 10)))
     return parser
+
+
+#: a prestarted replica prints this once its model is loaded.
+PRELOADED_LINE = "model loaded"
 
 
 def _emit(line: str) -> None:
@@ -45,6 +54,10 @@ def _emit(line: str) -> None:
 def run_shard_command(args: argparse.Namespace) -> int:
     from airflow_batch_scoring.runtime.engine import run_shard
 
+    if args.await_job:
+        return run_prestarted(args)
+    if not args.job:
+        raise ConfigurationError("run-shard needs --job PATH (or --await-job).")
     shard = shard_of(args.shard, args.shards, os.environ.get("JOB_COMPLETION_INDEX"))
     with open(args.job) as f:
         job = ScoringJob.from_json(f.read())
@@ -55,6 +68,31 @@ def run_shard_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         job.model.path = fetch_model(job.model.path, secrets.get("sink"), folder, job.model.digest)
         run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
+    return 0
+
+
+def run_prestarted(args: argparse.Namespace) -> int:
+    """Load the model now (first line of stdin), then score the shard the second line names, if any."""
+    from airflow_batch_scoring.job import ModelSpec
+    from airflow_batch_scoring.runtime.engine import Preloaded, run_shard
+
+    preload = json.loads(sys.stdin.readline() or "{}")
+    if "model" not in preload:
+        raise ConfigurationError("--await-job expects the model to load as JSON on stdin's first line.")
+    loaded = Preloaded.load(
+        ModelSpec(**preload["model"]),
+        probabilities=bool(preload.get("probabilities")),
+        output_schema=preload.get("output_schema"),
+    )
+    _emit(f"{PRELOADED_LINE} in {loaded.load_s:.2f}s; waiting for a shard")
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # not needed after all (fewer shards to score than replicas started)
+    go = json.loads(line)
+    with open(go["job"]) as f:
+        job = ScoringJob.from_json(f.read())
+    run_shard(job, int(go["shard"]), storage_options=go.get("secrets") or {}, log=_emit,
+              progress_interval=args.progress_interval, preloaded=loaded)
     return 0
 
 

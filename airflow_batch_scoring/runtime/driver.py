@@ -323,23 +323,31 @@ def execute_job(
     options = storage_options or {}
     launcher = launcher or LocalLauncher(log)
     runtime = getattr(launcher, "runtime", "local")
-    start = begin_job(
-        job, files, storage_options=options, log=log, if_exists=if_exists, resume_shards=resume_shards,
-        runtime=runtime,
-    )
+    if hasattr(launcher, "prestart"):  # the replicas load the model during the preflight (a no-op if started already)
+        launcher.prestart(
+            job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_schema
+        )
+    try:
+        start = begin_job(
+            job, files, storage_options=options, log=log, if_exists=if_exists, resume_shards=resume_shards,
+            runtime=runtime,
+        )
 
-    def launch() -> None:
-        if start.todo:
-            with tempfile.TemporaryDirectory(prefix="batch-scoring-job-") as folder:
-                job_path = os.path.join(folder, "job.json")
-                with open(job_path, "w") as f:
-                    f.write(job.to_json())
-                launcher.run(job_path, job.replicas, secrets=options, shards=start.todo)
+        def launch() -> None:
+            if start.todo:
+                with tempfile.TemporaryDirectory(prefix="batch-scoring-job-") as folder:
+                    job_path = os.path.join(folder, "job.json")
+                    with open(job_path, "w") as f:
+                        f.write(job.to_json())
+                    launcher.run(job_path, job.replicas, secrets=options, shards=start.todo)
 
-    return finish_job(
-        job, files, start, storage_options=options, log=log, if_exists=if_exists, keep_on_failure=keep_on_failure,
-        runtime=runtime, launch=launch,
-    )
+        return finish_job(
+            job, files, start, storage_options=options, log=log, if_exists=if_exists,
+            keep_on_failure=keep_on_failure, runtime=runtime, launch=launch,
+        )
+    finally:
+        if hasattr(launcher, "discard"):
+            launcher.discard()  # prestarted replicas never given a shard
 
 
 def job_summary(

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +29,7 @@ from airflow_batch_scoring.io.bad_rows import open_error_output
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
 from airflow_batch_scoring.io.writers import make_writer
-from airflow_batch_scoring.job import Piece, ScoringJob
+from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.predictors import Predictor, load_predictor
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
 from airflow_batch_scoring.schema import ModelSchema
@@ -131,16 +132,49 @@ def resolve_input_schema(job: ScoringJob, predictor: Predictor) -> ModelSchema |
     return schema
 
 
+@dataclass
+class Preloaded:
+    """A model loaded before its job was known (a prestarted replica), with what it was loaded for."""
+
+    model: ModelSpec
+    probabilities: bool
+    output_schema: list[dict[str, str]] | None
+    predictor: Predictor
+    load_s: float
+
+    @classmethod
+    def load(
+        cls, model: ModelSpec, *, probabilities: bool, output_schema: list[dict[str, str]] | None
+    ) -> Preloaded:
+        t0 = time.perf_counter()
+        predictor = load_predictor(model, probabilities=probabilities, output_schema=ModelSchema.parse(output_schema))
+        return cls(model, probabilities, output_schema, predictor, time.perf_counter() - t0)
+
+    def serves(self, job: ScoringJob) -> bool:
+        """Whether the job scores this very model (path and digest) with the same options."""
+        return (
+            self.model.path == job.model.path
+            and self.model.digest == job.model.digest
+            and self.model.flavor == job.model.flavor
+            and self.model.output_schema == job.model.output_schema
+            and self.probabilities == job.predict_probabilities
+            and ModelSchema.parse(self.output_schema) == job.output_model_schema()
+        )
+
+
 def run_shard(
     job: ScoringJob,
     shard: int,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     log: Callable[[str], None] = print,
     progress_interval: float = 10.0,
+    preloaded: Preloaded | None = None,
 ) -> ShardReport:
     """Score shard ``shard`` of ``job`` into its part file in the staging folder, then write the shard's report.
 
     :param storage_options: fsspec options for the ``source`` and the ``sink`` (the job's secret material).
+    :param preloaded: the model, loaded before the job was known; used when it is the job's model with the job's
+        options (else the model is loaded again).
     """
     if not 0 <= shard < job.replicas:
         raise ConfigurationError(f"Shard {shard} does not exist: the job has {job.replicas} shard(s).")
@@ -149,6 +183,9 @@ def run_shard(
     report = ShardReport(shard=shard)
 
     def load() -> Predictor:
+        if preloaded is not None and preloaded.serves(job):
+            report.load_s = preloaded.load_s
+            return preloaded.predictor
         t0 = time.perf_counter()
         loaded = load_predictor(
             job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
@@ -160,7 +197,9 @@ def run_shard(
     # slower, as the CSV parser already uses both (benchmarks/README.md); it may pay off with spare cores or a model
     # load that waits on the network. It needs the schema without the model; otherwise the model comes first.
     schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
-    read_first = schema is not None and os.environ.get("BATCH_SCORING_READ_WHILE_LOADING") == "1"
+    read_first = (
+        schema is not None and preloaded is None and os.environ.get("BATCH_SCORING_READ_WHILE_LOADING") == "1"
+    )
     predictor: Predictor | None = None
     if not read_first:
         predictor = load()

@@ -16,10 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_scoring import errors
+from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.runtime.remote_model import is_remote
 from airflow_batch_scoring.runtime.shards import threads_per_replica
+from airflow_batch_scoring.schema import ModelSchema
 
 ERROR_MARKER = "BATCH_SCORING_ERROR "
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -29,6 +33,11 @@ def replica_command(job_path: str, shard: int) -> list[str]:
     """The command line of replica ``shard``."""
     return [sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--job", job_path,
             "--shard", str(shard), "--secrets-stdin"]
+
+
+def prestarted_command() -> list[str]:
+    """The command line of a prestarted replica (it reads the model, then its job and shard, from stdin)."""
+    return [sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--await-job"]
 
 
 def error_from_marker(payload: str) -> Exception:
@@ -42,15 +51,67 @@ def error_from_marker(payload: str) -> Exception:
     return error
 
 
+@dataclass
+class _Replica:
+    process: subprocess.Popen[str]
+    shard: int | None  # None while a prestarted replica waits for its shard
+    error: str | None = None  # the payload of its error marker
+    tail: list[str] = field(default_factory=list)  # its last 50 lines
+    relay: threading.Thread | None = None
+
+
 class LocalLauncher:
     """Runs the replicas of a job as local processes.
+
+    Replicas can be started early (:meth:`prestart`): they import the runtime and load the model while the caller
+    still lists and plans, and :meth:`run` then hands each its shard, so that the model load is off the job's
+    critical path.
 
     :param log: receives every line the replicas print (progress, warnings).
     """
 
     def __init__(self, log: Callable[[str], None] = print):
         self.log = log
-        self._processes: list[subprocess.Popen[str]] = []
+        self._replicas: list[_Replica] = []
+        self._waiting: list[_Replica] = []  # prestarted, not yet given a shard
+        self._prestart_key: tuple[int, tuple[tuple[str, str], ...] | None] | None = None
+
+    def prestart(
+        self,
+        model: ModelSpec,
+        replicas: int | str,
+        *,
+        probabilities: bool = False,
+        output_schema: Any = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``replicas`` processes that load ``model`` now and then wait for :meth:`run` to give them a shard.
+
+        A model staged on an object store (the Kubernetes runtime's) is not prestarted. Calling it again is a
+        no-op. Replicas :meth:`run` does not use (fewer shards to score, a different replica count) are stopped.
+        """
+        try:
+            replicas = int(replicas)
+            schema = ModelSchema.parse(output_schema)
+        except (TypeError, ValueError, errors.BatchScoringError):
+            return  # an invalid setting: the job's own checks will say what is wrong
+        if self._waiting or self._replicas or is_remote(model.path) or replicas < 1:
+            return
+        environment = self._environment(env, replicas)
+        self._prestart_key = self._key(env, replicas)
+        preload = json.dumps({
+            "model": model.to_dict(), "probabilities": bool(probabilities),
+            "output_schema": schema.to_json() if schema is not None else None,
+        })
+        for _ in range(replicas):
+            replica = self._spawn(prestarted_command(), environment, shard=None)
+            try:
+                assert replica.process.stdin is not None
+                replica.process.stdin.write(preload + "\n")
+                replica.process.stdin.flush()
+            except BrokenPipeError:
+                pass
+            self._waiting.append(replica)
 
     def run(
         self,
@@ -64,90 +125,126 @@ class LocalLauncher:
 
         :raises BatchScoringError: the first failed replica's own error.
         """
-        environment = dict(os.environ if env is None else env)
-        for name in _THREAD_VARIABLES:
-            environment.setdefault(name, str(threads_per_replica(replicas)))
-        secret_text = json.dumps(dict(secrets or {}))
-        failures: dict[int, str] = {}
-        tails: dict[int, list[str]] = {}
-        relays = []
+        environment = self._environment(env, replicas)
         shard_list = list(range(replicas)) if shards is None else shards
-        self._processes = []
-        for shard in shard_list:
-            process = subprocess.Popen(
-                replica_command(job_path, shard),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=environment,
-                start_new_session=True,
-            )
-            self._processes.append(process)
-            assert process.stdin is not None
+        waiting, self._waiting = self._waiting, []
+        if waiting and (self._prestart_key != self._key(env, replicas) or len(waiting) < len(shard_list)):
+            self._stop(waiting)  # started for another replica count or environment: start afresh
+            waiting = []
+        self._replicas = []
+        for index, shard in enumerate(shard_list):
+            if index < len(waiting):
+                replica = waiting[index]
+                replica.shard = shard
+                message = json.dumps({"job": job_path, "shard": shard, "secrets": dict(secrets or {})}) + "\n"
+            else:
+                replica = self._spawn(replica_command(job_path, shard), environment, shard=shard)
+                message = json.dumps(dict(secrets or {}))
+            self._replicas.append(replica)
+            assert replica.process.stdin is not None
             try:
-                process.stdin.write(secret_text)
-                process.stdin.close()
+                replica.process.stdin.write(message)
+                replica.process.stdin.close()
             except BrokenPipeError:
-                pass
-            tails[shard] = []
-            relay = threading.Thread(target=self._relay, args=(shard, process, failures, tails[shard]), daemon=True)
-            relay.start()
-            relays.append(relay)
+                pass  # it failed while loading the model: its own error is read below
+        self._stop(waiting[len(shard_list):])
         try:
             failed = self._wait()
         except BaseException:
             self.kill()
             raise
-        for relay in relays:
-            relay.join(timeout=10)
+        for replica in self._replicas:
+            assert replica.relay is not None
+            replica.relay.join(timeout=10)
         if failed is not None:
-            shard, code = failed
-            if shard in failures:
-                raise error_from_marker(failures[shard])
-            tail = "\n".join(tails[shard][-20:])
+            replica, code = failed
+            shard = replica.shard
+            if replica.error is not None:
+                raise error_from_marker(replica.error)
+            tail = "\n".join(replica.tail[-20:])
             reason = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             raise errors.ReplicaError(f"Replica {shard} {reason}; nothing was published. Its last output:\n{tail}")
 
-    def _relay(self, shard: int, process: subprocess.Popen[str], failures: dict[int, str], tail: list[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
+    def process_of(self, shard: int) -> subprocess.Popen[str]:
+        """The process scoring ``shard`` in the current :meth:`run`."""
+        return next(r.process for r in self._replicas if r.shard == shard)
+
+    @staticmethod
+    def _key(env: Mapping[str, str] | None, replicas: int) -> tuple[int, tuple[tuple[str, str], ...] | None]:
+        return replicas, None if env is None else tuple(sorted(env.items()))
+
+    @staticmethod
+    def _environment(env: Mapping[str, str] | None, replicas: int) -> dict[str, str]:
+        environment = dict(os.environ if env is None else env)
+        for name in _THREAD_VARIABLES:
+            environment.setdefault(name, str(threads_per_replica(replicas)))
+        return environment
+
+    def _spawn(self, command: list[str], environment: dict[str, str], shard: int | None) -> _Replica:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+            start_new_session=True,
+        )
+        replica = _Replica(process, shard)
+        replica.relay = threading.Thread(target=self._relay, args=(replica,), daemon=True)
+        replica.relay.start()
+        return replica
+
+    def _relay(self, replica: _Replica) -> None:
+        """Relay a replica's lines into the log (its error marker is kept, not logged)."""
+        assert replica.process.stdout is not None
+        for line in replica.process.stdout:
             line = line.rstrip("\n")
             if line.startswith(ERROR_MARKER):
-                failures[shard] = line[len(ERROR_MARKER):]
+                replica.error = line[len(ERROR_MARKER):]
                 continue
-            tail.append(line)
-            del tail[:-50]
-            self.log(f"[replica {shard}] {line}")
+            replica.tail.append(line)
+            del replica.tail[:-50]
+            self.log(f"[replica {'starting' if replica.shard is None else replica.shard}] {line}")
 
-    def _wait(self) -> tuple[int, int] | None:
-        """Wait for every process; on the first failure stop the others and return ``(shard, code)``."""
-        pending = dict(enumerate(self._processes))
-        shards = [int(p.args[p.args.index("--shard") + 1]) for p in self._processes]  # type: ignore[union-attr]
+    def _wait(self) -> tuple[_Replica, int] | None:
+        """Wait for every process; on the first failure stop the others and return ``(replica, exit code)``."""
+        pending = list(self._replicas)
         while pending:
-            for index, process in list(pending.items()):
-                code = process.poll()
+            for replica in list(pending):
+                code = replica.process.poll()
                 if code is None:
                     continue
-                del pending[index]
+                pending.remove(replica)
                 if code != 0:
                     self.kill()
-                    for other in self._processes:
-                        other.wait()
-                    return shards[index], code
+                    for other in self._replicas:
+                        other.process.wait()
+                    return replica, code
             time.sleep(0.05)
         return None
 
+    def discard(self) -> None:
+        """Stop the prestarted replicas that were never given a shard (the job failed or ended before launching)."""
+        waiting, self._waiting = self._waiting, []
+        self._stop(waiting)
+
     def kill(self) -> None:
         """Stop every replica still running (SIGTERM, then SIGKILL after 5 s)."""
-        for process in self._processes:
-            if process.poll() is None:
+        waiting, self._waiting = self._waiting, []
+        self._stop(self._replicas + waiting)
+
+    @staticmethod
+    def _stop(replicas: list[_Replica]) -> None:
+        for replica in replicas:
+            if replica.process.poll() is None:
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
+                    os.killpg(replica.process.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 5
-        for process in self._processes:
+        for replica in replicas:
+            process = replica.process
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -156,3 +253,8 @@ class LocalLauncher:
                 except ProcessLookupError:
                     pass
                 process.wait()
+            if process.stdin is not None and not process.stdin.closed:
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
