@@ -4,6 +4,8 @@
 completion index ``i`` scores the i-th listed shard (a retry re-runs only the shards that did not finish). Credentials
 come from stdin (``--secrets-stdin``, local replicas) or from a file (``--secrets-file``, a mounted Kubernetes Secret).
 A model staged on an object store (``model.path`` is a URI) is downloaded and its digest checked before it is loaded.
+With ``--await-job`` (a replica the local runtime prestarts) the model to load comes as JSON on stdin's first line,
+then the job file, shard and credentials on its second.
 Errors a user can cause print one ``BATCH_SCORING_ERROR {json}`` line for the launcher and exit with code 2; anything
 else exits 1 with a traceback.
 """

@@ -1,9 +1,9 @@
 """The embedded default runtime: one local process per replica, each running the runtime's own command line.
 
 A replica is ``python -m airflow_batch_scoring.runtime run-shard --job JOB.json --shard i`` (the same command the
-runtime image runs in a pod). Its secret material arrives on its standard input; its progress lines are relayed
-into the caller's log; a failed replica's own error is raised with its class and message, and the other replicas
-are stopped.
+runtime image runs in a pod), or, prestarted, ``run-shard --await-job``, which loads the model first and then reads
+its job and shard. Its secret material arrives on its standard input; its progress lines are relayed into the
+caller's log; a failed replica's own error is raised with its class and message, and the other replicas are stopped.
 """
 
 from __future__ import annotations
