@@ -449,6 +449,8 @@ def _vm_hwm_kb(pid: int) -> int | None:
 def _role(cmdline: list[str]) -> str:
     if "run-shard" in cmdline and "--shard" in cmdline:
         return f"replica-{cmdline[cmdline.index('--shard') + 1]}"
+    if "run-shard" in cmdline:  # prestarted (--await-job): its shard arrives on stdin
+        return "replica-prestarted"
     return "other:" + " ".join(cmdline[:4])
 
 
@@ -614,7 +616,8 @@ def run_engine(
     phases = {
         "before_replicas_s": before,  # CLI start, imports, model digest, planning, until the replicas exist
         "replica_lifetime_s": lifetime,  # the slowest replica, from its creation to its last poll (+-0.1 s)
-        "shard_duration_s": max(s["duration_s"] for s in shards),  # run_shard: model load + scoring + report
+        # run_shard: (model load, unless prestarted) + scoring + report
+        "shard_duration_s": max(s["duration_s"] for s in shards),
         "after_replicas_s": m["wall_s"] - before - lifetime,  # reading reports, publishing, CLI exit
     }
     phases["replica_startup_s"] = phases["replica_lifetime_s"] - phases["shard_duration_s"]
