@@ -284,6 +284,8 @@ class ReplicaSampler(threading.Thread):
                     continue
                 for child in driver.children(recursive=True):
                     role = _role(child.cmdline())
+                    if role == "replica-prestarted":  # its shard is not on its command line: tell them apart by pid
+                        role = f"replica-pid{child.pid}"
                     if role.startswith("replica-"):
                         point = [round(time.perf_counter() - started, 1), round(child.memory_info().rss / MIB)]
                         self.timeline.setdefault(role, []).append(point)

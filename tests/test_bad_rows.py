@@ -549,6 +549,83 @@ def test_quarantine_keeps_every_good_row_in_order(processed, models: Models, tmp
     ]
 
 
+MULTILINE_BAD = {
+    49: ("type_mismatch", "f2"),  # (a single-line record)
+    70: ("type_mismatch", "f0"),  # a record over two lines
+    140: ("missing_fields", None),  # over two lines
+    211: ("extra_fields", None),
+}
+
+
+def _multiline_csv(frame: pd.DataFrame, path: Path, bad: bool) -> tuple[list[str], dict[int, int]]:
+    """A CSV whose ``note`` column holds quoted values with a line break (and a comma) in every 7th record, with the
+    records of ``MULTILINE_BAD`` broken when ``bad``; return the notes and each record's first line number."""
+    notes = [f'"first line\nsecond, {i}"' if i % 7 == 0 else f"n{i}" for i in range(len(frame))]
+    records = [
+        [str(row.id), notes[i], *(repr(float(getattr(row, f))) for f in FEATURES)]
+        for i, row in enumerate(frame.itertuples(index=False))
+    ]
+    if bad:
+        records[49][4] = "abc"
+        records[70][2] = "zero"
+        records[140] = records[140][:-1]
+        records[211].append("7")
+    path.write_text("".join(",".join(fields) + "\n" for fields in records))
+    first_line, line = {}, 1
+    for i, fields in enumerate(records):
+        first_line[i] = line
+        line += ",".join(fields).count("\n") + 1
+    return [note.strip('"') for note in notes], first_line
+
+
+def _multiline_source(path: Path) -> dict:
+    return {"uri": path.as_uri(), "columns": ["id", "note", *FEATURES], "newlines_in_values": True}
+
+
+def test_records_with_line_breaks_are_never_cut_between_blocks(processed, models: Models, tmp_path: Path):
+    """Blocks of 4 KiB end on record boundaries, not inside a quoted value: every record is read whole, once."""
+    frame = make_frame(400, seed=13)
+    notes, _ = _multiline_csv(frame, tmp_path / "in.csv", bad=False)
+    sink = tmp_path / "out"
+    summary = score(processed["regressor"], _multiline_source(tmp_path / "in.csv"), sink, batch_size=64,
+                    passthrough_columns=["id", "note"])
+    output = output_of(sink)
+    assert output.column("id").to_pylist() == frame["id"].tolist()
+    assert output.column("note").to_pylist() == notes
+    check_predictions(frame, output.select(["id", "prediction"]), models.regressor)
+    assert summary["rows_in"] == summary["rows_out"] == 400
+
+
+def test_a_bad_record_with_line_breaks_is_named_by_its_first_line(processed, tmp_path: Path):
+    frame = make_frame(400, seed=13)
+    _, first_line = _multiline_csv(frame, tmp_path / "in.csv", bad=True)
+    with pytest.raises(InputError) as raised:
+        score(processed["regressor"], _multiline_source(tmp_path / "in.csv"), tmp_path / "out", batch_size=64,
+              passthrough_columns=["id", "note"])
+    assert f"line {first_line[49]}, column 'f2'" in str(raised.value) and "'abc'" in str(raised.value)
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_quarantine_with_line_breaks_in_quoted_values(processed, models: Models, tmp_path: Path):
+    """A bad record is quarantined whole, named by its first line, and the good records around it (multi-line ones
+    too) are scored in order."""
+    frame = make_frame(400, seed=13)
+    notes, first_line = _multiline_csv(frame, tmp_path / "in.csv", bad=True)
+    sink = tmp_path / "out"
+    summary = score(processed["regressor"], _multiline_source(tmp_path / "in.csv"), sink, batch_size=64,
+                    on_bad_rows="quarantine", passthrough_columns=["id", "note"])
+    good = frame.drop(index=sorted(MULTILINE_BAD))
+    output = output_of(sink)
+    assert output.column("id").to_pylist() == good["id"].tolist()
+    assert output.column("note").to_pylist() == [notes[i] for i in good.index]
+    check_predictions(good, output.select(["id", "prediction"]), models.regressor)
+    errors = errors_of(sink)
+    expected = [(first_line[i], *MULTILINE_BAD[i]) for i in sorted(MULTILINE_BAD)]
+    assert [(e["line"], e["reason"], e["column"]) for e in errors] == expected
+    assert first_line[70] != 71 and first_line[140] != 141  # the multi-line records before them moved the numbering
+    assert summary["rows_bad"] == 4 and summary["rows_out"] == len(frame) - 4
+
+
 def test_quarantine_of_json_lines_and_parquet_across_shards(processed, models: Models, tmp_path: Path):
     frame = make_frame(2000, seed=12)
     lines = _frame_lines(frame, "jsonl", tmp_path)

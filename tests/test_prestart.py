@@ -4,6 +4,8 @@ checks the input; each then scores the shard it is handed, and replicas not need
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -116,3 +118,30 @@ def test_discard_stops_replicas_that_never_got_a_shard(tmp_path: Path, models: M
     assert len(waiting) == 2
     launcher.discard()
     assert all(replica.process.poll() is not None for replica in waiting)
+
+
+def _prestarted_pids() -> set[int]:
+    import psutil
+
+    pids = set()
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "run-shard" in cmdline and "--await-job" in cmdline:
+            pids.add(process.pid)
+    return pids
+
+
+def test_a_job_that_fails_before_launching_leaves_no_replica_behind(tmp_path: Path, models: Models):
+    """``batch-scoring score`` prestarts its replicas, then finds the input missing: the error names the path, and the
+    waiting replicas are stopped with the command."""
+    before = _prestarted_pids()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "batch-scoring"), "score", "--model", str(models.regressor_path),
+         "--source", (tmp_path / "missing.csv").as_uri(), "--sink", (tmp_path / "out").as_uri(),
+         "--columns", "id,f0,f1,f2,f3,f4", "--replicas", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "missing.csv" in result.stderr and "does not exist" in result.stderr
+    assert _prestarted_pids() - before == set()
+    assert_nothing_published(tmp_path / "out")

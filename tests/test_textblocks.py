@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from airflow_batch_scoring.io.textblocks import count_lines_before, iter_blocks, range_bounds
+from airflow_batch_scoring.io.textblocks import (
+    count_lines_before,
+    iter_blocks,
+    last_line_end,
+    last_record_end,
+    range_bounds,
+)
 
 
 def lines_of_range(data: bytes, start: int, end: int, block_size: int) -> list[bytes]:
@@ -40,3 +46,20 @@ def test_blocks_end_on_line_boundaries_and_long_lines_stay_whole():
 def test_count_lines_before():
     data = b"1\n2\n3\n4\n"
     assert count_lines_before(io.BytesIO(data), 4) == 2
+
+
+def test_last_record_end_skips_newlines_inside_quotes():
+    text = b'1,"a\nb",2\n3,"say ""hi""\nthere",4\n5,"open\n'
+    assert last_line_end(text) == len(text)
+    assert last_record_end(text) == text.index(b'4\n') + 2  # the quoted "open\n..." is not over yet
+    assert last_record_end(b'1,"a\nb') == 0
+    assert last_record_end(b'1,"x ""y"" z",2\n') == len(b'1,"x ""y"" z",2\n')
+
+
+def test_blocks_of_quoted_records_end_on_record_boundaries():
+    records = [f'{i},"line\nbreak {i}",x\n'.encode() if i % 3 == 0 else f"{i},plain,x\n".encode() for i in range(500)]
+    data = b"".join(records)
+    blocks = list(iter_blocks(io.BytesIO(data), 0, len(data), 64, cut=last_record_end))
+    assert b"".join(block for _, block in blocks) == data
+    assert all(block.count(b'"') % 2 == 0 for _, block in blocks)  # no block ends inside a quoted value
+    assert all(offset == data.index(block) for offset, block in blocks[:5])

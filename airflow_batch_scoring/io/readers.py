@@ -29,7 +29,14 @@ import pyarrow.parquet as pq
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io import bad_rows
 from airflow_batch_scoring.io.bad_rows import BadRow, raw_text, salvage
-from airflow_batch_scoring.io.textblocks import count_lines_before, iter_blocks, range_bounds, split_lines
+from airflow_batch_scoring.io.textblocks import (
+    count_lines_before,
+    iter_blocks,
+    last_line_end,
+    last_record_end,
+    range_bounds,
+    split_lines,
+)
 from airflow_batch_scoring.job import DataSpec, Piece
 from airflow_batch_scoring.schema import Column, ColumnType, column_type_of_arrow
 
@@ -307,7 +314,7 @@ class _TextReader(PieceReader):
             leading = _LeadingBadRows(piece.path, applies=piece.start <= 0)
             lines_before: int | None = None  # newlines before ``first`` (counted once, on the first bad line)
             lines_seen = 0  # newlines in the blocks read so far (counted only when quarantining)
-            for offset, block in iter_blocks(f, first, last, self.block_size):
+            for offset, block in iter_blocks(f, first, last, self.block_size, cut=self.block_end):
                 self.bytes_done += len(block)
                 try:
                     table = self.parse(block, columns, piece)
@@ -330,6 +337,10 @@ class _TextReader(PieceReader):
     def units(self, block: bytes) -> list[bytes]:
         """Cut a block into the units a bad row is made of (lines; CSV records with quoted line breaks)."""
         return split_lines(block)
+
+    def block_end(self, buffer: bytes) -> int:
+        """Where the whole units of ``buffer`` end: a block never cuts a record in two."""
+        return last_line_end(buffer)
 
     def _quarantine(
         self, block: bytes, columns: ColumnMap, piece: Piece, lines_before: int, leading: _LeadingBadRows
@@ -387,7 +398,7 @@ class _TextReader(PieceReader):
     def _locate(
         self, f: BinaryIO, offset: int, block: bytes, columns: ColumnMap, piece: Piece, err: Exception
     ) -> InputError:
-        lines = split_lines(block)
+        lines = self.units(block)  # lines, or CSV records that may span lines
         low, high = 1, len(lines)
         while low < high:
             middle = (low + high) // 2
@@ -395,7 +406,8 @@ class _TextReader(PieceReader):
                 high = middle
             else:
                 low = middle + 1
-        line_number = count_lines_before(f, offset) + low
+        newlines_before = sum(unit.count(b"\n") for unit in lines[: low - 1])
+        line_number = count_lines_before(f, offset) + newlines_before + 1  # (the record's first line)
         bad_line = lines[low - 1] if lines else b""
         if not self._fails(bad_line, columns, piece) and not isinstance(err, _CastFailure):
             diagnosis = self.in_context(bad_line, columns, err)
@@ -415,8 +427,9 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def _csv_fields(line: bytes) -> list[str]:
+    """The fields of one CSV record (its quoted values may hold line breaks: ``newlines_in_values``)."""
     text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-    return next(csv.reader([text]), [])
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 def _unclosed_quote(line: bytes) -> bool:
@@ -480,6 +493,9 @@ class CsvReader(_TextReader):
 
     def units(self, block: bytes) -> list[bytes]:
         return _csv_records(block) if self.spec.newlines_in_values else split_lines(block)
+
+    def block_end(self, buffer: bytes) -> int:
+        return last_record_end(buffer) if self.spec.newlines_in_values else last_line_end(buffer)
 
     def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
         types = {source: t for _, source, t in columns.model if t is not None}

@@ -6,7 +6,7 @@ read every line exactly once, whatever the ranges' boundaries (the Hadoop line-s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 _SCAN = 64 * 1024
@@ -37,10 +37,38 @@ def range_bounds(f: BinaryIO, start: int, end: int, size: int) -> tuple[int, int
     return first, max(first, last)
 
 
-def iter_blocks(f: BinaryIO, first: int, last: int, block_size: int) -> Iterator[tuple[int, bytes]]:
+def last_line_end(buffer: bytes) -> int:
+    """The offset just past the last newline of ``buffer`` (0 when it has none)."""
+    return buffer.rfind(b"\n") + 1
+
+
+def last_record_end(buffer: bytes) -> int:
+    """The offset just past the last newline of ``buffer`` that is outside quotes (0 when there is none).
+
+    For CSV whose quoted values may hold line breaks: a newline ends a record when the quotes before it are even in
+    number (a quote inside a quoted value is written twice, so it keeps the count even). ``buffer`` must start at a
+    record's start.
+    """
+    quotes = buffer.count(b'"')
+    end = len(buffer)
+    while True:
+        newline = buffer.rfind(b"\n", 0, end)
+        if newline < 0:
+            return 0
+        quotes -= buffer.count(b'"', newline, end)
+        if quotes % 2 == 0:
+            return newline + 1
+        end = newline
+
+
+def iter_blocks(
+    f: BinaryIO, first: int, last: int, block_size: int, cut: Callable[[bytes], int] = last_line_end
+) -> Iterator[tuple[int, bytes]]:
     """Yield ``(offset, block)`` pairs covering ``[first, last)``, each block ending on a line boundary.
 
     A line longer than ``block_size`` is yielded whole in one larger block.
+
+    :param cut: where a buffer's whole lines end (:func:`last_record_end` for CSV records that may span lines).
     """
     f.seek(first)
     offset = first
@@ -54,13 +82,13 @@ def iter_blocks(f: BinaryIO, first: int, last: int, block_size: int) -> Iterator
             if buffer:
                 yield offset, buffer
             return
-        cut = buffer.rfind(b"\n") + 1
-        if cut == 0:
+        end = cut(buffer)
+        if end == 0:
             carry = buffer
             continue
-        yield offset, buffer[:cut]
-        offset += cut
-        carry = buffer[cut:]
+        yield offset, buffer[:end]
+        offset += end
+        carry = buffer[end:]
 
 
 def count_lines_before(f: BinaryIO, offset: int) -> int:
