@@ -596,6 +596,30 @@ def test_records_with_line_breaks_are_never_cut_between_blocks(processed, models
     assert summary["rows_in"] == summary["rows_out"] == 400
 
 
+def test_preflight_samples_whole_records(processed, tmp_path: Path):
+    """The preflight reads the head of a large file (256 KiB); when the head's last byte is a line break inside a
+    quoted value, the sample stops at the record before it instead of failing on half a record."""
+    from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES
+
+    frame = make_frame(10_000, seed=14)
+    lines = [f"{row.id},n,{','.join(repr(float(getattr(row, f))) for f in FEATURES)}\n"
+             for row in frame.itertuples(index=False)]
+    offset, index = 0, 0
+    while offset + len(lines[index]) <= SAMPLE_BYTES - 200:
+        offset += len(lines[index])
+        index += 1
+    # A record just before the sample's end gets a quoted note whose line break is the sample's very last byte.
+    start = offset + len(str(frame["id"].iloc[index])) + 2  # just past the opening quote
+    lines[index] = lines[index].replace(",n,", ',"' + "a" * (SAMPLE_BYTES - 1 - start) + '\nb",', 1)
+    (tmp_path / "in.csv").write_text("".join(lines))
+    data = (tmp_path / "in.csv").read_bytes()
+    assert data[SAMPLE_BYTES - 1 : SAMPLE_BYTES + 3] == b'\nb",'  # the head ends inside quotes
+    summary = score(processed["regressor"], _multiline_source(tmp_path / "in.csv"), tmp_path / "out",
+                    passthrough_columns=["id", "note"], part_size=16 * 1024 * 1024,
+                    input_schema=SCHEMA)  # (known before loading, so the preflight checks the sample)
+    assert summary["rows_in"] == summary["rows_out"] == 10_000
+
+
 def test_a_bad_record_with_line_breaks_is_named_by_its_first_line(processed, tmp_path: Path):
     frame = make_frame(400, seed=13)
     _, first_line = _multiline_csv(frame, tmp_path / "in.csv", bad=True)

@@ -56,6 +56,8 @@ def preflight(
     for file in files[:max_files]:
         if job.source.format == "parquet":
             piece = Piece(path=file.uri, row_groups=None)
+        elif job.source.newlines_in_values:  # the whole file, of which only the first block (whole records) is read
+            piece = Piece(path=file.uri, start=0, end=-1)
         else:
             piece = Piece(path=file.uri, start=0, end=min(file.size, block))
         try:
