@@ -47,6 +47,7 @@ class InputError(BatchScoringError):
         if column:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.message = message
         self.path = path
         self.line = line
         self.row = row

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import joblib
 import pytest
 from helpers import FEATURES, Models, assert_nothing_published, make_frame, source_spec, write_frame
 from test_scoring import score
@@ -181,3 +182,42 @@ def test_unknown_schema_is_refused_with_a_way_out(tmp_path: Path):
         schema_check=False,
     )
     assert summary["rows_out"] == 50
+
+
+def _with_missing(frame, fmt: str, tmp_path: Path) -> Path:
+    """``frame`` as ``fmt`` with f3 missing in row 1700 (an empty CSV field, a JSON null, a Parquet NaN)."""
+    frame = frame.copy()
+    frame.loc[1700, "f3"] = float("nan")
+    path = tmp_path / f"in.{'csv' if fmt.startswith('csv') else fmt}"
+    write_frame(frame, path, fmt)
+    if fmt == "jsonl":  # json.dumps writes NaN, which is not JSON: a null is what JSON lines hold
+        path.write_text(path.read_text().replace("NaN", "null"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fmt", "where", "on_bad_rows"),
+    [("csv", "line 1701", "fail"), ("csv_header", "line 1702", "fail"), ("jsonl", "line 1701", "fail"),
+     ("parquet", "row 1701", "fail"), ("csv", "line 1701", "quarantine")],
+)
+def test_a_missing_value_the_model_refuses_is_located(models: Models, tmp_path: Path, fmt: str, where: str,
+                                                      on_bad_rows: str):
+    """Ridge refuses NaN. The error names the file, the line (or row) and the column of the first missing value,
+    whatever replica and batch hit it, and nothing is published; a model that handles missing values (gradient
+    boosting) scores the same input."""
+    frame = make_frame(3000, seed=2)
+    path = _with_missing(frame, fmt, tmp_path)
+    linear = tmp_path / "linear.joblib"
+    joblib.dump(models.linear, linear)
+    sink = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        score(str(linear), source_spec(fmt, path.as_uri()), {"uri": sink.as_uri(), "format": "parquet"}, tmp_path,
+              passthrough_columns=["id"], replicas=2, batch_size=250, on_bad_rows=on_bad_rows)
+    message = str(err.value)
+    assert f"{path.as_uri()}, {where}, column 'f3': the value is missing" in message, message
+    assert "does not accept missing values" in message and "Input X contains NaN" in message
+    assert_nothing_published(sink)
+    summary = score(str(models.regressor_path), source_spec(fmt, path.as_uri()),
+                    {"uri": (tmp_path / "ok").as_uri(), "format": "parquet"}, tmp_path / "ok-work",
+                    passthrough_columns=["id"], replicas=2, batch_size=250)
+    assert summary["rows_out"] == 3000

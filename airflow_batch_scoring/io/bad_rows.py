@@ -44,7 +44,11 @@ MALFORMED_ROW = "malformed_row"  # a CSV line that cannot be parsed (an unclosed
 INVALID_JSON = "invalid_json"  # a JSON lines line that is not JSON
 NOT_AN_OBJECT = "not_an_object"  # a JSON lines line holding an array, a string or a number instead of an object
 INVALID_UTF8 = "invalid_utf8"  # a line that is not UTF-8 text
-REASONS = (TYPE_MISMATCH, MISSING_FIELDS, EXTRA_FIELDS, MALFORMED_ROW, INVALID_JSON, NOT_AN_OBJECT, INVALID_UTF8)
+MISSING_VALUE = "missing_value"  # a model column without a value, for a model that needs one (never quarantined)
+REASONS = (
+    TYPE_MISMATCH, MISSING_FIELDS, EXTRA_FIELDS, MALFORMED_ROW, INVALID_JSON, NOT_AN_OBJECT, INVALID_UTF8,
+    MISSING_VALUE,
+)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -54,6 +55,9 @@ class ReadPlan:
     model_columns: list[Column] | None
     coerce: bool = True
     passthrough: list[str] = field(default_factory=list)
+    #: a model column without a value (null, or NaN) is an error: set when a model refused missing values, to find
+    #: the first one's file, line (or row) and column.
+    reject_missing: bool = False
 
 
 @dataclass
@@ -187,6 +191,44 @@ class _CastFailure(Exception):
 
     def diagnosis(self) -> Diagnosis:
         return Diagnosis(bad_rows.TYPE_MISMATCH, self.message(), self.column, self.value, self.expected)
+
+
+class _MissingValue(_CastFailure):
+    """A model column without a value (empty, null or NaN), when the plan rejects missing values."""
+
+    def __init__(self, column: str, index: int):
+        super().__init__(column, index, None, pa.null())
+
+    @property
+    def expected(self) -> str | None:  # type: ignore[override]
+        return None
+
+    def message(self) -> str:
+        return (
+            "the value is missing (empty, null or NaN), and the model does not accept missing values. Fill it "
+            "upstream, or score with a model that handles them (e.g. with an imputer in its pipeline)."
+        )
+
+    def diagnosis(self) -> Diagnosis:
+        return Diagnosis(bad_rows.MISSING_VALUE, self.message(), self.column)
+
+
+def check_missing(table: pa.Table, columns: ColumnMap) -> None:
+    """Raise for the first row (in row order) that lacks a value in a model column.
+
+    :raises _MissingValue: naming the column and the row's index in ``table``.
+    """
+    first: tuple[int, str] | None = None
+    for name, source, _ in columns.model:
+        array = table.column(source)
+        missing = pc.is_null(array)
+        if pa.types.is_floating(array.type):
+            missing = pc.fill_null(pc.or_kleene(missing, pc.is_nan(array)), True)
+        index = pc.index(missing, True).as_py()
+        if index >= 0 and (first is None or index < first[0]):
+            first = (index, name)
+    if first is not None:
+        raise _MissingValue(first[1], first[0])
 
 
 @dataclass
@@ -361,7 +403,7 @@ class _TextReader(PieceReader):
                 continue
             if newlines is None:
                 newlines = list(accumulate((unit.count(b"\n") for unit in units), initial=0))
-            diagnosis = self.diagnose(units[item], columns)
+            diagnosis = self._missing_in(units[item], columns, piece) or self.diagnose(units[item], columns)
             bad = BadRow(
                 diagnosis.reason, piece.path, line=lines_before + newlines[item] + 1, column=diagnosis.column,
                 value=diagnosis.value, expected_type=diagnosis.expected, message=diagnosis.message,
@@ -409,11 +451,26 @@ class _TextReader(PieceReader):
         newlines_before = sum(unit.count(b"\n") for unit in lines[: low - 1])
         line_number = count_lines_before(f, offset) + newlines_before + 1  # (the record's first line)
         bad_line = lines[low - 1] if lines else b""
-        if not self._fails(bad_line, columns, piece) and not isinstance(err, _CastFailure):
+        missing = self._missing_in(bad_line, columns, piece) if isinstance(err, _MissingValue) else None
+        if missing is not None:
+            diagnosis = missing
+        elif not self._fails(bad_line, columns, piece) and not isinstance(err, _CastFailure):
             diagnosis = self.in_context(bad_line, columns, err)
         else:
             diagnosis = self.diagnose(bad_line, columns)
         return InputError(diagnosis.message, path=piece.path, line=line_number, column=diagnosis.column)
+
+    def _missing_in(self, unit: bytes, columns: ColumnMap, piece: Piece) -> Diagnosis | None:
+        """The diagnosis of a unit that reads but lacks a value in a model column (``plan.reject_missing``)."""
+        if not self.plan.reject_missing:
+            return None
+        try:
+            self.parse(unit, columns, piece, partial=True)
+        except _MissingValue as missing:
+            return missing.diagnosis()
+        except (pa.ArrowInvalid, _CastFailure, UnicodeDecodeError):
+            return None
+        return None
 
     def in_context(self, line: bytes, columns: ColumnMap, err: Exception) -> Diagnosis:
         """Explain a line that reads alone but fails after the lines before it (``err``: the block's error)."""
@@ -516,6 +573,8 @@ class CsvReader(_TextReader):
         )
         if quoted and not self.spec.newlines_in_values:
             self._check_quotes(block, table)
+        if self.plan.reject_missing:
+            check_missing(table, columns)
         if table.num_rows and len(self._passthrough_types) < len(columns.passthrough):
             # Fix the passthrough columns' types on the first rows, so that every part has the same schema.
             for name in columns.passthrough:
@@ -615,7 +674,10 @@ class JsonLinesReader(_TextReader):
             table = self._add_missing(table)
         mapped = resolve_columns(table.column_names, self.plan, piece.path)
         columns.model, columns.passthrough = mapped.model, mapped.passthrough
-        return coerce(table, columns)
+        table = coerce(table, columns)
+        if self.plan.reject_missing:
+            check_missing(table, columns)
+        return table
 
     def in_context(self, line: bytes, columns: ColumnMap, err: Exception) -> Diagnosis:
         diagnosis = super().in_context(line, columns, err)
@@ -709,8 +771,10 @@ class ParquetReader(PieceReader):
                         table = pa.Table.from_batches([batch])
                         try:
                             table = coerce(table, columns)
+                            if self.plan.reject_missing:
+                                check_missing(table, columns)
                         except _CastFailure as failure:
-                            if self.on_bad_row is None:
+                            if self.on_bad_row is None or isinstance(failure, _MissingValue):
                                 raise InputError(
                                     failure.message(), path=piece.path, row=row + failure.index + 1,
                                     column=failure.column,
