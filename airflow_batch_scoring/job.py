@@ -32,9 +32,21 @@ _SUFFIX_FORMATS = {
 }
 
 
-def infer_format(uri: str) -> str | None:
-    """Return the format a URI's suffix names (``data.csv`` -> ``csv``), or ``None``."""
+#: compressed text inputs read as streams (each file whole, by one replica): suffix -> fsspec compression name.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+
+
+def compression_of(uri: str) -> str | None:
+    """The compression a file's suffix names (``day.csv.gz`` -> ``gzip``), or ``None``."""
     name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
+    return next((codec for suffix, codec in COMPRESSIONS.items() if name.endswith(suffix)), None)
+
+
+def infer_format(uri: str) -> str | None:
+    """Return the format a URI's suffix names (``data.csv`` or ``data.csv.gz`` -> ``csv``), or ``None``."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in COMPRESSIONS:
+        name = name.removesuffix(suffix)
     for suffix, fmt in _SUFFIX_FORMATS.items():
         if name.endswith(suffix):
             return fmt

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from helpers import Models, make_frame, source_spec, write_frame
+from helpers import FEATURES, Models, make_frame, source_spec, write_frame
 from servers import AZURITE_KEY, S3_KEY, S3_SECRET, azurite_connection_string
 from test_operator import (
     rendered_fields,
@@ -181,6 +181,26 @@ def test_other_formats_and_a_glob(store: Store, models: Models, tmp_path: Path):
            {"uri": store.put(tmp_path / "h.csv", f"{run}/h.csv"), "header": True, "conn_id": conn},
            {"uri": store.uri(f"{run}/out2"), "format": "parquet", "conn_id": conn}, tmp_path)
     check_predictions(frames[0], store.read_output(f"{run}/out2", "parquet", []), models.regressor)
+
+
+def test_gzipped_csv_objects(store: Store, models: Models, tmp_path: Path):
+    """Compressed objects are read as streams, each whole by one replica (s3fs, gcsfs and adlfs files under fsspec's
+    decompression)."""
+    import gzip
+
+    run = uuid.uuid4().hex[:8]
+    frames = [make_frame(600, seed=56), make_frame(500, seed=57), make_frame(400, seed=58)]
+    for i, frame in enumerate(frames):
+        write_frame(frame, tmp_path / f"in{i}.csv", "csv")
+        with gzip.open(tmp_path / f"in{i}.csv.gz", "wb") as f:
+            f.write((tmp_path / f"in{i}.csv").read_bytes())
+        store.put(tmp_path / f"in{i}.csv.gz", f"{run}/in/part-{i}.csv.gz")
+    conn = store.conn_id
+    summary = _score(store, str(models.regressor_path),
+                     {"uri": store.uri(f"{run}/in/"), "columns": ["id", *FEATURES], "conn_id": conn},
+                     {"uri": store.uri(f"{run}/out"), "format": "parquet", "conn_id": conn}, tmp_path, replicas=2)
+    assert summary["rows_in"] == summary["rows_out"] == 1500
+    check_predictions(pd.concat(frames), store.read_output(f"{run}/out", "parquet", []), models.regressor)
 
 
 def test_missing_bucket_prefix_and_unreadable_object(store: Store, models: Models, tmp_path: Path):

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -38,7 +39,7 @@ from airflow_batch_scoring.io.textblocks import (
     range_bounds,
     split_lines,
 )
-from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.job import DataSpec, Piece, compression_of
 from airflow_batch_scoring.schema import Column, ColumnType, column_type_of_arrow
 
 
@@ -324,7 +325,9 @@ class PieceReader:
         :raises InputError: when it vanished, is a folder, or cannot be read (permissions, the store refused).
         """
         try:
-            return self.fs.open(self._path(piece), "rb", block_size=self.block_size)
+            return self.fs.open(
+                self._path(piece), "rb", block_size=self.block_size, compression=compression_of(piece.path)
+            )
         except FileNotFoundError as err:
             raise InputError("the input file disappeared after it was listed; re-run.", path=piece.path) from err
         except IsADirectoryError as err:
@@ -349,8 +352,12 @@ class _TextReader(PieceReader):
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         path = self._path(piece)
         with self._open(piece) as f:
-            size = self.fs.size(path)
-            first, last = range_bounds(f, piece.start, piece.end, size)
+            if compression_of(piece.path):  # a stream, read whole from its start (its decompressed size is unknown)
+                size = first = 0
+                last = sys.maxsize
+            else:
+                size = self.fs.size(path)
+                first, last = range_bounds(f, piece.start, piece.end, size)
             prologue, columns = self.open_file(f, piece)
             first = max(first, prologue)
             leading = _LeadingBadRows(piece.path, applies=piece.start <= 0)
@@ -374,7 +381,7 @@ class _TextReader(PieceReader):
                         yield columns.output(table)
                 if self.on_bad_row is not None:
                     lines_seen += block.count(b"\n")
-            leading.finish(whole_file=first <= prologue and last >= size)
+            leading.finish(whole_file=first <= prologue and (last >= size or last == sys.maxsize))
 
     def units(self, block: bytes) -> list[bytes]:
         """Cut a block into the units a bad row is made of (lines; CSV records with quoted line breaks)."""

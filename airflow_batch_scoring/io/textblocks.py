@@ -76,6 +76,8 @@ def iter_blocks(
     remaining = last - first
     while remaining > 0 or carry:
         chunk = f.read(min(block_size, remaining)) if remaining > 0 else b""
+        if not chunk:
+            remaining = 0  # the end of the file (``last`` may be past it: a compressed stream's size is unknown)
         remaining -= len(chunk)
         buffer = carry + chunk if carry else chunk
         if remaining <= 0:

@@ -3,7 +3,8 @@
 - Text (CSV, JSON lines): the files are laid end to end and cut into ``replicas`` byte ranges of (nearly) equal size,
   with every cut on a multiple of ``part_size`` (or of ``total / replicas`` when that is smaller); a range owns the
   lines that start inside it, so one large file is scored by every replica and every line exactly once.
-- CSV with line breaks inside quoted values (``newlines_in_values``) cannot be split: whole files, balanced by size.
+- CSV with line breaks inside quoted values (``newlines_in_values``) and compressed text (``.gz``, ``.bz2``, ``.xz``,
+  ``.zst``) cannot be split: whole files, balanced by size.
 - Parquet: row groups, balanced by row count; a file with one row group goes to one replica.
 
 The same listing always gives the same plan, so a retried replica redoes exactly its own shard.
@@ -12,6 +13,7 @@ The same listing always gives the same plan, so a retried replica redoes exactly
 from __future__ import annotations
 
 import heapq
+import importlib.util
 
 import fsspec
 import pyarrow as pa
@@ -19,13 +21,15 @@ import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile
-from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.job import DataSpec, Piece, compression_of
 
-_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".snappy", ".lz4")
+_UNSUPPORTED_COMPRESSION = (".zip", ".snappy", ".lz4")
 
 
-def _splittable(spec: DataSpec) -> bool:
-    return not (spec.format == "csv" and spec.newlines_in_values)
+def _splittable(spec: DataSpec, file: InputFile) -> bool:
+    """Whether a text file can be cut into byte ranges: not when compressed (a stream is read from its start), nor
+    CSV whose quoted values may hold line breaks."""
+    return not (spec.format == "csv" and spec.newlines_in_values) and compression_of(file.uri) is None
 
 
 def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: int) -> list[list[Piece]]:
@@ -36,14 +40,19 @@ def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: 
             f"the input is empty: {len(files)} file(s), 0 bytes ({', '.join(f.uri for f in files[:3])}); "
             "check that the upstream job wrote its output."
         )
-    compressed = [f.uri for f in files if f.uri.lower().endswith(_COMPRESSED)]
-    if compressed:
+    unsupported = [f.uri for f in files if f.uri.lower().endswith(_UNSUPPORTED_COMPRESSION)]
+    if unsupported:
         raise ConfigurationError(
-            f"Compressed text input is not supported yet ({compressed[0]}): decompress it, or convert it to Parquet."
+            f"This compression is not supported ({unsupported[0]}): recompress the files as .gz, .bz2, .xz or .zst, "
+            "or convert them to Parquet."
+        )
+    if any(compression_of(f.uri) == "zstd" for f in files) and importlib.util.find_spec("zstandard") is None:
+        raise ConfigurationError(
+            "Reading .zst files needs the 'zstandard' package in the runtime: pip install zstandard."
         )
     shards: list[list[Piece]] = [[] for _ in range(replicas)]
-    whole = [] if _splittable(spec) else files
-    split = files if _splittable(spec) else []
+    whole = [f for f in files if not _splittable(spec, f)]
+    split = [f for f in files if _splittable(spec, f)]
     split_total = sum(f.size for f in split)
     if split_total:
         # Cut on part_size boundaries; an input smaller than part_size x replicas is cut finer, so that no replica
@@ -63,7 +72,8 @@ def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: 
     heapq.heapify(loads)
     for file in sorted(whole, key=lambda f: (-f.size, f.uri)):
         load, index = heapq.heappop(loads)
-        shards[index].append(Piece(file.uri, 0, file.size))
+        # (a compressed file is read to its end: its decompressed size is not known)
+        shards[index].append(Piece(file.uri, 0, -1 if compression_of(file.uri) else file.size))
         heapq.heappush(loads, (load + file.size, index))
     return shards
 

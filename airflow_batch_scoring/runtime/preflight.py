@@ -15,7 +15,7 @@ from typing import Any
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.io.files import InputFile, filesystem
 from airflow_batch_scoring.io.readers import ReadPlan, make_reader
-from airflow_batch_scoring.job import Piece, ScoringJob
+from airflow_batch_scoring.job import Piece, ScoringJob, compression_of
 from airflow_batch_scoring.schema import ModelSchema
 
 #: bytes read from the head of each text file.
@@ -56,8 +56,8 @@ def preflight(
     for file in files[:max_files]:
         if job.source.format == "parquet":
             piece = Piece(path=file.uri, row_groups=None)
-        elif job.source.newlines_in_values:  # the whole file, of which only the first block (whole records) is read
-            piece = Piece(path=file.uri, start=0, end=-1)
+        elif job.source.newlines_in_values or compression_of(file.uri):
+            piece = Piece(path=file.uri, start=0, end=-1)  # the whole file, of which only the first block is read
         else:
             piece = Piece(path=file.uri, start=0, end=min(file.size, block))
         try:
