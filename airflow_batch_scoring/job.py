@@ -96,6 +96,25 @@ def _as_columns(value: Any, what: str) -> list[str] | None:
     return list(value)
 
 
+_COMPRESSION_NAMES = {"gzip": "gzip", "gz": "gzip", "bz2": "bz2", "xz": "xz"}
+#: the file suffix of each output compression.
+COMPRESSION_SUFFIXES = {"gzip": "gz", "bz2": "bz2", "xz": "xz"}
+
+
+def _as_compression(value: Any, role: str) -> str | None:
+    if value in (None, "", "none", False):
+        return None
+    if role != "sink":
+        raise ConfigurationError(
+            f"{role}['compression'] is not set: a source's compression is read from its file names (.gz, .bz2, .xz, "
+            ".zst)."
+        )
+    name = _COMPRESSION_NAMES.get(str(value).strip().lower())
+    if name is None:
+        raise ConfigurationError(f"{role}['compression'] must be gzip, bz2 or xz (or none), got {value!r}.")
+    return name
+
+
 @dataclass
 class DataSpec:
     """Where data is read from or written to.
@@ -112,6 +131,8 @@ class DataSpec:
     :param partition_column: SQL source: a numeric or date column whose min-max range is split between replicas.
     :param mode: SQL sink: ``append``, ``replace`` or ``upsert``.
     :param merge_keys: SQL sink, ``upsert``: the columns that identify a row.
+    :param compression: file sink, CSV or JSON lines: ``gzip``, ``bz2`` or ``xz`` (parts named ``part-00000.csv.gz``).
+        A source's compression is read from its file names.
     """
 
     uri: str = ""
@@ -126,6 +147,7 @@ class DataSpec:
     partition_column: str | None = None
     mode: str | None = None
     merge_keys: list[str] | None = None
+    compression: str | None = None
 
     @property
     def is_sql(self) -> bool:
@@ -149,6 +171,8 @@ class DataSpec:
         if unknown:
             raise ConfigurationError(f"Unknown {role} key(s) {unknown}: the keys are {sorted(known)}.")
         if is_sql_spec(value):
+            if value.get("compression"):
+                raise ConfigurationError(f"{role}['compression'] is for files, not SQL tables.")
             return cls(conn_id=value.get("conn_id") or None, **parse_sql_keys(value, role))
         for key in SQL_KEYS:
             if value.get(key) is not None and value.get(key) != []:
@@ -167,6 +191,7 @@ class DataSpec:
             columns=_as_columns(value.get("columns"), f"{role}['columns']"),
             conn_id=value.get("conn_id") or None,
             newlines_in_values=_as_bool(value.get("newlines_in_values", False), f"{role}['newlines_in_values']"),
+            compression=_as_compression(value.get("compression"), role),
         )
 
     def to_dict(self) -> dict[str, Any]:

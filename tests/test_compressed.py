@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 from pathlib import Path
 
@@ -104,3 +105,38 @@ def test_unsupported_compressions_are_refused(models: Models, tmp_path: Path):
     with pytest.raises(ConfigurationError, match="needs the 'zstandard' package"):
         score(str(models.regressor_path), source_spec("csv", (tmp_path / "in.csv.zst").as_uri()),
               {"uri": (tmp_path / "out").as_uri()}, tmp_path)
+
+
+@pytest.mark.parametrize(("fmt", "header", "compression", "suffix"),
+                         [("csv", False, "gzip", "gz"), ("csv", True, "xz", "xz"), ("jsonl", False, "bz2", "bz2")])
+def test_compressed_output(models: Models, tmp_path: Path, fmt: str, header: bool, compression: str, suffix: str):
+    frame = make_frame(3000, seed=46)
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    sink = tmp_path / "out"
+    score(str(models.regressor_path), source_spec("csv", (tmp_path / "in.csv").as_uri()),
+          {"uri": sink.as_uri(), "format": fmt, "header": header, "compression": compression}, tmp_path,
+          passthrough_columns=["id"], replicas=3, batch_size=500)
+    parts = sorted(p.name for p in sink.iterdir() if p.name.startswith("part-"))
+    assert parts == [f"part-{i:05d}.{fmt}.{suffix}" for i in range(3)]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in parts:
+        with OPENERS[suffix](sink / name, "rb") as f:
+            (plain / name.removesuffix(f".{suffix}")).write_bytes(f.read())
+    names = [] if header or fmt == "jsonl" else ["id", "prediction"]
+    check_predictions(frame, read_output(plain, fmt, names, header=header), models.regressor)
+    manifest = json.loads((sink / "_manifest.json").read_text())
+    assert manifest["output"]["compression"] == compression
+
+
+def test_compression_settings_are_checked(models: Models, tmp_path: Path):
+    write_frame(make_frame(10), tmp_path / "in.csv", "csv")
+    source = source_spec("csv", (tmp_path / "in.csv").as_uri())
+    with pytest.raises(ConfigurationError, match="Parquet compresses its columns itself"):
+        score(str(models.regressor_path), source, {"uri": (tmp_path / "o").as_uri(), "format": "parquet",
+                                                   "compression": "gzip"}, tmp_path)
+    with pytest.raises(ConfigurationError, match=r"must be gzip, bz2 or xz \(or none\), got 'zip'"):
+        DataSpec.parse({"uri": "file:///o/", "compression": "zip"}, "sink")
+    with pytest.raises(ConfigurationError, match="a source's compression is read from its file names"):
+        DataSpec.parse({"uri": "file:///i.csv", "compression": "gzip"}, "source")
+    assert DataSpec.parse({"uri": "file:///o/", "compression": "GZ"}, "sink").compression == "gzip"

@@ -307,6 +307,9 @@ def test_attempt_names_are_safe_in_file_names(tmp_path: Path):
     assert job.attempt == "try_2_x"
     assert part_name(3, "csv", job.attempt) == "part-00003.try_2_x.csv"
     assert published_name(part_name(3, "parquet", job.attempt)) == "part-00003.parquet"
+    assert part_name(3, "jsonl", job.attempt, "gzip") == "part-00003.try_2_x.jsonl.gz"
+    assert published_name(part_name(3, "jsonl", job.attempt, "gzip")) == "part-00003.jsonl.gz"
+    assert published_name("part-00003.csv.xz") == "part-00003.csv.xz"  # (already published)
 
 
 def test_planted_secrets_appear_nowhere(airflow_db, models, seaweedfs, s3_bucket, azurite, azure_container,

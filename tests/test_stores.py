@@ -185,7 +185,7 @@ def test_other_formats_and_a_glob(store: Store, models: Models, tmp_path: Path):
 
 def test_gzipped_csv_objects(store: Store, models: Models, tmp_path: Path):
     """Compressed objects are read as streams, each whole by one replica (s3fs, gcsfs and adlfs files under fsspec's
-    decompression)."""
+    decompression), and the output is written compressed (through each store's multipart writer)."""
     import gzip
 
     run = uuid.uuid4().hex[:8]
@@ -198,9 +198,14 @@ def test_gzipped_csv_objects(store: Store, models: Models, tmp_path: Path):
     conn = store.conn_id
     summary = _score(store, str(models.regressor_path),
                      {"uri": store.uri(f"{run}/in/"), "columns": ["id", *FEATURES], "conn_id": conn},
-                     {"uri": store.uri(f"{run}/out"), "format": "parquet", "conn_id": conn}, tmp_path, replicas=2)
+                     {"uri": store.uri(f"{run}/out"), "format": "csv", "header": True, "compression": "gzip",
+                      "conn_id": conn}, tmp_path, replicas=2)
     assert summary["rows_in"] == summary["rows_out"] == 1500
-    check_predictions(pd.concat(frames), store.read_output(f"{run}/out", "parquet", []), models.regressor)
+    names = store.names(f"{run}/out")
+    assert names == ["_SUCCESS", "_manifest.json", "part-00000.csv.gz", "part-00001.csv.gz"]
+    tables = [pa_csv.read_csv(io.BytesIO(gzip.decompress(store.fs.cat_file(f"{store.bucket}/{run}/out/{name}"))))
+              for name in names if name.startswith("part-")]
+    check_predictions(pd.concat(frames), pa.concat_tables(tables), models.regressor)
 
 
 def test_missing_bucket_prefix_and_unreadable_object(store: Store, models: Models, tmp_path: Path):

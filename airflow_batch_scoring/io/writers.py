@@ -9,6 +9,7 @@ import json
 from typing import Any, BinaryIO
 
 import fsspec
+import fsspec.compression
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -29,8 +30,11 @@ class PartWriter:
         header: bool = False,
         part_size: int = MIN_UPLOAD_PART,
         write_concurrency: int = 1,
+        compression: str | None = None,
     ):
         self.fs = fs
+        self.compression = compression
+        self._raw: BinaryIO | None = None  # the stored object, under the compressor when there is one
         self.part_size = max(part_size, MIN_UPLOAD_PART)
         self.write_concurrency = write_concurrency
         self.path = path
@@ -43,7 +47,10 @@ class PartWriter:
         if self.schema is None:
             self.schema = table.schema
             # Object stores upload a part each time part_size bytes are buffered (multipart upload).
-            self._file = open_for_upload(self.fs, self.path, self.part_size, self.write_concurrency)
+            self._raw = open_for_upload(self.fs, self.path, self.part_size, self.write_concurrency)
+            self._file = self._raw
+            if self.compression:  # (gzip.GzipFile and the others leave the object they write to open)
+                self._file = fsspec.compression.compr[self.compression](self._raw, mode="wb")
             self._open(self._file, table.schema)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
@@ -51,20 +58,22 @@ class PartWriter:
         self.rows += table.num_rows
 
     def close(self) -> int:
-        if self._file is not None:
+        if self._file is not None and self._raw is not None:
             self._close()
-            self._file.close()
-            self._file = None
+            if self._file is not self._raw:
+                self._file.close()  # the compressor's trailer
+            self._raw.close()
+            self._file = self._raw = None
         return self.rows
 
     def abort(self) -> None:
         """Close without completing; the caller discards the staging folder."""
-        if self._file is not None:
+        if self._raw is not None:
             try:
-                abort = getattr(self._file, "abort", None)
-                (abort or self._file.close)()
+                abort = getattr(self._raw, "abort", None)
+                (abort or self._raw.close)()
             finally:
-                self._file = None
+                self._file = self._raw = None
 
     def _open(self, f: BinaryIO, schema: pa.Schema) -> None:
         raise NotImplementedError
@@ -168,6 +177,10 @@ def make_writer(
     header: bool = False,
     part_size: int = MIN_UPLOAD_PART,
     write_concurrency: int = 1,
+    compression: str | None = None,
 ) -> PartWriter:
-    """Return a writer of ``fmt`` for the part file at ``path``."""
-    return _WRITERS[fmt](fs, path, header=header, part_size=part_size, write_concurrency=write_concurrency)
+    """Return a writer of ``fmt`` for the part file at ``path`` (compressed with ``compression``: CSV and JSON lines).
+    """
+    return _WRITERS[fmt](
+        fs, path, header=header, part_size=part_size, write_concurrency=write_concurrency, compression=compression
+    )

@@ -143,6 +143,10 @@ def prepare_job(
             sink.format = source.format
         source_fs, _ = filesystem(source.uri, options.get("source"))
         shards = plan_shards(source, files, replicas, source_fs, part_size)
+    if sink.compression and sink.format == "parquet":
+        raise ConfigurationError(
+            "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
+        )
     parsed_input = ModelSchema.parse(input_schema)
     parsed_output = ModelSchema.parse(output_schema)
     job = ScoringJob(
@@ -216,7 +220,8 @@ def build_manifest(
             "header": job.source.header,
             "files": [f.to_dict() for f in files],
         },
-        "output": {"uri": job.sink.uri, "format": job.sink.format, "header": job.sink.header},
+        "output": {"uri": job.sink.uri, "format": job.sink.format, "header": job.sink.header,
+                   "compression": job.sink.compression},
         "input_schema": first.input_schema if first else job.input_schema,
         "schema_hash": schema_hash(first.input_schema if first else job.input_schema),
         "output_columns": first.output_columns if first else None,

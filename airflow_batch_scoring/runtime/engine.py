@@ -222,7 +222,8 @@ def run_shard(
         errors = open_error_output(job, shard, sink_fs, staging)  # on_bad_rows="quarantine" only
         sink_format = job.sink.format or job.source.format
         writer = make_writer(
-            sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format, job.attempt)}", header=job.sink.header,
+            sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format, job.attempt, job.sink.compression)}",
+            header=job.sink.header, compression=job.sink.compression,
             part_size=job.part_size,
             write_concurrency=job.write_concurrency,
         )
@@ -344,7 +345,7 @@ def run_shard(
     if job.sink.is_sql:
         report.parts = writer.parts
     else:
-        report.parts = [part_name(shard, sink_format, job.attempt)] if report.rows_out else []
+        report.parts = [part_name(shard, sink_format, job.attempt, job.sink.compression)] if report.rows_out else []
     if errors is not None:
         errors.finish(report)
     report.duration_s = time.perf_counter() - started

@@ -9,21 +9,30 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airflow_batch_scoring.job import COMPRESSION_SUFFIXES
+
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
 
-def part_name(shard: int, fmt: str, attempt: str | None = None) -> str:
-    """The file name of shard ``shard``'s part: published as ``part-00001.csv``, staged with the attempt that wrote
-    it (``part-00001.try2.csv``) so that two attempts of one run never write the same object."""
+def part_name(shard: int, fmt: str, attempt: str | None = None, compression: str | None = None) -> str:
+    """The file name of shard ``shard``'s part: published as ``part-00001.csv`` (``.csv.gz`` when compressed), staged
+    with the attempt that wrote it (``part-00001.try2.csv``) so that two attempts of one run never write the same
+    object."""
     middle = f".{attempt}" if attempt else ""
-    return f"part-{shard:05d}{middle}.{EXTENSIONS[fmt]}"
+    suffix = f".{COMPRESSION_SUFFIXES[compression]}" if compression else ""
+    return f"part-{shard:05d}{middle}.{EXTENSIONS[fmt]}{suffix}"
 
 
 def published_name(staged: str) -> str:
-    """The name a staged part is published under: ``part-00001.try2.csv`` -> ``part-00001.csv``."""
-    stem, _, extension = staged.rpartition(".")
-    head = stem.split(".", 1)[0]
-    return f"{head}.{extension}" if head != stem else staged
+    """The name a staged part is published under: ``part-00001.try2.csv.gz`` -> ``part-00001.csv.gz``."""
+    head, _, rest = staged.partition(".")
+    if not rest:
+        return staged
+    for extension in EXTENSIONS.values():
+        for suffix in ("", *(f".{s}" for s in COMPRESSION_SUFFIXES.values())):
+            if rest == f"{extension}{suffix}" or rest.endswith(f".{extension}{suffix}"):
+                return f"{head}.{extension}{suffix}"
+    return staged
 
 
 def report_name(shard: int) -> str:
