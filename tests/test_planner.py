@@ -50,12 +50,27 @@ def test_parquet_shards_by_row_groups(tmp_path):
     assert sorted(sum(p.rows for p in shard) for shard in plan) == [200, 300]
 
 
-def test_empty_and_compressed_inputs_are_refused():
+def test_empty_inputs_and_archives_are_refused():
     spec = DataSpec(uri="file:///d/", format="csv")
     with pytest.raises(InputError, match="the input is empty"):
         plan_shards(spec, text_files([0, 0]), 2, LocalFileSystem())
-    with pytest.raises(ConfigurationError, match="Compressed"):
-        plan_shards(spec, [InputFile("file:///d/a.csv.gz", 10)], 1, LocalFileSystem())
+    with pytest.raises(ConfigurationError, match=r"This compression is not supported \(file:///d/a.csv.zip\)"):
+        plan_shards(spec, [InputFile("file:///d/a.csv.zip", 10)], 1, LocalFileSystem())
+
+
+def test_compressed_files_are_whole_pieces_balanced_by_size():
+    spec = DataSpec(uri="file:///d/", format="csv")
+    files = [InputFile("file:///d/a.csv.gz", 900), InputFile("file:///d/b.csv", 1000),
+             InputFile("file:///d/c.csv.bz2", 500), InputFile("file:///d/d.csv.xz", 400)]
+    shards = plan_shards(spec, files, 2, LocalFileSystem(), part_size=100)
+    compressed = [(p.path, p.start, p.end) for shard in shards for p in shard if not p.path.endswith(".csv")]
+    assert sorted(compressed) == [("file:///d/a.csv.gz", 0, -1), ("file:///d/c.csv.bz2", 0, -1),
+                                  ("file:///d/d.csv.xz", 0, -1)]
+    plain = sorted((p.start, p.end) for shard in shards for p in shard if p.path.endswith(".csv"))
+    assert plain == [(0, 500), (500, 1000)]  # the uncompressed file is still cut between the replicas
+    size = {f.uri: f.size for f in files}
+    loads = [sum(p.end - p.start if p.end >= 0 else size[p.path] for p in shard) for shard in shards]
+    assert sum(loads) == 2800 and max(loads) - min(loads) <= 900  # balanced by (compressed) size
 
 
 def test_listing_skips_markers_and_sorts(tmp_path):
