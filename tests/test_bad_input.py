@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -221,3 +224,34 @@ def test_a_missing_value_the_model_refuses_is_located(models: Models, tmp_path: 
                     {"uri": (tmp_path / "ok").as_uri(), "format": "parquet"}, tmp_path / "ok-work",
                     passthrough_columns=["id"], replicas=2, batch_size=250)
     assert summary["rows_out"] == 3000
+
+
+def _without_dac_override() -> list[str]:
+    """A command prefix that runs as root without the capabilities that let root read any file (tests run as root
+    here, and a file's permissions would not stop them otherwise)."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_an_unreadable_file_fails_before_scoring_with_its_name(models: Models, tmp_path: Path):
+    """Access refused (here: file mode 000 for a process without CAP_DAC_OVERRIDE): the preflight names the file and
+    says what to check, even when the model's columns are known only once it is loaded; nothing is published."""
+    prefix = _without_dac_override()
+    write_frame(make_frame(100, seed=5), tmp_path / "in" / "a.csv", "csv")
+    write_frame(make_frame(100, seed=6), tmp_path / "in" / "b.csv", "csv")
+    (tmp_path / "in" / "b.csv").chmod(0)
+    sink = tmp_path / "out"
+    result = subprocess.run(
+        [*prefix, str(Path(sys.executable).parent / "batch-scoring"), "score", "--model", str(models.regressor_path),
+         "--source", (tmp_path / "in").as_uri() + "/", "--sink", sink.as_uri(),
+         "--columns", ",".join(["id", *FEATURES]), "--replicas", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"file {(tmp_path / 'in' / 'b.csv').as_uri()}: cannot be read: access was refused" in result.stderr
+    assert "Check the file's permissions" in result.stderr and "Scoring " not in result.stderr  # (before scoring)
+    assert_nothing_published(sink)

@@ -65,8 +65,8 @@ def preflight(
                 rows += table.num_rows
                 break  # the first batch (Parquet) or block (text) is the sample
         except InputError as err:
-            if schema is None:
-                continue  # without the model's columns the sample cannot be judged: the replicas tell, with them
+            if schema is None and (err.line is not None or err.row is not None or err.column is not None):
+                continue  # without the model's columns rows cannot be judged: the replicas tell, with them
             if quarantine and (err.line is not None or err.row is not None):
                 continue  # a row error: the replicas quarantine it
             raise
