@@ -69,9 +69,25 @@ def ensure_demo_model(tracking_uri: str = TRACKING_URI) -> str:
     """
     marker = DEMO_DIR / ".demo-model.json"
     local_store = tracking_uri == DEFAULT_TRACKING_URI
-    if local_store and marker.exists() and (DEMO_DIR / "mlflow.db").exists():
-        return json.loads(marker.read_text())["version"]
+    artifacts = DEMO_DIR / "mlartifacts"
+
+    def recorded_version() -> str | None:
+        """The version this demo registered in its own store, if the store is intact."""
+        if not (marker.exists() and (DEMO_DIR / "mlflow.db").exists()):
+            return None
+        recorded = json.loads(marker.read_text())
+        return recorded["version"] if recorded.get("artifacts") == str(artifacts) and artifacts.is_dir() else None
+
+    if local_store and (version := recorded_version()):
+        return version
     with _locked(".demo-model.lock"):
+        if local_store:
+            if version := recorded_version():  # (another task registered it meanwhile)
+                return version
+            # A store without this demo's marker (made by an older version, which kept its artifacts in ./mlruns,
+            # or left by an interrupted run) is started afresh: it holds nothing but the demo model.
+            (DEMO_DIR / "mlflow.db").unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
         import mlflow
 
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -80,7 +96,7 @@ def ensure_demo_model(tracking_uri: str = TRACKING_URI) -> str:
         except mlflow.exceptions.MlflowException:
             version = _register_demo_model(client)
         if local_store:
-            marker.write_text(json.dumps({"version": str(version)}))
+            marker.write_text(json.dumps({"version": str(version), "artifacts": str(artifacts)}))
         return str(version)
 
 

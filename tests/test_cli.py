@@ -76,6 +76,10 @@ def test_example_dag_runs_as_is(tmp_path: Path):
     )
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(name, None)
+    # A demo store left by an older version (no "artifacts" in its marker) is started afresh, not trusted.
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "mlflow.db").write_bytes(b"not a database")
+    (tmp_path / "demo" / ".demo-model.json").write_text('{"version": "7"}')
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
     run = subprocess.run([sys.executable, str(ROOT / "dags" / "example_batch_scoring.py")], env=env,
                          capture_output=True, text=True)
