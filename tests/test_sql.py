@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from helpers import Models, SlowModel, make_frame, read_output, write_frame
+from helpers import FEATURES, Models, SlowModel, make_frame, read_output, write_frame
 from test_operator import rendered_fields, test_dag, xcom_of  # noqa: F401  (test_dag: the migrated test DAG)
 from test_scoring import check_predictions
 
@@ -573,3 +573,65 @@ def test_command_line_scores_a_table_into_a_table_with_the_password_out_of_argv(
     assert json.loads(run.stdout)["rows_out"] == 1200
     assert pg.password not in run.stdout + run.stderr
     check_predictions(frame, pa.Table.from_pandas(pg.read("cli_scores")), models.regressor)
+
+
+# -- a retry into a table reuses the shards an earlier attempt finished --------------------------------------------
+
+
+def _file_into_table_attempt(pg: Database, tmp_path: Path, run: str, target: str, attempt: str, launcher, log,
+                             batch_size: int = 100) -> dict:
+    model = process_model(str(tmp_path / "slow.joblib"), str(tmp_path / "model"))
+    job, files = prepare_job(
+        job_id=run, attempt=attempt, model=model,
+        source=DataSpec.parse({"uri": (tmp_path / "in.csv").as_uri(), "columns": ["id", *FEATURES]}, "source"),
+        sink=DataSpec.parse({"conn_id": pg.conn_id, "table": target}, "sink"),
+        storage_options=pg.secrets(), replicas=3, batch_size=batch_size, passthrough_columns=["id"], part_size=4096,
+    )
+    return execute_job(job, files, storage_options=pg.secrets(), log=log, launcher=launcher, keep_on_failure=True)
+
+
+@pytest.fixture
+def killed_first_attempt(pg: Database, tmp_path: Path, monkeypatch):
+    """A CSV scored into a new table by 3 replicas; replica 1 (the slow shard) is killed once the others finished,
+    while Airflow retries remain (keep_on_failure): the finished shards' staging tables stay."""
+    from fault_models import SlowWhereMarked
+    from test_faults import KillWhenOthersFinish, marked_frame
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # replicas unpickle fault_models.SlowWhereMarked
+    joblib.dump(SlowWhereMarked(), tmp_path / "slow.joblib")
+    frame = marked_frame(3000, seed=71, marked=range(1000, 2000))  # shard 1's rows are slow
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    run, target = _unique("run"), _unique("scores")
+    killer = KillWhenOthersFinish(victim=1, replicas=3)
+    with pytest.raises(ReplicaError, match="Replica 1 was killed by signal 9"):
+        _file_into_table_attempt(pg, tmp_path, run, target, "try1", killer, killer._log)
+    assert target not in pg.tables()  # nothing committed (the table is created by the commit)
+    kept = pg.staging_tables()
+    assert any(name.endswith("_try1_s00000") for name in kept) and any(name.endswith("_try1_s00002") for name in kept)
+    return frame, run, target
+
+
+def test_a_retry_into_a_table_rescores_only_the_unfinished_shard(pg: Database, tmp_path: Path,
+                                                                 killed_first_attempt):
+    frame, run, target = killed_first_attempt
+    lines: list[str] = []
+    summary = _file_into_table_attempt(pg, tmp_path, run, target, "try2", LocalLauncher(lines.append), lines.append)
+    assert any("Resuming: shard(s) [0, 2] completed in an earlier attempt" in line for line in lines), lines
+    assert {line.split("]")[0] for line in lines if "rows scored" in line} == {"[replica 1"}  # only shard 1 ran
+    assert summary["rows_out"] == 3000 and summary["sql"]["inserted"] == 3000
+    output = pg.read(target).sort_values("id").reset_index(drop=True)
+    assert output["id"].tolist() == sorted(frame["id"])  # every row exactly once
+    np.testing.assert_array_equal(output["prediction"].to_numpy(), frame.sort_values("id")["f0"].to_numpy() * 2)
+    assert pg.staging_tables() == []  # the reused tables of try1 are gone with the commit
+
+
+def test_a_retry_with_other_options_scores_every_shard_again(pg: Database, tmp_path: Path, killed_first_attempt):
+    frame, run, target = killed_first_attempt
+    lines: list[str] = []
+    _file_into_table_attempt(pg, tmp_path, run, target, "try2", LocalLauncher(lines.append), lines.append,
+                             batch_size=250)
+    assert any("Not resuming: the model, the input listing or the options changed" in line for line in lines)
+    assert any("Dropped 2 staging table(s)" in line for line in lines)
+    assert {line.split("]")[0] for line in lines if "rows scored" in line} == {"[replica 0", "[replica 1", "[replica 2"}
+    assert sorted(pg.read(target)["id"]) == sorted(frame["id"])
+    assert pg.staging_tables() == []

@@ -275,7 +275,10 @@ def begin_job(
     if job.sink.is_sql:  # staging tables, then one commit transaction: runtime/sql_commit.py
         from airflow_batch_scoring.runtime import sql_commit
 
-        return sql_commit.begin_job(job, files, storage_options=options, log=log, if_exists=if_exists, runtime=runtime)
+        return sql_commit.begin_job(
+            job, files, storage_options=options, log=log, if_exists=if_exists, runtime=runtime,
+            resume_shards=resume_shards,
+        )
     sink_options = options.get("sink")
     commit.check_sink(job, sink_options, if_exists)
     started = datetime.now(timezone.utc)
@@ -402,7 +405,8 @@ def finish_job(
         from airflow_batch_scoring.runtime import sql_commit
 
         return sql_commit.finish_job(
-            job, files, start, storage_options=options, log=log, runtime=runtime, launch=launch
+            job, files, start, storage_options=options, log=log, runtime=runtime, launch=launch,
+            keep_on_failure=keep_on_failure,
         )
     sink_options = options.get("sink")
     started = datetime.fromisoformat(start.started)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,7 +47,7 @@ from airflow_batch_scoring.io.sql import (
     display_url,
     make_engine,
 )
-from airflow_batch_scoring.io.sql_sink import attempt_prefix, reports_sa_table, run_prefix
+from airflow_batch_scoring.io.sql_sink import attempt_prefix, reports_sa_table, reports_table, run_prefix
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.sql_spec import split_table
@@ -135,10 +136,55 @@ def _drop_tables(connection: sa.Connection, schema: str | None, prefix: str) -> 
     return names
 
 
-def begin_attempt(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[str]:
-    """Drop what earlier attempts of the run left behind, create this attempt's reports table and the bookkeeping
-    table; return the names of the dropped leftovers. SQLite databases are switched to WAL journaling, so that
-    replicas can read while another writes."""
+#: the reports table's row holding the run's fingerprint (shards are numbered from 0).
+PLAN_ROW = -1
+
+
+@dataclass
+class SqlResumption:
+    """What an attempt found of the earlier attempts of its run in the database.
+
+    :param dropped: the staging tables dropped (earlier attempts' work that is not reused).
+    :param completed: reports of the shards an earlier attempt finished with the same fingerprint, by shard number
+        (their staging tables are kept; their reports are copied into this attempt's reports table).
+    :param reason: why earlier work was not reused, when there was some.
+    """
+
+    dropped: list[str] = field(default_factory=list)
+    completed: dict[int, ShardReport] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _earlier_reports(
+    connection: sa.Connection, job: ScoringJob, names: list[str], fingerprint: str
+) -> tuple[dict[int, ShardReport], str | None]:
+    """The completed shards recorded by the run's earlier attempts whose fingerprint is ``fingerprint``."""
+    schema, _ = split_table(job.sink.table or "")
+    completed: dict[int, ShardReport] = {}
+    reason = None
+    current = reports_table(job)
+    for name in sorted(n for n in names if n.endswith("_reports") and n != current):
+        table = sa.Table(name, sa.MetaData(), sa.Column("shard", sa.Integer()), sa.Column("report", sa.Text()),
+                         schema=schema)
+        rows = connection.execute(sa.select(table.c.shard, table.c.report)).all()
+        plan = next((json.loads(text) for shard, text in rows if shard == PLAN_ROW), None)
+        if plan is None or plan.get("fingerprint") != fingerprint:
+            reason = "the model, the input listing or the options changed since the earlier attempt"
+            continue
+        for shard, text in rows:
+            report = ShardReport(**json.loads(text)) if shard != PLAN_ROW else None
+            if report is not None and 0 <= shard < job.replicas and all(part in names for part in report.parts):
+                completed.setdefault(shard, report)
+    return completed, (reason if not completed else None)
+
+
+def begin_attempt(
+    job: ScoringJob, secrets: Mapping[str, Any] | None, fingerprint: str | None = None
+) -> SqlResumption:
+    """Drop what earlier attempts of the run left behind (except the shards they completed, when ``fingerprint`` is
+    given and matches theirs), create this attempt's reports table (with the fingerprint and the reused shards'
+    reports) and the bookkeeping table. SQLite databases are switched to WAL journaling, so that replicas can read
+    while another writes."""
     engine, where = _engine(job.sink, secrets)
     schema, _ = split_table(job.sink.table or "")
     try:
@@ -149,10 +195,24 @@ def begin_attempt(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[st
             finally:
                 raw.close()
         with engine.begin() as connection:
-            dropped = _drop_tables(connection, schema, run_prefix(job))
-            reports_sa_table(job).create(connection)
+            names = [n for n in sa.inspect(connection).get_table_names(schema=schema) if n.startswith(run_prefix(job))]
+            resumption = SqlResumption()
+            if fingerprint is not None:
+                resumption.completed, resumption.reason = _earlier_reports(connection, job, names, fingerprint)
+            keep = {part for report in resumption.completed.values() for part in report.parts}
+            for name in names:
+                if name not in keep:
+                    sa.Table(name, sa.MetaData(), schema=schema).drop(connection, checkfirst=True)
+                    if not name.endswith("_reports"):
+                        resumption.dropped.append(name)
+            reports = reports_sa_table(job)
+            reports.create(connection)
+            rows = [{"shard": PLAN_ROW, "report": json.dumps({"fingerprint": fingerprint})}]
+            rows += [{"shard": shard, "report": json.dumps(report.to_dict())}
+                     for shard, report in sorted(resumption.completed.items())]
+            connection.execute(sa.insert(reports), rows)
             bookkeeping_table(schema).create(connection, checkfirst=True)
-        return dropped
+        return resumption
     except SQLAlchemyError as err:
         raise InputError(
             f"cannot prepare the staging tables in {where}: {db_message(err)}. The sink connection's user must be "
@@ -176,7 +236,7 @@ def read_reports(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[Sha
         raise connect_error(err, where, job.sink.conn_id) from None
     finally:
         engine.dispose()
-    found = {shard: ShardReport(**json.loads(text)) for shard, text in rows}
+    found = {shard: ShardReport(**json.loads(text)) for shard, text in rows if shard != PLAN_ROW}
     missing = [shard for shard in range(job.replicas) if shard not in found]
     if missing:
         raise ReplicaError(f"Shard(s) {missing} did not finish (no report); nothing was written to {job.sink.table}.")
@@ -184,7 +244,8 @@ def read_reports(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[Sha
 
 
 def discard(job: ScoringJob, secrets: Mapping[str, Any] | None) -> None:
-    """Drop this attempt's staging and reports tables (best effort: never hides the error that led here)."""
+    """Drop this attempt's staging and reports tables, and the earlier attempts' staging tables it reused (best
+    effort: never hides the error that led here)."""
     try:
         engine, _ = _engine(job.sink, secrets)
     except ConfigurationError:
@@ -193,10 +254,22 @@ def discard(job: ScoringJob, secrets: Mapping[str, Any] | None) -> None:
     try:
         with engine.begin() as connection:
             _drop_tables(connection, schema, attempt_prefix(job))
+            for name in _reused_tables(connection, job):
+                sa.Table(name, sa.MetaData(), schema=schema).drop(connection, checkfirst=True)
     except SQLAlchemyError:
         pass
     finally:
         engine.dispose()
+
+
+def _reused_tables(connection: sa.Connection, job: ScoringJob) -> list[str]:
+    """The staging tables of earlier attempts that this attempt's reports name (the shards it resumed)."""
+    reports = reports_sa_table(job)
+    if not sa.inspect(connection).has_table(reports.name, schema=reports.schema):
+        return []
+    rows = connection.execute(sa.select(reports.c.shard, reports.c.report)).all()
+    parts = [part for shard, text in rows if shard != PLAN_ROW for part in json.loads(text).get("parts", [])]
+    return [part for part in parts if not part.startswith(attempt_prefix(job))]
 
 
 def _unique_on(inspector: Any, table: str, schema: str | None, keys: set[str]) -> bool:
@@ -403,6 +476,8 @@ def publish(
                     inserted=details["inserted"], updated=details["updated"], deleted=details["deleted"],
                     manifest=json.dumps({**manifest, "sql": details}, sort_keys=True, default=str),
                 ))
+            for name in stages:  # (the resumed shards' tables carry an earlier attempt's prefix)
+                sa.Table(name, sa.MetaData(), schema=schema).drop(connection, checkfirst=True)
             _drop_tables(connection, schema, attempt_prefix(job))
     except IntegrityError as err:
         raise InputError(
@@ -428,13 +503,20 @@ def begin_job(
     log: Callable[[str], None] = print,
     if_exists: str = "replace",
     runtime: str = "local",
+    resume_shards: bool = True,
 ) -> Any:
-    """Check the target, preflight the input and prepare the staging tables; every shard is to be scored.
+    """Check the target, preflight the input and prepare the staging tables; return the shards to score.
+
+    With files as the source, a retry reuses the staging tables of the shards an earlier attempt of the run finished,
+    when the model, the input listing and the options are unchanged (the run's fingerprint, see
+    :func:`~airflow_batch_scoring.runtime.resume.fingerprint`). A table or query as the source is scored whole again:
+    its rows have no listing to compare.
 
     The driver's :func:`~airflow_batch_scoring.runtime.driver.begin_job` hands jobs with a SQL sink here.
     """
     from airflow_batch_scoring.runtime.driver import JobStart
     from airflow_batch_scoring.runtime.preflight import preflight
+    from airflow_batch_scoring.runtime.resume import fingerprint
 
     if job.on_bad_rows != "fail":
         raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL sink yet; use 'fail'.")
@@ -449,14 +531,23 @@ def begin_job(
     else:
         sample_rows = preflight(job, files, options.get("source"))
         log(f"Preflight: read {sample_rows:,} sample rows from {min(len(files), 20)} of {len(files)} file(s): OK")
-    dropped = begin_attempt(job, secrets)
-    if dropped:
-        log(f"Dropped {len(dropped)} staging table(s) an earlier attempt of this run left behind")
+    resumable = resume_shards and not job.source.is_sql
+    resumption = begin_attempt(job, secrets, fingerprint(job, files) if resumable else None)
+    if resumption.dropped:
+        log(f"Dropped {len(resumption.dropped)} staging table(s) an earlier attempt of this run left behind")
+    if resumption.reason:
+        log(f"Not resuming: {resumption.reason}.")
+    todo = [shard for shard in range(job.replicas) if shard not in resumption.completed]
+    if resumption.completed:
+        log(
+            f"Resuming: shard(s) {sorted(resumption.completed)} completed in an earlier attempt and are kept; "
+            f"scoring shard(s) {todo}"
+        )
     log(
         f"Scoring {job.source.uri or describe_table(job.source)} with {job.model.resolved_uri or job.model.uri} on "
-        f"{job.replicas} {runtime} replica(s) into {job.sink.table} ({job.sink.mode})"
+        f"{len(todo)} {runtime} replica(s) into {job.sink.table} ({job.sink.mode})"
     )
-    return JobStart(todo=list(range(job.replicas)), resumed=[], started=started.isoformat(), clock=clock)
+    return JobStart(todo=todo, resumed=sorted(resumption.completed), started=started.isoformat(), clock=clock)
 
 
 def finish_job(
@@ -468,9 +559,11 @@ def finish_job(
     log: Callable[[str], None] = print,
     runtime: str = "local",
     launch: Callable[[], None] | None = None,
+    keep_on_failure: bool = False,
 ) -> dict[str, Any]:
     """Run ``launch`` (the replicas), read the reports, commit in one transaction and summarise; on any failure
-    drop this attempt's staging tables (the target was not touched).
+    drop this attempt's staging tables (the target was not touched), unless ``keep_on_failure`` (a retry will reuse
+    the finished shards' tables and drop the rest).
 
     The driver's :func:`~airflow_batch_scoring.runtime.driver.finish_job` hands jobs with a SQL sink here.
     """
@@ -498,7 +591,8 @@ def finish_job(
                               "merge_keys": job.sink.merge_keys}
         details = publish(job, reports, manifest, secrets, log)
     except BaseException:
-        discard(job, secrets)
+        if not keep_on_failure or job.source.is_sql:
+            discard(job, secrets)
         raise
     location = sink_location(job.sink, secrets)
     summary = driver.job_summary(
