@@ -292,14 +292,7 @@ def begin_job(
         sample_rows = preflight(job, files, options.get("source"))
         log(f"Preflight: read {sample_rows:,} sample rows from {min(len(files), 20)} of {len(files)} input file(s): OK")
     resumption = resume.begin_attempt(job, files, sink_options, resume=resume_shards and not job.source.is_sql)
-    if resumption.reason:
-        log(f"Not resuming: {resumption.reason}.")
-    todo = [shard for shard in range(job.replicas) if shard not in resumption.completed]
-    if resumption.completed:
-        log(
-            f"Resuming: shard(s) {sorted(resumption.completed)} completed in an earlier attempt and are kept; "
-            f"scoring shard(s) {todo}"
-        )
+    todo = resume.shards_left(job.replicas, resumption.completed, resumption.reason, log)
     what = job.source.uri or job.source.table or "the source query"
     log(f"Scoring {what} with {job.model.resolved_uri or job.model.uri} on {len(todo)} {runtime} replica(s)")
     return JobStart(todo=todo, resumed=sorted(resumption.completed), started=started.isoformat(), clock=clock)

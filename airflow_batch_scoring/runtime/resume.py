@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +33,22 @@ LEASE = "_attempt.json"
 
 class SupersededError(BatchScoringError):
     """A newer attempt of the same run has taken over; this attempt must not publish."""
+
+
+def shards_left(
+    replicas: int, completed: Mapping[int, Any], reason: str | None, log: Callable[[str], None]
+) -> list[int]:
+    """The shards still to score, given those an earlier attempt completed; the log says what is reused, or why
+    nothing is."""
+    if reason:
+        log(f"Not resuming: {reason}.")
+    todo = [shard for shard in range(replicas) if shard not in completed]
+    if completed:
+        log(
+            f"Resuming: shard(s) {sorted(completed)} completed in an earlier attempt and are kept; "
+            f"scoring shard(s) {todo}"
+        )
+    return todo
 
 
 def fingerprint(job: ScoringJob, files: list[InputFile]) -> str:

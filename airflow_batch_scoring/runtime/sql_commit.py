@@ -516,7 +516,7 @@ def begin_job(
     """
     from airflow_batch_scoring.runtime.driver import JobStart
     from airflow_batch_scoring.runtime.preflight import preflight
-    from airflow_batch_scoring.runtime.resume import fingerprint
+    from airflow_batch_scoring.runtime.resume import fingerprint, shards_left
 
     if job.on_bad_rows != "fail":
         raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL sink yet; use 'fail'.")
@@ -535,14 +535,7 @@ def begin_job(
     resumption = begin_attempt(job, secrets, fingerprint(job, files) if resumable else None)
     if resumption.dropped:
         log(f"Dropped {len(resumption.dropped)} staging table(s) an earlier attempt of this run left behind")
-    if resumption.reason:
-        log(f"Not resuming: {resumption.reason}.")
-    todo = [shard for shard in range(job.replicas) if shard not in resumption.completed]
-    if resumption.completed:
-        log(
-            f"Resuming: shard(s) {sorted(resumption.completed)} completed in an earlier attempt and are kept; "
-            f"scoring shard(s) {todo}"
-        )
+    todo = shards_left(job.replicas, resumption.completed, resumption.reason, log)
     log(
         f"Scoring {job.source.uri or describe_table(job.source)} with {job.model.resolved_uri or job.model.uri} on "
         f"{len(todo)} {runtime} replica(s) into {job.sink.table} ({job.sink.mode})"
