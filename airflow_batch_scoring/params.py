@@ -82,6 +82,7 @@ def scoring_params(
     sink_conn_id: str | None = None,
     sink_format: str = "parquet",
     sink_header: bool = True,
+    sink_compression: str = "none",
     passthrough_columns: list[str] | None = None,
     predict_probabilities: bool = False,
     replicas: int = 1,
@@ -107,6 +108,15 @@ def scoring_params(
         ),
         **_data_params("source", source_uri, source_conn_id, source_format, source_header),
         **_data_params("sink", sink_uri, sink_conn_id, sink_format, sink_header),
+        "sink_compression": Param(
+            sink_compression,
+            type="string",
+            enum=["none", "gzip", "bz2", "xz"],
+            title="Sink compression",
+            description="CSV and JSON lines only: compress each output part (part-00000.csv.gz); Parquet compresses "
+            "its columns itself.",
+            section="Sink (output)",
+        ),
         "passthrough_columns": Param(
             list(passthrough_columns if passthrough_columns is not None else ["id"]),
             type="array",
@@ -195,7 +205,7 @@ def _templates() -> dict[str, Any]:
     return {
         "model": "{{ params.model }}",
         "source": _data_templates("source"),
-        "sink": _data_templates("sink"),
+        "sink": {**_data_templates("sink"), "compression": "{{ params.sink_compression }}"},
         "passthrough_columns": "{{ params.passthrough_columns | join(',') }}",
         "predict_probabilities": "{{ params.predict_probabilities }}",
         "replicas": "{{ params.replicas }}",

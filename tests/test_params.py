@@ -13,9 +13,9 @@ from airflow_batch_scoring.params import flag, scoring_params, scoring_templates
 
 VALID = {"model": "models:/churn@champion", "source_uri": "s3://raw/day=1/", "source_conn_id": "minio",
          "source_format": "csv", "source_header": False, "sink_uri": "gs://scores/day=1/", "sink_conn_id": None,
-         "sink_format": "parquet", "sink_header": True, "passthrough_columns": ["id", "region"],
-         "predict_probabilities": True, "replicas": 8, "batch_size": 50_000, "cpu": "500m", "memory": "1536Mi",
-         "schema_check": False}
+         "sink_format": "parquet", "sink_header": True, "sink_compression": "none",
+         "passthrough_columns": ["id", "region"], "predict_probabilities": True, "replicas": 8, "batch_size": 50_000,
+         "cpu": "500m", "memory": "1536Mi", "schema_check": False}
 
 
 def validated(conf: dict) -> dict:
@@ -38,7 +38,7 @@ def test_a_valid_form_passes_as_it_is():
     [{"replicas": 0}, {"replicas": 65}, {"replicas": 2.5}, {"batch_size": 10}, {"source_format": "xlsx"},
      {"sink_format": "CSV"}, {"source_uri": "/data/in.csv"}, {"sink_uri": "ftp://h/x"}, {"cpu": "two"},
      {"cpu": "0.5m"}, {"memory": "2GB"}, {"model": ""}, {"passthrough_columns": "id"},
-     {"passthrough_columns": [""]}, {"source_header": "yes"}],
+     {"passthrough_columns": [""]}, {"source_header": "yes"}, {"sink_compression": "zip"}],
     ids=lambda change: f"{next(iter(change))}={next(iter(change.values()))!r}",
 )
 def test_an_invalid_form_is_refused(change: dict):
@@ -57,6 +57,9 @@ def test_templates_render_to_what_the_operator_reads(native: bool):
     sink = DataSpec.parse(render(operator.sink, context), "sink")
     assert (source.uri, source.format, source.header, source.conn_id) == ("s3://raw/day=1/", "csv", False, "minio")
     assert (sink.uri, sink.format, sink.header, sink.conn_id) == ("gs://scores/day=1/", "parquet", True, None)
+    assert sink.compression is None
+    gzipped = DataSpec.parse(render(operator.sink, {"params": {**VALID, "sink_compression": "gzip"}}), "sink")
+    assert gzipped.compression == "gzip"
     assert render(operator.passthrough_columns, context) == "id,region"
     assert int(render(operator.replicas, context)) == 8 and int(render(operator.batch_size, context)) == 50_000
     assert flag(render(operator.predict_probabilities, context), "p") is True
