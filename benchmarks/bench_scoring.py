@@ -1216,20 +1216,22 @@ def main() -> int:
             pass
     raw, checks = run_rounds(models, data, out, rounds, args.max_rounds, log)
     log(f"output checks: {checks}")
-    profiles = {}
-    for key, model in models.items():
-        profiles[key] = measured(
-            functools.partial(run_python_child, "profile", model, data, out / "profile.csv"), "profile", log
-        )
-        (out / "profile.csv").unlink(missing_ok=True)
-        log(f"profile {key}: {profiles[key]}")
-    floors = {}
-    for key, model in models.items():
-        floors[key] = measured(
-            functools.partial(run_python_child, "floor", model, data, out / "floor.csv"), "floor", log
-        )
-        (out / "floor.csv").unlink(missing_ok=True)
-        log(f"floor {key}: {floor_figures(floors[key], os.cpu_count() or 1)}")
+    def per_model(kind: str) -> dict[str, Any]:
+        """One ``kind`` child per model (its output file removed afterwards)."""
+        results = {}
+        for key, model in models.items():
+            results[key] = measured(
+                functools.partial(run_python_child, kind, model, data, out / f"{kind}.csv"), kind, log
+            )
+            (out / f"{kind}.csv").unlink(missing_ok=True)
+        return results
+
+    profiles = per_model("profile")
+    for key, profile in profiles.items():
+        log(f"profile {key}: {profile}")
+    floors = per_model("floor")
+    for key, floor in floors.items():
+        log(f"floor {key}: {floor_figures(floor, os.cpu_count() or 1)}")
     diagnostics = {} if args.no_diagnostics else run_diagnostics(models, data, out, log)
     if not skip_big:
         big_rows = args.big_rows
