@@ -20,8 +20,13 @@ from airflow.sdk import Param
 
 FORMATS = ["csv", "jsonl", "parquet"]
 FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON lines", "parquet": "Parquet"}
-#: Object store URIs the runtime reads and writes (see README "Object stores and connections").
-URI_PATTERN = r"^(file|s3|s3a|s3n|gs|gcs|abfs|abfss|wasb|wasbs)://[^\s]+$"
+#: Object store URIs the runtime reads and writes (see README "Object stores and connections"), without ``.`` or
+#: ``..`` segments (also percent-encoded): a form cannot climb out of a folder. Where the sink may be is the
+#: operator's ``allowed_sink_prefixes``, checked at run time.
+URI_PATTERN = (
+    r"^(file|s3|s3a|s3n|gs|gcs|abfs|abfss|wasb|wasbs)://"
+    r"(?!(.*/)?(\.|%2[eE])(\.|%2[eE])?(/|$))(?!.*%2[fF])[^\s]+$"
+)
 #: Kubernetes CPU quantities: "2", "0.5", "500m".
 CPU_PATTERN = r"^([1-9][0-9]*m|[0-9]+(\.[0-9]{1,3})?)$"
 #: Kubernetes memory quantities: "512Mi", "2Gi", "1G", "1073741824".

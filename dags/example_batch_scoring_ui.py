@@ -7,6 +7,8 @@ that is not csv/jsonl/parquet, 0 replicas, a URI of an unknown store, a malforme
 the run is triggered, before the run exists, from the UI as from the REST API.
 
 The defaults score a demo file with the demo model: the first task lands both when the form still points at them.
+Whoever triggers the run chooses the sink, so the task allows only sinks under the demo's ``ui/`` folder
+(``allowed_sink_prefixes``, checked when the task runs): a sink elsewhere fails the task before anything is read.
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ with DAG(
         print(f"Resources per replica: {resources} (the local runtime runs {params['replicas']} replica(s) here)")
         return {"resources": resources, "replicas": params["replicas"]}
 
-    prepare() >> BatchScoringOperator(task_id="score", mlflow_tracking_uri=TRACKING_URI, **scoring_templates())
+    prepare() >> BatchScoringOperator(
+        task_id="score",
+        mlflow_tracking_uri=TRACKING_URI,
+        allowed_sink_prefixes=[demo_uri("ui", folder=True)],
+        **scoring_templates(),
+    )
 
 
 if __name__ == "__main__":

@@ -539,6 +539,11 @@ def test_quarantine_keeps_every_good_row_in_order(processed, models: Models, tmp
     manifest = json.loads((sink / "_manifest.json").read_text())
     assert manifest["totals"] == {"rows_in": 2985, "rows_out": 2985, "rows_bad": 15}
     assert sum(s["rows_bad"] for s in manifest["shards"]) == 15 and len(manifest["shards"]) == replicas
+    error_files = manifest["bad_rows"].pop("files")  # the published error parts, their sizes and row counts
+    assert [(f["name"], f["size"], f["rows"]) for f in error_files] == [
+        (f"_errors/{p.name}", p.stat().st_size, len(p.read_text().splitlines()))
+        for p in sorted((sink / "_errors").iterdir())
+    ] and sum(f["rows"] for f in error_files) == 15
     assert manifest["bad_rows"] == {
         "on_bad_rows": "quarantine", "max_bad_rows": None, "max_bad_fraction": 0.1, "rows_bad": 15,
         "reasons": {"extra_fields": 4, "malformed_row": 3, "missing_fields": 4, "type_mismatch": 4},

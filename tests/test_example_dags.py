@@ -158,7 +158,7 @@ def test_hourly_dag_reads_and_writes_its_own_hour(examples: Examples):
 
 def test_ui_dag_scores_with_the_form_values(examples: Examples, tmp_path: Path):
     dag = examples.dags["example_batch_scoring_ui"]
-    sink = tmp_path / "ui-out"
+    sink = examples.demo_dir / "ui" / "form-out"  # the DAG allows sinks under the demo's ui/ folder only
     run = dag.test(run_conf={"sink_uri": sink.as_uri() + "/", "sink_format": "jsonl", "replicas": 3,
                              "predict_probabilities": True, "cpu": "500m", "memory": "1Gi", "batch_size": 1000})
     assert run.state == "success"

@@ -331,22 +331,3 @@ def manifest_section(policy: BadRowPolicy, reports: Sequence[Any], sink_uri: str
 def errors_uri(sink_uri: str) -> str:
     """Where the error output is published: ``<sink>/_errors/``."""
     return f"{sink_uri.rstrip('/')}/{ERRORS_FOLDER}/"
-
-
-def remove_published_errors(fs: Any, sink: str) -> None:
-    """Remove a previous run's ``<sink>/_errors/`` (its output is being replaced as a whole)."""
-    path = f"{sink}/{ERRORS_FOLDER}"
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
-def publish_errors(fs: Any, staging: str, sink: str, reports: Sequence[Any], final_name: Callable[[str], str]) -> None:
-    """Move each shard's staged error part to ``<sink>/_errors/`` under its published name."""
-    names = [p for r in reports for p in (getattr(r, "error_parts", None) or [])]
-    if not names:
-        return
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if "file" in protocols or "local" in protocols:
-        fs.makedirs(f"{sink}/{ERRORS_FOLDER}", exist_ok=True)
-    for name in names:
-        fs.mv(f"{staging}/{name}", f"{sink}/{final_name(name)}")

@@ -14,6 +14,7 @@ from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import storage_options
 from airflow_batch_scoring.io.bad_rows import BadRowPolicy
+from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink, output_location_url
@@ -83,6 +84,9 @@ class BatchScoringOperator(BaseOperator):
         default ``None``: no count limit. (templated)
     :param max_bad_fraction: with quarantine, fail the run when the bad rows' share of the rows read is larger
         (0 to 1); default ``0.1``. (templated)
+    :param allowed_sink_prefixes: the folders (URIs, e.g. ``["s3://scores/team-a/"]``) the sink must lie in, checked
+        at run time after ``..``, percent-encoding and symbolic links are resolved; for a sink that comes from a
+        trigger form or a run's conf. ``None`` (default) allows any sink. Not templated: the DAG's author sets it.
     """
 
     template_fields: Sequence[str] = (
@@ -132,6 +136,7 @@ class BatchScoringOperator(BaseOperator):
         max_bad_fraction: float | str | None = None,
         kubernetes: Mapping[str, Any] | None = None,
         stage: str | None = None,
+        allowed_sink_prefixes: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -161,6 +166,11 @@ class BatchScoringOperator(BaseOperator):
             BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)  # a wrong value fails at parse time
         self.kubernetes = kubernetes
         self.stage = stage
+        if isinstance(allowed_sink_prefixes, str):
+            allowed_sink_prefixes = [allowed_sink_prefixes]
+        self.allowed_sink_prefixes = list(allowed_sink_prefixes) if allowed_sink_prefixes is not None else None
+        if self.allowed_sink_prefixes is not None:
+            check_prefixes(self.allowed_sink_prefixes)  # a malformed prefix fails at parse time
         if runtime == "kubernetes":
             from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 
@@ -203,6 +213,7 @@ class BatchScoringOperator(BaseOperator):
         model_reference = self._apply_stage()
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
+        self._check_sink_allowed(sink)
         if self.runtime == "kubernetes":
             from airflow_batch_scoring.kubernetes.execution import check_locations
 
@@ -283,6 +294,17 @@ class BatchScoringOperator(BaseOperator):
             self._launcher = None
             shutil.rmtree(work, ignore_errors=True)
 
+    def _check_sink_allowed(self, sink: DataSpec) -> None:
+        """Refuse a sink outside ``allowed_sink_prefixes`` (before anything is fetched, read or written)."""
+        if self.allowed_sink_prefixes is None:
+            return
+        if sink.is_sql:
+            raise ConfigurationError(
+                f"This task may only write under {', '.join(self.allowed_sink_prefixes)} (its allowed_sink_prefixes), "
+                "not to a SQL table."
+            )
+        check_allowed(normalize_location(sink.uri), self.allowed_sink_prefixes)
+
     @staticmethod
     def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
         """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
@@ -299,6 +321,7 @@ class BatchScoringOperator(BaseOperator):
         self._apply_stage()  # the stage's Kubernetes settings again: a deferred task resumes on a fresh operator
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
+        self._check_sink_allowed(sink)
         options = self._storage_options(source, sink)
         try:
             summary = execution.complete(

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io import bad_rows, locations
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
 from airflow_batch_scoring.job import (
     DEFAULT_PART_SIZE,
@@ -117,6 +117,7 @@ def prepare_job(
     part_size = positive_int(part_size, "part_size")
     write_concurrency = positive_int(write_concurrency, "write_concurrency")
     policy = bad_rows.BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)
+    check_places(source, sink)  # before anything is read or written
     files = [] if source.is_sql else list_inputs(source.uri, options.get("source"), conn_id=source.conn_id)
     if sink.is_sql:  # SQL tables: see io/sql_source.py and runtime/sql_commit.py (imported only when used)
         from airflow_batch_scoring.runtime import sql_commit
@@ -174,6 +175,23 @@ def prepare_job(
 
         job.staging_uri = staging_location(job)
     return job, files
+
+
+def check_places(source: DataSpec, sink: DataSpec) -> None:
+    """Resolve ``..`` in the source and sink URIs (in place), then refuse a sink at a filesystem's or bucket's root
+    and a sink that is, holds or lies inside the source (or, for SQL, replaces the source table).
+
+    :raises ConfigurationError: naming the locations and what to do instead.
+    """
+    if not source.is_sql:
+        source.uri = locations.normalize_location(source.uri, "source")
+    if sink.is_sql:
+        locations.check_tables_apart(source.table, source.conn_id, sink.table, sink.conn_id, sink.mode)
+        return
+    sink.uri = locations.normalize_location(sink.uri, "sink")
+    locations.check_sink_not_root(sink.uri)
+    if not source.is_sql:
+        locations.check_apart(source.uri, sink.uri)
 
 
 def schema_hash(columns: list[dict[str, str]] | None) -> str | None:
@@ -280,9 +298,18 @@ def begin_job(
             resume_shards=resume_shards,
         )
     sink_options = options.get("sink")
-    commit.check_sink(job, sink_options, if_exists)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    pending = commit.pending_publish(job, sink_options)
+    if pending is not None:  # an earlier attempt stopped while publishing: finish that publish, score nothing
+        commit.check_sink(job, sink_options, if_exists, pending)
+        resume.take_lease(job, sink_options)
+        log(
+            f"Finishing the publish that attempt {pending.get('attempt')!r} of this run started into {job.sink.uri} "
+            "(it stopped part-way); nothing is scored again"
+        )
+        return JobStart(todo=[], resumed=list(range(job.replicas)), started=started.isoformat(), clock=clock)
+    commit.check_sink(job, sink_options, if_exists)
     if job.source.is_sql:  # a table has no listing to fingerprint: a retry scores every shard again
         from airflow_batch_scoring.io import sql_source
 
@@ -403,6 +430,12 @@ def finish_job(
         )
     sink_options = options.get("sink")
     started = datetime.fromisoformat(start.started)
+    pending = commit.pending_publish(job, sink_options)
+    if pending is not None:  # begin_job found it: roll the earlier attempt's publish forward (never discard it)
+        resume.check_lease(job, sink_options)
+        commit.check_sink(job, sink_options, if_exists, pending)
+        manifest, parts = commit.finish_publish(job, pending, sink_options)
+        return _published(job, manifest, start, parts, log)
     try:
         if launch is not None:
             launch()
@@ -422,13 +455,22 @@ def finish_job(
 
             manifest["input"] = sql_source.describe_source(job.source, options.get("source"), job.shards)
         manifest["resumed_shards"] = list(start.resumed)
-        parts = commit.publish(job, reports, manifest, sink_options, if_exists)
+        manifest, parts = commit.publish(job, reports, manifest, sink_options, if_exists)
     except resume.SupersededError:
         raise  # the newer attempt owns the staging folder
+    except commit.PublishError:
+        raise  # the staging folder holds the publish plan: a retry of the run finishes the publish
     except BaseException:
         if not keep_on_failure:
             commit.discard(job, sink_options)
         raise
+    return _published(job, manifest, start, parts, log)
+
+
+def _published(
+    job: ScoringJob, manifest: Mapping[str, Any], start: JobStart, parts: list[str], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The summary of a published job (and its log line)."""
     summary = job_summary(
         job, manifest, start, output_uri=job.sink.uri, manifest_uri=f"{job.sink.uri.rstrip('/')}/{commit.MANIFEST}",
         parts=len(parts),

@@ -123,7 +123,7 @@ def begin_attempt(
             if is_local(fs):
                 fs.makedirs(staging, exist_ok=True)
             _write_json(fs, f"{staging}/{PLAN}", {"fingerprint": current, "attempt": job.attempt})
-        _write_json(fs, f"{staging}/{LEASE}", {"attempt": job.attempt})
+        take_lease(job, storage_options)
     except PermissionError as err:
         raise InputError(
             f"cannot write to the sink {job.sink.uri!r} ({err}); check that the sink's connection may create, "
@@ -131,6 +131,14 @@ def begin_attempt(
         ) from None
     fs.invalidate_cache()
     return result
+
+
+def take_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> None:
+    """Make ``job.attempt`` the attempt of the run allowed to publish (an older one still running then refuses)."""
+    fs, staging = filesystem(job.staging_uri, storage_options)
+    if is_local(fs):
+        fs.makedirs(staging, exist_ok=True)
+    _write_json(fs, f"{staging}/{LEASE}", {"attempt": job.attempt})
 
 
 def _completed_shards(fs: Any, staging: str, job: ScoringJob) -> dict[int, ShardReport]:
