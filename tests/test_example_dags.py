@@ -171,10 +171,19 @@ def test_ui_dag_scores_with_the_form_values(examples: Examples, tmp_path: Path):
     assert summary["model_uri"] == "models:/demo-churn/1"
 
 
+def test_ui_dag_refuses_a_sink_outside_its_allowed_prefix(examples: Examples, tmp_path: Path):
+    """Whoever triggers the run chooses the sink: the task allows the demo's ui/ folder only, checked at run time."""
+    dag = examples.dags["example_batch_scoring_ui"]
+    run = dag.test(run_conf={"sink_uri": (tmp_path / "elsewhere").as_uri() + "/", "sink_format": "csv"})
+    assert run.state == "failed"
+    assert not (tmp_path / "elsewhere").exists()
+
+
 @pytest.mark.parametrize(
     "conf",
     [{"replicas": 0}, {"replicas": 65}, {"source_format": "xls"}, {"source_uri": "ftp://host/in.csv"},
-     {"memory": "lots"}, {"cpu": "-1"}, {"batch_size": "many"}, {"model": ""}, {"schema_check": "maybe"}],
+     {"memory": "lots"}, {"cpu": "-1"}, {"batch_size": "many"}, {"model": ""}, {"schema_check": "maybe"},
+     {"sink_uri": "file:///data/demo/ui/../../etc/"}],
     ids=lambda conf: next(iter(conf)),
 )
 def test_ui_dag_refuses_invalid_conf_before_a_run_exists(examples: Examples, conf: dict):

@@ -31,6 +31,8 @@ def test_every_field_has_a_title_description_and_section():
 
 def test_a_valid_form_passes_as_it_is():
     assert validated(VALID) == VALID
+    for uri in ("s3://scores/a..b/", "gs://scores/.hidden/day=1/"):  # dots inside a name are not a traversal
+        assert validated({**VALID, "sink_uri": uri})["sink_uri"] == uri
 
 
 @pytest.mark.parametrize(
@@ -38,7 +40,10 @@ def test_a_valid_form_passes_as_it_is():
     [{"replicas": 0}, {"replicas": 65}, {"replicas": 2.5}, {"batch_size": 10}, {"source_format": "xlsx"},
      {"sink_format": "CSV"}, {"source_uri": "/data/in.csv"}, {"sink_uri": "ftp://h/x"}, {"cpu": "two"},
      {"cpu": "0.5m"}, {"memory": "2GB"}, {"model": ""}, {"passthrough_columns": "id"},
-     {"passthrough_columns": [""]}, {"source_header": "yes"}, {"sink_compression": "zip"}],
+     {"passthrough_columns": [""]}, {"source_header": "yes"}, {"sink_compression": "zip"},
+     {"sink_uri": "gs://scores/../private/"}, {"sink_uri": "file:///data/scores/.."},
+     {"sink_uri": "file:///data/scores/%2E%2e/x"}, {"sink_uri": "s3://scores/a/./b"},
+     {"sink_uri": "file:///data/scores/..%2fetc"}],
     ids=lambda change: f"{next(iter(change))}={next(iter(change.values()))!r}",
 )
 def test_an_invalid_form_is_refused(change: dict):
