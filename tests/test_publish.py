@@ -379,3 +379,8 @@ def test_airflow_retry_finishes_a_stopped_publish(airflow_db, tmp_path: Path, fa
     check_exactly_once(frame, read_output(sink, "csv", ["id", "prediction"]))
     assert sorted(os.listdir(sink)) == [
         "_SUCCESS", "_manifest.json", "part-00000.csv", "part-00001.csv", "part-00002.csv"]
+    manifest = json.loads((sink / "_manifest.json").read_text())
+    # the retry finished the first try's publish (its manifest), rather than scoring a shard again and publishing anew
+    assert manifest["attempt"] == "try1" and manifest["resumed_shards"] == []
+    assert [f["rows"] for f in manifest["output"]["files"]] == [
+        len((sink / f"part-{n:05d}.csv").read_text().splitlines()) for n in range(3)]
