@@ -107,6 +107,15 @@ def test_overlapping_sink_forms_are_refused(model, tmp_path: Path, form: str):
     assert tree(tmp_path) == before
 
 
+def test_a_glob_does_not_reach_a_folder_beside_its_files(model, tmp_path: Path):
+    """``in/*.csv`` matches no file of ``in/scores/``; ``in/day=*/*.csv`` would match ``in/day=2/part-00000.csv``."""
+    write_frame(make_frame(50), tmp_path / "in" / "a.csv", "csv")
+    job, _ = build(model, f"{tmp_path.as_uri()}/in/*.csv", f"{tmp_path.as_uri()}/in/scores/")
+    assert job.sink.uri == f"{tmp_path.as_uri()}/in/scores/"
+    with pytest.raises(ConfigurationError, match="is the source"):
+        build(model, f"{tmp_path.as_uri()}/in/*.csv", f"{tmp_path.as_uri()}/in/")
+
+
 def test_sink_at_a_root_is_refused(model, tmp_path: Path):
     write_frame(make_frame(50), tmp_path / "in.csv", "csv")
     for sink in ("file:///", "/", f"{tmp_path.as_uri()}/{'../' * len(tmp_path.parts[1:])}"):

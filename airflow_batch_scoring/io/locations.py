@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from urllib.parse import unquote
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -87,32 +88,46 @@ class Location:
 
     store: str
     segments: tuple[str, ...]
+    #: a glob's segments after ``segments`` (its folder that holds every match), e.g. ``("day=*", "*.csv")``.
+    pattern: tuple[str, ...] = ()
 
     def contains(self, other: Location) -> bool:
         """Whether ``other`` is this location or lies inside it."""
         return self.store == other.store and other.segments[: len(self.segments)] == self.segments
 
-    def overlaps(self, other: Location) -> bool:
-        """Whether one of the two is, or lies inside, the other."""
-        return self.contains(other) or other.contains(self)
+    def overlaps(self, folder: Location) -> bool:
+        """Whether ``folder`` (a sink) is this location, holds it, or lies inside it; for a glob: whether a file
+        inside ``folder`` could match the glob (``in/*.csv`` does not reach ``in/scores/part-00000.csv``; ``**``
+        reaches every folder below)."""
+        if folder.contains(self):
+            return True
+        if not self.contains(folder):
+            return False
+        if not self.pattern or any("**" in p for p in self.pattern):
+            return True
+        below = folder.segments[len(self.segments):]
+        patterns = self.pattern[: len(below)]
+        return len(self.pattern) > len(below) and all(fnmatchcase(n, p) for n, p in zip(below, patterns, strict=True))
 
     def __str__(self) -> str:
         return f"{self.store}/{'/'.join(self.segments)}"
 
 
-def _static_part(path: str) -> str:
-    """A glob's folder that holds every match: ``data/day=*/x.csv`` -> ``data``."""
+def _static_part(path: str) -> tuple[str, tuple[str, ...]]:
+    """A glob's folder that holds every match, and the pattern's segments below it: ``data/day=*/x.csv`` ->
+    ``("data", ("day=*", "x.csv"))``; a path without a glob character is its own folder."""
     cut = min((path.index(c) for c in _GLOB_CHARS if c in path), default=-1)
     if cut < 0:
-        return path
-    return path[:cut].rsplit("/", 1)[0] if "/" in path[:cut] else ""
+        return path, ()
+    static = path[:cut].rsplit("/", 1)[0] if "/" in path[:cut] else ""
+    return static, tuple(s for s in path[len(static):].split("/") if s)
 
 
 def locations_of(uri: str, role: str = "sink") -> list[Location]:
     """The location(s) ``uri`` names, for comparison: one, or two for an object store key holding ``%`` (read
     literally by the store, but also compared decoded, so that an encoded name cannot slip past a check).
 
-    A glob names the folder that holds every file it can match.
+    A glob names the folder that holds every file it can match, with the pattern below it.
     """
     uri = normalize_location(normalize_uri(uri), role)
     scheme = scheme_of(uri)
@@ -120,8 +135,9 @@ def locations_of(uri: str, role: str = "sink") -> list[Location]:
         from fsspec.implementations.local import LocalFileSystem
 
         path = LocalFileSystem._strip_protocol(unquote(uri) if uri.startswith("file://") else uri)
-        path = os.path.realpath(_static_part(path) or "/")
-        return [Location("file://", tuple(s for s in path.split("/") if s))]
+        static, pattern = _static_part(path)
+        path = os.path.realpath(static or "/")
+        return [Location("file://", tuple(s for s in path.split("/") if s), pattern)]
     rest = uri.split("://", 1)[1]
     bucket, _, path = rest.partition("/")
     bucket = bucket.split("@", 1)[0]  # abfs://container@account.dfs.core.windows.net/path
@@ -129,8 +145,8 @@ def locations_of(uri: str, role: str = "sink") -> list[Location]:
     variants = {path, unquote(path)} if "%" in path else {path}
     found = []
     for variant in sorted(variants):
-        static = _static_part(variant)
-        found.append(Location(store, tuple(_resolve_segments(static, uri, role))))
+        static, pattern = _static_part(variant)
+        found.append(Location(store, tuple(_resolve_segments(static, uri, role)), pattern))
     return found
 
 
@@ -160,7 +176,7 @@ def check_apart(source_uri: str, sink_uri: str) -> None:
         for sink in locations_of(sink_uri, "sink"):
             if not source.overlaps(sink):
                 continue
-            how = "is" if source == sink else ("lies inside" if source.contains(sink) else "holds")
+            how = "is" if source.segments == sink.segments else "holds" if sink.contains(source) else "lies inside"
             raise ConfigurationError(
                 f"The sink {sink_uri!r} {how} the source {source_uri!r} (compared as {sink} and {source}): the "
                 "output would be written among the input and read again by the next run. Write the output to a "
