@@ -393,3 +393,32 @@ def test_airflow_retry_finishes_a_stopped_publish(airflow_db, tmp_path: Path, fa
     assert manifest["attempt"] == "try1" and manifest["resumed_shards"] == []
     assert [f["rows"] for f in manifest["output"]["files"]] == [
         len((sink / f"part-{n:05d}.csv").read_text().splitlines()) for n in range(3)]
+
+
+def test_another_run_meanwhile_never_mixes_with_a_stopped_publish(model, tmp_path: Path, failing_moves):
+    """A stopped publish whose part is in the sink makes another run refuse (naming it); a stopped publish that moved
+    nothing yet is dropped, not finished, once another run has published there."""
+    frame = make_frame(ROWS, seed=7)
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    sink = tmp_path / "out"
+    source = (tmp_path / "in.csv").as_uri()
+    execute_job(*build(model, source, sink.as_uri(), job_id="first", replicas=2), log=lambda line: None)
+
+    calls = failing_moves(LocalFileSystem, 2)
+    with pytest.raises(commit.PublishError):
+        execute_job(*build(model, source, sink.as_uri(), job_id="x"), log=lambda line: None)
+    with pytest.raises(ConfigurationError, match=r"output of run\(s\) x, whose publish stopped part-way: retry"):
+        execute_job(*build(model, source, sink.as_uri(), job_id="y"), log=lambda line: None)
+    execute_job(*build(model, source, sink.as_uri(), job_id="x", attempt="try2"), log=lambda line: None)  # finish
+
+    calls[0] = -10**6  # no more faults
+    failing_moves(LocalFileSystem, 1)
+    with pytest.raises(commit.PublishError):  # removes x's output, moves nothing
+        execute_job(*build(model, source, sink.as_uri(), job_id="z", replicas=2), log=lambda line: None)
+    execute_job(*build(model, source, sink.as_uri(), job_id="w", replicas=1), log=lambda line: None)
+    with pytest.raises(ConfigurationError, match=r"Run 'w' published to .* was dropped"):
+        execute_job(*build(model, source, sink.as_uri(), job_id="z", attempt="try2", replicas=2),
+                    log=lambda line: None)
+    assert sorted(os.listdir(sink)) == ["_SUCCESS", "_manifest.json", "part-00000.csv"]
+    assert json.loads((sink / "_manifest.json").read_text())["job_id"] == "w"
+    check_exactly_once(frame, read_output(sink, "csv", ["id", "prediction"]))

@@ -133,11 +133,16 @@ def previous_output(fs: Any, sink: str, sink_uri: str, pending: Mapping[str, Any
         owned = {SUCCESS, MANIFEST, *listed}
     foreign = [name for name in present if name not in owned]
     if foreign:
+        unfinished = sorted(p.rstrip("/").split("/")[-2] for p in fs.glob(f"{sink}/{STAGING}/*/{PUBLISH_PLAN}"))
+        hint = (
+            f" They may be the output of run(s) {', '.join(unfinished)}, whose publish stopped part-way: retry that "
+            "run (the same job id) to finish it." if unfinished else ""
+        )
         raise ConfigurationError(
             f"The sink {sink_uri} holds files that no run of this provider published ({', '.join(foreign[:5])}"
             f"{' ...' if len(foreign) > 5 else ''}; no {MANIFEST} of this provider lists them), and publishing only "
             "ever replaces its own output; nothing was read or written. Move those files away, or write the output "
-            "to a folder of its own."
+            f"to a folder of its own.{hint}"
         )
     return sorted((n for n in present if n in owned), key=lambda n: (n != SUCCESS, n != MANIFEST, n))
 
@@ -222,6 +227,8 @@ def publish(
     fs, sink = filesystem(job.sink.uri, storage_options)
     _, staging = filesystem(job.staging_uri, storage_options)
     plan = plan_publish(job, reports, manifest, previous, fs, staging, sink)
+    before = _read_json(fs, f"{sink}/{MANIFEST}") if MANIFEST in previous else None
+    plan["previous_job"] = before.get("job_id") if isinstance(before, dict) else None
     _write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
     return finish_publish(job, plan, storage_options)
 
@@ -237,6 +244,13 @@ def finish_publish(
     fs, sink = filesystem(job.sink.uri, storage_options)
     _, staging = filesystem(job.staging_uri, storage_options)
     plan = dict(plan)
+    current = _read_json(fs, f"{sink}/{MANIFEST}")
+    if isinstance(current, dict) and current.get("job_id") not in (plan.get("previous_job"), job.job_id):
+        discard(job, storage_options)  # its plan is obsolete: finishing it would overwrite the other run's output
+        raise ConfigurationError(
+            f"Run {current.get('job_id')!r} published to {job.sink.uri} after this run's publish stopped part-way, "
+            "so this run's publish cannot be finished and was dropped; run the job again to publish its output."
+        )
     moves = [tuple(m) for m in plan["moves"]]
     total = (0 if plan.get("removed") else len(plan["previous"])) + len(moves) + 2
     done = 0
