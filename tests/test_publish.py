@@ -157,6 +157,26 @@ def test_overlap_on_s3_is_refused_before_anything_is_written(model, seaweedfs, s
     assert job.sink.uri == f"s3://{prefix}/in-scores/"
 
 
+def test_replacing_the_source_table_with_its_scores_is_refused(model, tmp_path: Path):
+    import sqlite3
+
+    database = tmp_path / "db.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE customers (id INTEGER, f0 REAL, f1 REAL, f2 REAL, f3 REAL, f4 REAL)")
+        connection.execute("INSERT INTO customers VALUES (1, 1, 2, 3, 4, 5)")
+    url = f"sqlite:///{database}"
+
+    def prepare(sink: dict):
+        source = DataSpec.parse({"uri": url, "table": "customers"}, "source")
+        return prepare_job(job_id="sql", model=model, source=source, sink=DataSpec.parse(sink, "sink"),
+                           passthrough_columns=["id"])
+
+    with pytest.raises(ConfigurationError, match="is the source table and mode='replace'"):
+        prepare({"uri": url, "table": "CUSTOMERS", "mode": "replace"})
+    job, _ = prepare({"uri": url, "table": "scores", "mode": "replace"})  # another table is fine
+    assert job.sink.table == "scores"
+
+
 # --- item 1: publishing removes only this provider's own output ---------------------------------------------------
 
 

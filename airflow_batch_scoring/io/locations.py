@@ -184,15 +184,17 @@ def check_apart(source_uri: str, sink_uri: str) -> None:
             )
 
 
-def check_tables_apart(source_table: str | None, source_conn: str | None, sink_table: str | None,
-                       sink_conn: str | None, mode: str | None) -> None:
+def check_tables_apart(source_table: str | None, source_db: tuple[str | None, str | None], sink_table: str | None,
+                       sink_db: tuple[str | None, str | None], mode: str | None) -> None:
     """Refuse replacing the very table being scored (a SQL source table that is also the sink, ``mode="replace"``).
 
+    :param source_db: the source's ``(conn_id, uri)``; ``sink_db`` the sink's: the same pair is the same database.
     :raises ConfigurationError: naming the table.
     """
     if not source_table or not sink_table or (mode or "append") != "replace":
         return
-    if source_table.strip().lower() == sink_table.strip().lower() and (source_conn or "") == (sink_conn or ""):
+    same_db = tuple(v or "" for v in source_db) == tuple(v or "" for v in sink_db)
+    if source_table.strip().lower() == sink_table.strip().lower() and same_db:
         raise ConfigurationError(
             f"The sink table {sink_table!r} is the source table and mode='replace' would replace the input with "
             "its own scores; write the scores to another table."

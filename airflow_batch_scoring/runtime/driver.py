@@ -186,7 +186,9 @@ def check_places(source: DataSpec, sink: DataSpec) -> None:
     if not source.is_sql:
         source.uri = locations.normalize_location(source.uri, "source")
     if sink.is_sql:
-        locations.check_tables_apart(source.table, source.conn_id, sink.table, sink.conn_id, sink.mode)
+        locations.check_tables_apart(
+            source.table, (source.conn_id, source.uri), sink.table, (sink.conn_id, sink.uri), sink.mode
+        )
         return
     sink.uri = locations.normalize_location(sink.uri, "sink")
     locations.check_sink_not_root(sink.uri)
