@@ -8,10 +8,13 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.schema import ModelSchema
@@ -83,6 +86,19 @@ def _as_bool(value: Any, what: str) -> bool:
     raise ConfigurationError(f"{what} must be true or false, got {value!r}.")
 
 
+#: ``header="auto"``: decide from the file's first line (source), or from the input (sink).
+AUTO = "auto"
+
+
+def _as_header(value: Any, what: str) -> bool | str:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", AUTO)):
+        return AUTO
+    try:
+        return _as_bool(value, what)
+    except ConfigurationError:
+        raise ConfigurationError(f"{what} must be true, false or 'auto', got {value!r}.") from None
+
+
 def _as_columns(value: Any, what: str) -> list[str] | None:
     if value is None or value == "" or value == []:
         return None
@@ -121,7 +137,10 @@ class DataSpec:
 
     :param uri: a file, folder or glob (source) or a folder (sink), e.g. ``file:///data/in/*.csv``.
     :param format: ``csv``, ``jsonl`` or ``parquet``; inferred from the suffix when left out.
-    :param header: CSV only: whether the file has a header line (default ``False``, as H2O).
+    :param header: CSV only: whether the file has a header line: ``True``, ``False`` or ``"auto"`` (the default).
+        Source, ``"auto"``: a file's first line is its header when its fields are the expected column names
+        (``columns``, else the model's input columns; see :mod:`airflow_batch_scoring.io.csv_header`). Sink,
+        ``"auto"``: a header line when the (first) input file had one; the driver resolves it before replicas start.
     :param columns: CSV without header: the column names in file order (default: the model's input columns).
     :param conn_id: the Airflow connection that grants access (resolved by the operator, never by the runtime).
     :param newlines_in_values: CSV only: quoted values may hold line breaks; then files are never split.
@@ -137,7 +156,7 @@ class DataSpec:
 
     uri: str = ""
     format: str = ""
-    header: bool = False
+    header: bool | str = AUTO
     columns: list[str] | None = None
     conn_id: str | None = None
     newlines_in_values: bool = False
@@ -187,7 +206,7 @@ class DataSpec:
         return cls(
             uri=uri,
             format=fmt,
-            header=_as_bool(value.get("header", False), f"{role}['header']"),
+            header=_as_header(value.get("header"), f"{role}['header']"),
             columns=_as_columns(value.get("columns"), f"{role}['columns']"),
             conn_id=value.get("conn_id") or None,
             newlines_in_values=_as_bool(value.get("newlines_in_values", False), f"{role}['newlines_in_values']"),
@@ -288,6 +307,9 @@ class ScoringJob:
     on_bad_rows: str = "fail"
     max_bad_rows: int | None = None
     max_bad_fraction: float | None = None
+    #: the passthrough columns' Arrow types for the whole run, decided by the driver before any replica starts (an
+    #: Arrow IPC schema, base64; see :mod:`airflow_batch_scoring.runtime.passthrough`).
+    passthrough_types: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -298,6 +320,13 @@ class ScoringJob:
 
     def output_model_schema(self) -> ModelSchema | None:
         return ModelSchema.parse(self.output_schema)
+
+    def passthrough_arrow_types(self) -> dict[str, pa.DataType]:
+        """The run's passthrough column types, by lower-cased name (empty when the driver recorded none)."""
+        if not self.passthrough_types:
+            return {}
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.passthrough_types)))
+        return {f.name.lower(): f.type for f in schema}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

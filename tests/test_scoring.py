@@ -36,7 +36,9 @@ def score(
 
 def check_predictions(frame, output, estimator, prediction="prediction") -> None:
     """Every input id exactly once, and each prediction equal to the model's own on that row."""
-    out = output.to_pandas().sort_values("id").reset_index(drop=True)
+    out = output.to_pandas()
+    out["id"] = out["id"].astype("int64")  # (a CSV or JSON lines source carries a passthrough id as its text)
+    out = out.sort_values("id").reset_index(drop=True)
     assert out["id"].tolist() == sorted(frame["id"].tolist())
     expected = estimator.predict(frame.sort_values("id")[FEATURES])
     if expected.dtype.kind == "f":

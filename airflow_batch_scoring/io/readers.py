@@ -29,7 +29,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io import bad_rows, csv_header
 from airflow_batch_scoring.io.bad_rows import BadRow, raw_text, salvage
 from airflow_batch_scoring.io.textblocks import (
     count_lines_before,
@@ -39,7 +39,7 @@ from airflow_batch_scoring.io.textblocks import (
     range_bounds,
     split_lines,
 )
-from airflow_batch_scoring.job import DataSpec, Piece, compression_of
+from airflow_batch_scoring.job import AUTO, DataSpec, Piece, compression_of
 from airflow_batch_scoring.schema import Column, ColumnType, column_type_of_arrow
 
 
@@ -59,6 +59,9 @@ class ReadPlan:
     #: a model column without a value (null, or NaN) is an error: set when a model refused missing values, to find
     #: the first one's file, line (or row) and column.
     reject_missing: bool = False
+    #: the passthrough columns' types for the whole run, by lower-cased name (``ScoringJob.passthrough_types``). A
+    #: column left out is read as text from CSV and JSON lines, and as the source's own type from Parquet and SQL.
+    passthrough_types: dict[str, pa.DataType] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +70,21 @@ class ColumnMap:
 
     model: list[tuple[str, str, pa.DataType | None]]  # (name in the schema, name in the file, type to coerce to)
     passthrough: list[str]  # names in the file
+    #: the type each passthrough column (name in the file) is cast to; a column left out keeps the type it is read as.
+    passthrough_types: dict[str, pa.DataType] = field(default_factory=dict)
+
+    def typed(self) -> list[tuple[str, str, pa.DataType | None]]:
+        """The model columns, then the passthrough columns that are not model columns, each with its type."""
+        sources = {source for _, source, _ in self.model}
+        return self.model + [
+            (name, name, self.passthrough_types.get(name)) for name in self.passthrough if name not in sources
+        ]
+
+    def failure(self, position: int, index: int, value: Any, arrow_type: pa.DataType) -> _CastFailure:
+        """The cast failure of the ``position``-th column of :meth:`typed` at row ``index``."""
+        name = self.typed()[position][0]
+        kind = _CastFailure if position < len(self.model) else _PassthroughCastFailure
+        return kind(name, index, value, arrow_type)
 
     @property
     def source_names(self) -> list[str]:
@@ -94,8 +112,12 @@ def _delimiter_hint(available: list[str]) -> str:
     return ""
 
 
-def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMap:
+def resolve_columns(
+    available: list[str], plan: ReadPlan, path: str, passthrough_default: pa.DataType | None = None
+) -> ColumnMap:
     """Match the plan's columns to the file's columns, ignoring case.
+
+    :param passthrough_default: the type of a passthrough column the plan gives none (text formats: string).
 
     :raises InputError: naming the first column the file lacks.
     """
@@ -112,10 +134,14 @@ def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMa
                 column=name,
             )
         passthrough.append(by_key[name.lower()])
+    types = {
+        by_key[name.lower()]: arrow_type for name in plan.passthrough
+        if (arrow_type := plan.passthrough_types.get(name.lower(), passthrough_default)) is not None
+    }
     if plan.model_columns is None:
         only_passthrough = {p.lower() for p in passthrough}
         model = [(name, name, None) for name in available if name.lower() not in only_passthrough]
-        return ColumnMap(model, passthrough)
+        return ColumnMap(model, passthrough, types)
     model = []
     for column in plan.model_columns:
         source = by_key.get(column.name.lower())
@@ -128,7 +154,7 @@ def resolve_columns(available: list[str], plan: ReadPlan, path: str) -> ColumnMa
                 column=column.name,
             )
         model.append((column.name, source, column.type.arrow_type if plan.coerce else None))
-    return ColumnMap(model, passthrough)
+    return ColumnMap(model, passthrough, types)
 
 
 def _type_name(arrow_type: pa.DataType) -> str:
@@ -192,6 +218,18 @@ class _CastFailure(Exception):
 
     def diagnosis(self) -> Diagnosis:
         return Diagnosis(bad_rows.TYPE_MISMATCH, self.message(), self.column, self.value, self.expected)
+
+
+class _PassthroughCastFailure(_CastFailure):
+    """A passthrough value that does not fit the run's type for its column (given, or the source's own)."""
+
+    def message(self) -> str:
+        return (
+            f"value {self.value!r} of the passthrough column cannot be read as {_type_name(self.arrow_type)}, the "
+            "column's type for this run (from passthrough_schema, or the source's own type). Fix the value, or give "
+            'the column another type in passthrough_schema ([{"name": ..., "type": "String"}] carries any value as '
+            "text)."
+        )
 
 
 class _MissingValue(_CastFailure):
@@ -280,11 +318,12 @@ class _LeadingBadRows:
 
 
 def coerce(table: pa.Table, columns: ColumnMap) -> pa.Table:
-    """Cast the model columns of ``table`` (file names) to their schema types.
+    """Cast the model columns of ``table`` (file names) to their schema types, and the passthrough columns to the
+    run's types for them.
 
     :raises _CastFailure: for the first value that does not fit.
     """
-    for name, source, arrow_type in columns.model:
+    for position, (_, source, arrow_type) in enumerate(columns.typed()):
         if arrow_type is None:
             continue
         index = table.schema.get_field_index(source)
@@ -295,7 +334,7 @@ def coerce(table: pa.Table, columns: ColumnMap) -> pa.Table:
             cast = array.cast(arrow_type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             bad = first_bad_index(array, arrow_type)
-            raise _CastFailure(name, bad, array[bad].as_py(), arrow_type) from None
+            raise columns.failure(position, bad, array[bad].as_py(), arrow_type) from None
         table = table.set_column(index, source, cast)
     return table
 
@@ -526,14 +565,30 @@ def _csv_records(block: bytes) -> list[bytes]:
 class CsvReader(_TextReader):
     """CSV with or without a header line; without one, columns are named by ``source['columns']`` or the schema."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._passthrough_types: dict[str, pa.DataType] = {}
+    def has_header(self, first_line: bytes) -> bool:
+        """Whether a file whose first line is ``first_line`` has a header line (``header`` True, or ``"auto"`` and
+        the line's fields are the expected names: see :mod:`airflow_batch_scoring.io.csv_header`)."""
+        if self.spec.header != AUTO:
+            return self.spec.header is True
+        try:
+            first_line.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        model = [c.name for c in self.plan.model_columns] if self.plan.model_columns is not None else None
+        return csv_header.is_header(_csv_fields(first_line), self.spec.columns, model)
+
+    def detect_header(self, piece: Piece) -> bool:
+        """Whether the piece's file has a header line (read from its first line)."""
+        with self._open(piece) as f:
+            return self.has_header(f.readline() if self.spec.header == AUTO else b"")
 
     def open_file(self, f: BinaryIO, piece: Piece) -> tuple[int, ColumnMap]:
-        if self.spec.header:
+        first = b""
+        if self.spec.header is not False:
             f.seek(0)
-            header = f.readline()
+            first = f.readline()
+        if self.has_header(first):
+            header = first
             try:
                 header.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -553,7 +608,26 @@ class CsvReader(_TextReader):
                 )
             prologue = 0
         self._names = names
-        return prologue, resolve_columns(names, self.plan, piece.path)
+        columns = resolve_columns(names, self.plan, piece.path, passthrough_default=pa.string())
+        if not prologue and piece.start <= 0:
+            self._refuse_undeclared_header(f, first, columns, piece)
+        return prologue, columns
+
+    def _refuse_undeclared_header(self, f: BinaryIO, first: bytes, columns: ColumnMap, piece: Piece) -> None:
+        """Fail (in both bad-row modes) when line 1, read as data, fails and looks like a header line.
+
+        :raises InputError: saying that line 1 looks like a header and to set header=True.
+        """
+        if not first:
+            f.seek(0)
+            first = f.readline()
+        try:
+            first.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        fields = _csv_fields(first)
+        if csv_header.looks_like_names(fields) and self._fails(first, columns, piece):
+            raise InputError(csv_header.header_hint(fields), path=piece.path)  # (no line: a file error, not a row)
 
     def units(self, block: bytes) -> list[bytes]:
         return _csv_records(block) if self.spec.newlines_in_values else split_lines(block)
@@ -562,9 +636,7 @@ class CsvReader(_TextReader):
         return last_record_end(buffer) if self.spec.newlines_in_values else last_line_end(buffer)
 
     def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
-        types = {source: t for _, source, t in columns.model if t is not None}
-        for name, arrow_type in self._passthrough_types.items():
-            types.setdefault(name, arrow_type)
+        types = {source: t for _, source, t in columns.typed() if t is not None}
         quoted = b'"' in block
         # A block without any quote character parses the same with quoting off, ~10 % cheaper (measured 1.75 vs 1.95
         # CPU-s per 2M rows x 21 columns): the tokenizer then skips its quote state machine.
@@ -582,15 +654,6 @@ class CsvReader(_TextReader):
             self._check_quotes(block, table)
         if self.plan.reject_missing:
             check_missing(table, columns)
-        if table.num_rows and len(self._passthrough_types) < len(columns.passthrough):
-            # Fix the passthrough columns' types on the first rows, so that every part has the same schema.
-            for name in columns.passthrough:
-                index = table.schema.get_field_index(name)
-                arrow_type = table.schema.field(index).type
-                if pa.types.is_null(arrow_type):
-                    arrow_type = pa.string()
-                    table = table.set_column(index, name, table.column(index).cast(arrow_type))
-                self._passthrough_types.setdefault(name, arrow_type)
         return table
 
     @staticmethod
@@ -652,8 +715,8 @@ class CsvReader(_TextReader):
                 "(a comma), the quoting, and source['columns'].",
             )
         position = {name: i for i, name in enumerate(self._names)}
-        for name, source, arrow_type in columns.model:
-            if arrow_type is None:
+        for index, (_, source, arrow_type) in enumerate(columns.typed()):
+            if arrow_type is None or pa.types.is_string(arrow_type):
                 continue
             try:
                 pa_csv.read_csv(
@@ -662,25 +725,137 @@ class CsvReader(_TextReader):
                     convert_options=pa_csv.ConvertOptions(column_types={source: arrow_type}, include_columns=[source]),
                 )
             except pa.ArrowInvalid:
-                value = values[position[source]]
-                return _CastFailure(name, 0, value, arrow_type).diagnosis()
+                return columns.failure(index, 0, values[position[source]], arrow_type).diagnosis()
         return Diagnosis(bad_rows.MALFORMED_ROW, "the line cannot be parsed; check its quoting.")
 
 
+_CHANGED = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
+#: Arrow types a JSON value of a passthrough column may be read as and still be turned into its exact JSON text.
+_EXACT_AS_TEXT = (pa.types.is_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null)
+
+
+def _json_text(value: Any, raw: Any) -> str:
+    """The text a JSON value of a passthrough column is carried as: ``raw`` (a number as written), ``true``/``false``,
+    or an object's or array's compact JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(raw, str):  # a number (or NaN, Infinity), as written
+        return raw
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _passthrough_as_text(block: bytes, keys: set[str]) -> bytes:
+    """Rewrite the block's lines so that the values of ``keys`` (lower-cased) that are not JSON strings become JSON
+    strings of their text (see :func:`_json_text`). A line that is not a JSON object is left as it is."""
+    lines = []
+    for line in split_lines(block):
+        body = line.rstrip(b"\r\n")
+        try:
+            text = body.decode("utf-8").lstrip("\ufeff")
+            record = json.loads(text)
+            raw = json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+        except ValueError:
+            lines.append(line)
+            continue
+        if not isinstance(record, dict):
+            lines.append(line)
+            continue
+        changed = False
+        for key, value in record.items():
+            if key.lower() in keys and value is not None and not isinstance(value, str):
+                record[key] = _json_text(value, raw[key])
+                changed = True
+        lines.append(json.dumps(record, ensure_ascii=False).encode() + line[len(body):] if changed else line)
+    return b"".join(lines)
+
+
+def _absent(column: pa.ChunkedArray, block: bytes, key: str) -> bool:
+    """Whether a column an explicit schema added is only nulls because the block lacks its key."""
+    return column.null_count == len(column) and re.search(
+        b'"' + re.escape(key.encode()) + rb'"\s*:', block
+    ) is None
+
+
 class JsonLinesReader(_TextReader):
-    """JSON lines: one object per line; keys are matched to the schema ignoring case."""
+    """JSON lines: one object per line; keys are matched to the schema ignoring case.
+
+    A passthrough column is carried as text unless the run gives it another type: a JSON string as its value, a
+    number as written (``1.50`` stays ``1.50``), ``true``/``false``, an object or array as its compact JSON text.
+    Its values are read as JSON strings (numbers, as Arrow infers them, once a block holds one); only a block whose
+    column mixes numbers and strings, or holds fractions, objects or arrays, is rewritten line by line in Python.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        model = {c.name.lower() for c in self.plan.model_columns or []}
+        #: the passthrough columns that are not model columns: lower-cased name -> the key as the file spells it.
+        self._keys = {name.lower(): name for name in self.plan.passthrough if name.lower() not in model}
+        #: those whose run type is text (the others are coerced to their type like model columns).
+        self._text = {
+            key for key in self._keys if pa.types.is_string(self.plan.passthrough_types.get(key, pa.string()))
+        }
+        #: keys read with Arrow's type inference (numbers met), rather than as JSON strings.
+        self._infer = set(self._keys) - self._text
 
     def open_file(self, f: BinaryIO, piece: Piece) -> tuple[int, ColumnMap]:
         return 0, ColumnMap([], [])
 
+    def _read(self, block: bytes) -> pa.Table:
+        """Read a block, its passthrough columns as the run wants them (see the class)."""
+        as_strings = False  # after a rewrite every passthrough value is a JSON string
+        for _ in range(4 * len(self._keys) + 2):
+            explicit = [self._keys[k] for k in self._keys if as_strings or (k in self._text and k not in self._infer)]
+            options = pa_json.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in explicit]))
+            try:
+                table = pa_json.read_json(
+                    pa.BufferReader(block), read_options=pa_json.ReadOptions(use_threads=True),
+                    parse_options=options,
+                )
+            except pa.ArrowInvalid as err:
+                changed = _CHANGED.search(str(err))
+                key = changed.group(1).lower() if changed else None
+                if key not in self._keys or as_strings:
+                    raise
+                if key in self._text and key not in self._infer:
+                    self._infer.add(key)  # a number among the values: read them as Arrow infers them
+                else:  # numbers and strings mixed in one block
+                    block, as_strings = _passthrough_as_text(block, set(self._keys)), True
+                continue
+            actual: dict[str, str] = {}  # lower-cased key -> the column holding it in this block
+            for name in table.column_names:
+                key = name.lower()
+                if key in self._keys and not (name in explicit and _absent(table.column(name), block, name)):
+                    actual.setdefault(key, name)
+            respelt = [key for key, name in actual.items() if name != self._keys[key]]
+            if respelt:  # the file spells the key otherwise ("ID" for "id"): read it under its own spelling
+                self._keys.update((key, actual[key]) for key in respelt)
+                continue
+            inexact = [
+                key for key in self._text if key in actual and not as_strings
+                and not any(test(table.column(actual[key]).type) for test in _EXACT_AS_TEXT)
+            ]
+            if inexact:  # fractions, dates, objects: their text as written only Python's JSON parser keeps
+                block, as_strings = _passthrough_as_text(block, set(self._keys)), True
+                continue
+            table = table.drop_columns([name for name in explicit if name not in actual.values()])
+            for key in self._text & set(actual):
+                name = actual[key]
+                if not pa.types.is_string(table.column(name).type):
+                    table = table.set_column(
+                        table.schema.get_field_index(name), name, table.column(name).cast(pa.string())
+                    )
+            return table
+        raise AssertionError("unreachable: each retry changes how a passthrough column is read")
+
     def parse(self, block: bytes, columns: ColumnMap, piece: Piece, partial: bool = False) -> pa.Table:
-        table = pa_json.read_json(pa.BufferReader(block), read_options=pa_json.ReadOptions(use_threads=True))
+        table = self._read(block)
         if not table.num_rows:
             return table
         if partial:
             table = self._add_missing(table)
-        mapped = resolve_columns(table.column_names, self.plan, piece.path)
+        mapped = resolve_columns(table.column_names, self.plan, piece.path, passthrough_default=pa.string())
         columns.model, columns.passthrough = mapped.model, mapped.passthrough
+        columns.passthrough_types = mapped.passthrough_types
         table = coerce(table, columns)
         if self.plan.reject_missing:
             check_missing(table, columns)
@@ -688,7 +863,7 @@ class JsonLinesReader(_TextReader):
 
     def in_context(self, line: bytes, columns: ColumnMap, err: Exception) -> Diagnosis:
         diagnosis = super().in_context(line, columns, err)
-        changed = re.search(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)", str(err))
+        changed = _CHANGED.search(str(err))
         if diagnosis.reason != bad_rows.MALFORMED_ROW or not changed:
             return diagnosis
         name, before, after = changed.groups()
@@ -741,6 +916,12 @@ class JsonLinesReader(_TextReader):
                 continue
             if isinstance(value, (dict, list)) or _cast_fails(pa.array([value]), arrow_type):
                 return _CastFailure(name, 0, value, arrow_type).diagnosis()
+        for position, (name, _, arrow_type) in enumerate(columns.typed()):
+            value = by_key.get(name.lower())
+            if position < len(columns.model) or arrow_type is None or pa.types.is_string(arrow_type) or value is None:
+                continue
+            if isinstance(value, (dict, list)) or _cast_fails(pa.array([value]), arrow_type):
+                return columns.failure(position, 0, value, arrow_type).diagnosis()
         return Diagnosis(
             bad_rows.MALFORMED_ROW, "the line's values change type against earlier lines; check the column types."
         )
@@ -802,20 +983,21 @@ class ParquetReader(PieceReader):
     ) -> pa.Table:
         """Hand the rows whose values do not fit their types to ``on_bad_row``; return the others, coerced."""
         assert self.on_bad_row is not None
-        bad: dict[int, tuple[str, str, pa.DataType]] = {}
-        for name, source, arrow_type in columns.model:
+        bad: dict[int, tuple[int, str, pa.DataType]] = {}
+        for position, (_, source, arrow_type) in enumerate(columns.typed()):
             array = table.column(source)
             if arrow_type is None or array.type == arrow_type or not _cast_fails(array, arrow_type):
                 continue
             for index in bad_indices(array, arrow_type):
-                bad.setdefault(index, (name, source, arrow_type))
+                bad.setdefault(index, (position, source, arrow_type))
         sources = columns.source_names
         for index in sorted(bad):
-            name, source, arrow_type = bad[index]
-            failure = _CastFailure(name, index, table.column(source)[index].as_py(), arrow_type)
+            position, source, arrow_type = bad[index]
+            failure = columns.failure(position, index, table.column(source)[index].as_py(), arrow_type)
             values = {source_name: table.column(source_name)[index].as_py() for source_name in sources}
             record = BadRow(
-                bad_rows.TYPE_MISMATCH, piece.path, row=first_row + index + 1, column=name, value=failure.value,
+                bad_rows.TYPE_MISMATCH, piece.path, row=first_row + index + 1, column=failure.column,
+                value=failure.value,
                 expected_type=failure.expected, message=failure.message(),
                 raw=json.dumps(values, default=str, ensure_ascii=False),
             )

@@ -457,16 +457,24 @@ def read_plan(job: ScoringJob) -> ReadPlan:
         model_columns=list(schema.columns) if schema is not None else None,
         coerce=job.schema_check,
         passthrough=list(job.passthrough_columns),
+        passthrough_types=job.passthrough_arrow_types(),
     )
 
 
 def plan_shards(
-    spec: DataSpec, secrets: Mapping[str, Any] | None, replicas: int, plan: ReadPlan
+    spec: DataSpec, secrets: Mapping[str, Any] | None, replicas: int, plan: ReadPlan,
+    columns: list[tuple[str, pa.DataType]] | None = None,
 ) -> list[list[Piece]]:
-    """Check a SQL source's columns and cut it into ``replicas`` shards of key ranges."""
+    """Check a SQL source's columns and cut it into ``replicas`` shards of key ranges.
+
+    :param columns: receives the source's columns and the Arrow types they are read as, when given.
+    """
     source = SqlSource(spec, secrets)
     try:
-        return source.plan(replicas, plan)
+        shards = source.plan(replicas, plan)
+        if columns is not None:
+            columns.extend(source._columns or [])
+        return shards
     except SQLAlchemyError as err:
         raise connect_error(err, f"the source database {display_url(source.url)}", spec.conn_id) from None
     finally:

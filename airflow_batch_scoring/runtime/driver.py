@@ -20,18 +20,21 @@ from typing import Any, Protocol
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io import bad_rows, locations
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
+from airflow_batch_scoring.io.readers import ReadPlan, make_reader
 from airflow_batch_scoring.job import (
+    AUTO,
     DEFAULT_PART_SIZE,
     DEFAULT_WRITE_CONCURRENCY,
     DataSpec,
     ModelSpec,
+    Piece,
     ScoringJob,
     infer_format,
 )
-from airflow_batch_scoring.runtime import commit, resume
+from airflow_batch_scoring.runtime import commit, passthrough, resume
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.runtime.planner import plan_shards
-from airflow_batch_scoring.runtime.preflight import preflight
+from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES, preflight
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.schema import ModelSchema
 
@@ -92,6 +95,7 @@ def prepare_job(
     replicas: int = 1,
     batch_size: int = DEFAULT_BATCH_SIZE,
     passthrough_columns: list[str] | None = None,
+    passthrough_schema: Any = None,
     input_schema: Any = None,
     output_schema: Any = None,
     schema_check: bool = True,
@@ -108,6 +112,9 @@ def prepare_job(
     :param job_id: names the run; every attempt of one run shares it (and its staging folder, for resuming).
     :param attempt: names this attempt of the run (letters, digits, ``_`` and ``-``).
     :param storage_options: fsspec options of the ``source`` and the ``sink`` (from their connections).
+    :param passthrough_schema: types for some passthrough columns, ``[{"name": "id", "type": "Int64"}]`` (the form of
+        ``input_schema``); the others get the source's own type (Parquet, SQL) or text (CSV, JSON lines): see
+        :mod:`airflow_batch_scoring.runtime.passthrough`.
     :raises InputError: when the input does not exist, is empty or cannot be read, or the sink's bucket is missing.
     :raises ConfigurationError: for an invalid parameter.
     """
@@ -125,17 +132,17 @@ def prepare_job(
         sql_commit.check_sink(sink, options.get("sink"))
     else:
         check_sink_root(sink.uri, options.get("sink"), sink.conn_id)
+    schema = ModelSchema.parse(input_schema) or ModelSchema.parse(model.input_schema)
+    given_types = ModelSchema.parse(passthrough_schema)
+    plan = ReadPlan(list(schema.columns) if schema else None, schema_check, list(passthrough_columns or []))
+    sql_columns: list[tuple[str, Any]] = []
+    parquet_schemas: list[tuple[str, Any]] = []
     if source.is_sql:
         if policy.quarantine:
             raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL source yet; use 'fail'.")
         from airflow_batch_scoring.io import sql_source
-        from airflow_batch_scoring.io.readers import ReadPlan
 
-        schema = ModelSchema.parse(input_schema) or ModelSchema.parse(model.input_schema)
-        shards = sql_source.plan_shards(
-            source, options.get("source"), replicas,
-            ReadPlan(list(schema.columns) if schema else None, schema_check, list(passthrough_columns or [])),
-        )
+        shards = sql_source.plan_shards(source, options.get("source"), replicas, plan, sql_columns)
         sink.format = sink.format or ("" if sink.is_sql else "parquet")
     else:
         if not source.format:
@@ -143,7 +150,16 @@ def prepare_job(
         if not sink.format and not sink.is_sql:
             sink.format = source.format
         source_fs, _ = filesystem(source.uri, options.get("source"))
-        shards = plan_shards(source, files, replicas, source_fs, part_size)
+        shards = plan_shards(source, files, replicas, source_fs, part_size, parquet_schemas)
+        if sink.header == AUTO and source.format == "csv":  # a CSV output gets a header when the input has one
+            reader = make_reader(source, plan, source_fs, block_size=min(part_size, SAMPLE_BYTES), batch_size=1)
+            sink.header = reader.detect_header(Piece(files[0].uri))  # type: ignore[attr-defined]
+    if sink.header == AUTO:
+        sink.header = False
+    run_types = passthrough.decide(
+        source, plan.passthrough, given_types, schema.names if schema else None,
+        parquet_schemas=parquet_schemas, sql_columns=sql_columns,
+    )
     if sink.compression and sink.format == "parquet":
         raise ConfigurationError(
             "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
@@ -169,6 +185,7 @@ def prepare_job(
         on_bad_rows=policy.mode,
         max_bad_rows=policy.max_bad_rows,
         max_bad_fraction=policy.max_bad_fraction,
+        passthrough_types=passthrough.encode(run_types),
     )
     if sink.is_sql:
         from airflow_batch_scoring.io.sql_sink import staging_location

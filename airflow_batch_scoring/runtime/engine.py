@@ -209,6 +209,7 @@ def run_shard(
         model_columns=list(schema.columns) if schema is not None else None,
         coerce=job.schema_check,
         passthrough=list(job.passthrough_columns),
+        passthrough_types=job.passthrough_arrow_types(),
     )
     errors = None
     if job.sink.is_sql:  # a staging table per shard (see io/sql_sink.py)
@@ -223,7 +224,7 @@ def run_shard(
         sink_format = job.sink.format or job.source.format
         writer = make_writer(
             sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format, job.attempt, job.sink.compression)}",
-            header=job.sink.header, compression=job.sink.compression,
+            header=job.sink.header is True, compression=job.sink.compression,
             part_size=job.part_size,
             write_concurrency=job.write_concurrency,
         )

@@ -78,8 +78,13 @@ def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: 
     return shards
 
 
-def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem) -> list[list[Piece]]:
+def plan_parquet(
+    files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem,
+    schemas: list[tuple[str, pa.Schema]] | None = None,
+) -> list[list[Piece]]:
     """Split Parquet inputs by row groups into ``replicas`` row-balanced shards.
+
+    :param schemas: receives each file's URI and Arrow schema (read from the same footers), when given.
 
     :raises InputError: naming a file that is not Parquet, or when no file holds a row.
     """
@@ -87,7 +92,10 @@ def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileS
     for file in files:
         try:
             with fs.open(fs._strip_protocol(file.uri), "rb") as f:
-                metadata = pq.ParquetFile(f).metadata
+                parquet = pq.ParquetFile(f)
+                metadata = parquet.metadata
+                if schemas is not None:
+                    schemas.append((file.uri, parquet.schema_arrow))
         except (pa.ArrowInvalid, OSError) as err:
             raise InputError(
                 f"is not a readable Parquet file ({err}); replace it or remove it from the input.", path=file.uri
@@ -114,9 +122,13 @@ def plan_parquet(files: list[InputFile], replicas: int, fs: fsspec.AbstractFileS
 
 
 def plan_shards(
-    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem, part_size: int = 1
+    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem, part_size: int = 1,
+    schemas: list[tuple[str, pa.Schema]] | None = None,
 ) -> list[list[Piece]]:
-    """Plan ``replicas`` shards over ``files``; some shards may be empty when the input is small."""
+    """Plan ``replicas`` shards over ``files``; some shards may be empty when the input is small.
+
+    :param schemas: Parquet: receives each file's URI and Arrow schema.
+    """
     if spec.format == "parquet":
-        return plan_parquet(files, replicas, fs)
+        return plan_parquet(files, replicas, fs, schemas)
     return plan_text(spec, files, replicas, part_size)

@@ -47,6 +47,7 @@ def preflight(
         model_columns=list(schema.columns) if schema is not None else None,
         coerce=job.schema_check,
         passthrough=list(job.passthrough_columns),
+        passthrough_types=job.passthrough_arrow_types(),
     )
     fs, _ = filesystem(job.source.uri, storage_options)
     block = min(job.part_size, SAMPLE_BYTES)
