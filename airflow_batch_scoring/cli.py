@@ -39,10 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--source-format", choices=["csv", "jsonl", "parquet"], default=None)
     score.add_argument("--sink-format", choices=["csv", "jsonl", "parquet"], default=None)
-    score.add_argument("--header", action="store_true", help="the source CSV has a header line")
-    score.add_argument("--sink-header", action="store_true", help="write a header line in CSV output")
+    score.add_argument(
+        "--header", action=argparse.BooleanOptionalAction, default=None,
+        help="the source CSV has (--header) or has no (--no-header) header line; default: found from the first line",
+    )
+    score.add_argument(
+        "--sink-header", action=argparse.BooleanOptionalAction, default=None,
+        help="write a header line in CSV output (default: when the input CSV has one)",
+    )
     score.add_argument("--columns", help="column names of a CSV without header, in file order (comma-separated)")
     score.add_argument("--passthrough", help="input columns copied to the output (comma-separated)")
+    score.add_argument(
+        "--passthrough-schema",
+        help='JSON, as --input-schema: types for passthrough columns (default: the source\'s own, or the text)',
+    )
     score.add_argument("--replicas", type=int, default=1)
     score.add_argument("--batch-size", type=int, default=100_000)
     score.add_argument("--input-schema", help='JSON: [{"name": "x", "type": "Float64"}, ...]')
@@ -93,7 +103,7 @@ def _spec(value: str, role: str, **flags: object) -> dict:
     else:
         spec = {"uri": value}
     for key, flag in flags.items():
-        if flag not in (None, False) and key not in spec:
+        if flag is not None and key not in spec:
             spec[key] = flag
     return spec
 
@@ -131,6 +141,7 @@ def _score(args: argparse.Namespace) -> dict:
                 replicas=args.replicas,
                 batch_size=args.batch_size,
                 passthrough_columns=_columns(args.passthrough),
+                passthrough_schema=args.passthrough_schema,
                 input_schema=args.input_schema,
                 output_schema=args.output_schema,
                 schema_check=not args.no_schema_check,

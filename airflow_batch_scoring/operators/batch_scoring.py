@@ -40,11 +40,11 @@ class BatchScoringOperator(BaseOperator):
 
     :param model: the model: ``models:/name@alias``, ``models:/name/version``, ``runs:/<run>/<path>``, an MLflow model
         folder, or a scikit-learn ``.joblib``/``.pkl`` file. (templated)
-    :param source: where to read: ``{"uri": ..., "format": "csv"|"jsonl"|"parquet", "header": False,
+    :param source: where to read: ``{"uri": ..., "format": "csv"|"jsonl"|"parquet", "header": "auto",
         "columns": [...], "conn_id": ...}``; the URI names a file, a folder or a glob. Or a SQL table or query:
         ``{"conn_id": ..., "table": "schema.table"}``, ``{"conn_id": ..., "query": "SELECT ...", "parameters": {...},
         "partition_column": "id"}`` (any connection whose hook is a ``DbApiHook``). (templated)
-    :param sink: the output folder: ``{"uri": ..., "format": ..., "header": False}``; the format defaults to the
+    :param sink: the output folder: ``{"uri": ..., "format": ..., "header": "auto"}``; the format defaults to the
         source's. Or a SQL table: ``{"conn_id": ..., "table": ..., "mode": "append"|"replace"|"upsert",
         "merge_keys": [...]}``, written in one transaction. (templated)
     :param batch_size: rows per batch read, predicted and written; memory grows with it, not with the input.
@@ -61,6 +61,9 @@ class BatchScoringOperator(BaseOperator):
         ``cluster_context``, ``deferrable``, ``poll_interval``, ``on_finish_action`` (see
         :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`). (templated)
     :param passthrough_columns: input columns copied to the output beside the predictions (e.g. an id). (templated)
+    :param passthrough_schema: types for some passthrough columns, ``[{"name": "id", "type": "Int64"}]`` (as
+        ``input_schema``); the others keep the source's own type (Parquet, SQL), or their text (CSV, JSON lines).
+        (templated)
     :param input_schema: the model's input columns as ``[{"name": ..., "type": ...}]`` (types Boolean, Time64,
         Float32, Float64, Int32, Int64, String); overrides the MLflow signature. (templated)
     :param output_schema: names (and types) of the model's outputs, in order; one column renames ``prediction``.
@@ -96,6 +99,7 @@ class BatchScoringOperator(BaseOperator):
         "batch_size",
         "replicas",
         "passthrough_columns",
+        "passthrough_schema",
         "input_schema",
         "output_schema",
         "mlflow_tracking_uri",
@@ -109,7 +113,9 @@ class BatchScoringOperator(BaseOperator):
         "schema_check",
         "predict_probabilities",
     )
-    template_fields_renderers = {"source": "json", "sink": "json", "input_schema": "json", "output_schema": "json"}
+    template_fields_renderers = {
+        "source": "json", "sink": "json", "input_schema": "json", "output_schema": "json", "passthrough_schema": "json",
+    }
     ui_color = "#d6eaf8"
     operator_extra_links = (OutputLocationLink(), ModelVersionLink())
 
@@ -123,6 +129,7 @@ class BatchScoringOperator(BaseOperator):
         replicas: int | str | None = None,
         runtime: str | None = None,
         passthrough_columns: list[str] | None = None,
+        passthrough_schema: Any = None,
         input_schema: Any = None,
         output_schema: Any = None,
         schema_check: bool = True,
@@ -151,6 +158,7 @@ class BatchScoringOperator(BaseOperator):
         self.replicas = replicas
         self.runtime = runtime
         self.passthrough_columns = passthrough_columns
+        self.passthrough_schema = passthrough_schema
         self.input_schema = input_schema
         self.output_schema = output_schema
         self.schema_check = schema_check
@@ -256,6 +264,7 @@ class BatchScoringOperator(BaseOperator):
                 replicas=self.replicas,
                 batch_size=self.batch_size,
                 passthrough_columns=passthrough,
+                passthrough_schema=self.passthrough_schema,
                 input_schema=self.input_schema,
                 output_schema=self.output_schema,
                 schema_check=flag(self.schema_check, "schema_check"),
