@@ -52,7 +52,8 @@ def read_output(folder: Path, fmt: str) -> pd.DataFrame:
 
 def check_scores(frame: pd.DataFrame, output: pd.DataFrame, estimator, probabilities: bool = False) -> None:
     """Every input id exactly once, each prediction (and class probability) equal to the model's own."""
-    out = output.sort_values("id").reset_index(drop=True)
+    out = output.assign(id=output["id"].astype("int64"))  # (a CSV or JSON lines source carries the id as text)
+    out = out.sort_values("id").reset_index(drop=True)
     frame = frame.sort_values("id").reset_index(drop=True)
     assert out["id"].tolist() == frame["id"].tolist()
     expected = estimator.predict(frame[FEATURES])

@@ -93,8 +93,12 @@ def score(model: ModelSpec, source: dict, sink: Path, *, after_listing: Callable
 
 
 def output_of(sink: Path) -> pa.Table:
+    """The published parts as one table, the ids as numbers (a CSV or JSON lines source carries them as text)."""
     parts = sorted(p for p in sink.iterdir() if p.name.startswith("part-"))
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    table = pa.concat_tables([pq.read_table(p) for p in parts])
+    if "id" in table.column_names and pa.types.is_string(table.schema.field("id").type):
+        table = table.set_column(table.schema.get_field_index("id"), "id", table.column("id").cast(pa.int64()))
+    return table
 
 
 def errors_of(sink: Path) -> list[dict]:

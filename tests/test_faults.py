@@ -42,7 +42,8 @@ def marked_frame(rows: int, seed: int, marked: range) -> pd.DataFrame:
 
 def check_exactly_once(frame: pd.DataFrame, output) -> None:
     """Every input id once, each with the model's prediction ``2 * f0``."""
-    out = output.to_pandas().sort_values("id").reset_index(drop=True)
+    out = output.to_pandas()
+    out = out.assign(id=out["id"].astype("int64")).sort_values("id").reset_index(drop=True)
     assert out["id"].tolist() == sorted(frame["id"].tolist())
     expected = frame.sort_values("id")["f0"].to_numpy() * 2
     np.testing.assert_array_equal(out["prediction"].to_numpy(), expected)
@@ -365,6 +366,6 @@ def test_planted_secrets_appear_nowhere(airflow_db, models, seaweedfs, s3_bucket
             seen[str(path)] = path.read_text(errors="replace")
     assert "xcom score return_value" in seen and "rendered score" in seen and len(seen["logs"]) > 1000
     rows = [json.loads(line) for part in outputs if part.endswith(".jsonl") for line in seen[part].splitlines()]
-    assert sorted(r["id"] for r in rows) == frame["id"].tolist()
+    assert sorted(int(r["id"]) for r in rows) == frame["id"].tolist()  # (a CSV source's id is its text)
     leaks = [(where, secret[:6]) for where, text in seen.items() for secret in planted if secret in text]
     assert leaks == []

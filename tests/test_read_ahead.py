@@ -32,7 +32,7 @@ def _job(models: Models, work: Path, source: Path, input_schema: Any, model_file
         job_id=f"test-{work.name}-{'schema' if input_schema else 'model'}",
         model=model,
         source=DataSpec.parse({"uri": source.as_uri(), "format": "csv", "header": True}, "source"),
-        sink=DataSpec.parse({"uri": (work / "out").as_uri()}, "sink"),
+        sink=DataSpec.parse({"uri": (work / "out").as_uri(), "header": False}, "sink"),
         input_schema=input_schema,
         batch_size=100,
         passthrough_columns=["id"],

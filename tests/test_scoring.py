@@ -258,4 +258,5 @@ def test_rerun_replaces_previous_output(models: Models, tmp_path: Path):
         )
         shutil.rmtree(tmp_path / "model-download", ignore_errors=True)
     assert sorted(p.name for p in sink.iterdir()) == ["_SUCCESS", "_manifest.json", "part-00000.csv"]
-    check_predictions(frame, read_output(sink, "csv", ["id", "prediction"]), models.regressor)
+    # (the input has a header line, so the output gets one: sink header "auto")
+    check_predictions(frame, read_output(sink, "csv", ["id", "prediction"], header=True), models.regressor)

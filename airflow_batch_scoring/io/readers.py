@@ -803,6 +803,7 @@ class JsonLinesReader(_TextReader):
     def _read(self, block: bytes) -> pa.Table:
         """Read a block, its passthrough columns as the run wants them (see the class)."""
         as_strings = False  # after a rewrite every passthrough value is a JSON string
+        switched: set[str] = set()  # keys whose way of reading changed for this block (each changes once)
         for _ in range(4 * len(self._keys) + 2):
             explicit = [self._keys[k] for k in self._keys if as_strings or (k in self._text and k not in self._infer)]
             options = pa_json.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in explicit]))
@@ -816,8 +817,9 @@ class JsonLinesReader(_TextReader):
                 key = changed.group(1).lower() if changed else None
                 if key not in self._keys or as_strings:
                     raise
-                if key in self._text and key not in self._infer:
+                if key in self._text and key not in self._infer and key not in switched:
                     self._infer.add(key)  # a number among the values: read them as Arrow infers them
+                    switched.add(key)
                 else:  # numbers and strings mixed in one block
                     block, as_strings = _passthrough_as_text(block, set(self._keys)), True
                 continue
@@ -834,7 +836,12 @@ class JsonLinesReader(_TextReader):
                 key for key in self._text if key in actual and not as_strings
                 and not any(test(table.column(actual[key]).type) for test in _EXACT_AS_TEXT)
             ]
-            if inexact:  # fractions, dates, objects: their text as written only Python's JSON parser keeps
+            back = [key for key in inexact if key not in switched]
+            if back:  # (strings that Arrow reads as dates, after a block of numbers): read them as strings again
+                self._infer.difference_update(back)
+                switched.update(back)
+                continue
+            if inexact:  # fractions, objects, numbers among dates: only Python's JSON parser keeps their text
                 block, as_strings = _passthrough_as_text(block, set(self._keys)), True
                 continue
             table = table.drop_columns([name for name in explicit if name not in actual.values()])
