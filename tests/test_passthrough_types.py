@@ -281,3 +281,43 @@ def test_a_first_line_that_looks_like_names_is_never_a_bad_row(
         run(regressor, source, {"uri": sink.as_uri()}, replicas=2, in_process=True, on_bad_rows=on_bad_rows)
     assert f"line 1 looks like a header ({names.replace(',', ', ')}): set header=True" in str(caught.value)
     assert_nothing_published(sink)
+
+
+def test_json_lines_passthrough_text_rule(tmp_path: Path):
+    """Each JSON value as its text, whatever the block's other values (blocks of 64 bytes: many blocks)."""
+    import fsspec
+
+    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.job import Piece
+    from airflow_batch_scoring.schema import Column, ColumnType
+
+    values = ["7", '"000123"', "1.50", "true", '{"a": [1, 2]}', "null", '"2024-01-01"', "12345678901234567890123",
+              '"A7"', "8", "9", '"2024-01-02"', '"x"', "-0.0e5"]
+    expected = ["7", "000123", "1.50", "true", '{"a":[1,2]}', None, "2024-01-01", "12345678901234567890123", "A7",
+                "8", "9", "2024-01-02", "x", "-0.0e5"]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(f'{{"Id": {value}, "f0": {i}}}\n' for i, value in enumerate(values)))
+    for block_size in (64, 1 << 20):
+        plan = ReadPlan([Column("f0", ColumnType.FLOAT64)], passthrough=["id"])
+        reader = make_reader(DataSpec(uri=path.as_uri(), format="jsonl"), plan, fsspec.filesystem("file"),
+                             block_size=block_size, batch_size=10)
+        table = pa.concat_tables(list(reader.read(Piece(path.as_uri()))))
+        assert table.column("Id").type == pa.string()
+        assert table.column("Id").to_pylist() == expected
+        assert table.column("f0").to_pylist() == [float(i) for i in range(len(values))]
+
+
+def test_csv_passthrough_is_the_text_as_written(tmp_path: Path):
+    import fsspec
+
+    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.job import Piece
+    from airflow_batch_scoring.schema import Column, ColumnType
+
+    path = tmp_path / "in.csv"
+    path.write_text('000123,1\n,2\nNA,3\n"a,b",4\n1e5,5\n')
+    plan = ReadPlan([Column("f0", ColumnType.FLOAT64)], passthrough=["id"])
+    reader = make_reader(DataSpec(uri=path.as_uri(), format="csv", columns=["id", "f0"], header=False), plan,
+                         fsspec.filesystem("file"), block_size=8, batch_size=10)
+    table = pa.concat_tables(list(reader.read(Piece(path.as_uri()))))
+    assert table.column("id").to_pylist() == ["000123", "", "NA", "a,b", "1e5"]
