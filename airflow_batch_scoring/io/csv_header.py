@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 #: fields shown in the "looks like a header" message.
 _SHOWN = 6
+#: delimiters of other CSV dialects: a field holding one is not a name.
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 def _key(name: str) -> str:
@@ -25,9 +27,12 @@ def _key(name: str) -> str:
 
 
 def looks_like_names(fields: Sequence[str]) -> bool:
-    """Whether every field could be a column name: not empty, not a number, and no two the same (ignoring case)."""
+    """Whether every field could be a column name: not a number, with a letter, without another delimiter (``;``,
+    tab, ``|``: a line of another delimiter is reported as such), and no two the same (ignoring case)."""
     keys = [_key(f) for f in fields]
-    if not keys or any(not k for k in keys) or len(set(keys)) != len(keys):
+    if not keys or len(set(keys)) != len(keys):
+        return False
+    if any(not any(c.isalpha() for c in k) or any(d in k for d in _OTHER_DELIMITERS) for k in keys):
         return False
     for key in keys:
         try:
