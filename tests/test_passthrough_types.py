@@ -97,7 +97,7 @@ def test_csv_ids_keep_their_text_and_one_type_across_replicas(
     ids = id_texts(ROWS)
     write_csv(tmp_path / "in" / "data.csv", frame, ids, header=True)
     sink = tmp_path / "out"
-    summary = run(regressor, {"uri": (tmp_path / "in" / "data.csv").as_uri()},  # header not set: "auto" finds it
+    summary = run(regressor, {"uri": (tmp_path / "in" / "data.csv").as_uri(), "header": True},
                   {"uri": sink.as_uri(), "format": sink_format}, replicas=3, batch_size=97)
     assert summary["rows_in"] == summary["rows_out"] == ROWS
     check_exact(sink, sink_format, expected_predictions(models, frame, ids), header=sink_format == "csv")
