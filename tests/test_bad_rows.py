@@ -780,6 +780,82 @@ def test_quarantine_of_json_lines_and_parquet_across_shards(processed, models: M
     assert summary["rows_bad"] == 5 and summary["rows_in"] == 1995
 
 
+def _lines_with_bytes(frame: pd.DataFrame, fmt: str, column: str, bad: dict[int, bytes]) -> list[bytes]:
+    """``frame`` (with a String column ``name``) as CSV or JSON lines, ``column`` of the rows in ``bad`` holding
+    those raw bytes."""
+    lines = []
+    for i, record in enumerate(frame.to_dict(orient="records")):
+        values = {k: (json.dumps(v) if fmt == "jsonl" else repr(v) if isinstance(v, float) else str(v)).encode()
+                  for k, v in record.items()}
+        if i in bad:
+            values[column] = b'"' + bad[i] + b'"' if fmt == "jsonl" else bad[i]
+        if fmt == "jsonl":
+            lines.append(b"{" + b", ".join(b'"%s": %s' % (k.encode(), v) for k, v in values.items()) + b"}\n")
+        else:
+            lines.append(b",".join(values.values()) + b"\n")
+    return lines
+
+
+@pytest.mark.parametrize("on_bad_rows", ["fail", "quarantine"])
+@pytest.mark.parametrize("column", ["name", "f2"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_invalid_utf8_across_replicas(processed, models: Models, tmp_path: Path, fmt: str, column: str,
+                                      on_bad_rows: str):
+    """Latin-1 bytes in a passthrough column and in a feature column, in the first line of the file and in other
+    replicas' shards: ``fail`` names the file, line and column; ``quarantine`` sets exactly those rows aside, and
+    every part has the same schema (the passthrough column is text in each)."""
+    frame = make_frame(600, seed=19)
+    frame.insert(1, "name", [f"name {i}" for i in range(600)])
+    bad = {0: b"n\xe9 0", 201: b"caf\xe9", 402: b"\xc5ngstr\xf6m", 599: b"1.5\xb0"}
+    path = tmp_path / f"in.{fmt}"
+    _write_lines(path, _lines_with_bytes(frame, fmt, column, bad))
+    source = {"uri": path.as_uri(), "format": fmt}
+    if fmt == "csv":
+        source["columns"] = ["id", "name", *FEATURES]
+    sink = tmp_path / "out"
+    run = {"replicas": 3, "batch_size": 64, "passthrough_columns": ["id", "name"], "on_bad_rows": on_bad_rows}
+    if on_bad_rows == "fail":
+        with pytest.raises(InputError) as err:
+            score(processed["regressor"], source, sink, **run)
+        message = str(err.value)
+        assert f"file {path.as_uri()}, line 1, column '{column}': the value is not UTF-8 text (byte 0xe9" in message
+        assert "set source['encoding']" in message
+        assert_nothing_published(sink)
+        return
+    summary = score(processed["regressor"], source, sink, **run)
+    assert [(e["line"], e["reason"], e["column"]) for e in errors_of(sink)] == [
+        (i + 1, "invalid_utf8", column) for i in sorted(bad)
+    ]
+    good = frame.drop(index=sorted(bad))
+    output = output_of(sink)
+    assert output.column("id").to_pylist() == good["id"].tolist()
+    assert output.column("name").to_pylist() == good["name"].tolist()
+    check_predictions(good, output, models.regressor)
+    schemas = {pq.read_schema(p) for p in sink.iterdir() if p.name.startswith("part-")}
+    assert len(schemas) == 1 and schemas.pop().field("name").type == pa.string()
+    assert summary["rows_bad"] == 4 and len(json.loads((sink / "_manifest.json").read_text())["shards"]) == 3
+
+
+def test_a_latin1_file_read_with_its_encoding(processed, models: Models, tmp_path: Path):
+    """``encoding='latin-1'``: the header, the passthrough text and the values are read right, across replicas."""
+    frame = make_frame(300, seed=20)
+    frame.insert(1, "name", [f"caf\xe9 {i} \xc5ngstr\xf6m" for i in range(300)])
+    path = tmp_path / "in.csv"
+    path.write_bytes(("id,nom_\xe9,name," + ",".join(FEATURES) + "\n").encode("latin-1") + b"".join(
+        (f"{r.id},\xe0,{r.name}," + ",".join(repr(float(getattr(r, c))) for c in FEATURES) + "\n").encode("latin-1")
+        for r in frame.itertuples()
+    ))
+    sink = tmp_path / "out"
+    source = {"uri": path.as_uri(), "format": "csv", "header": True, "encoding": "latin-1"}
+    score(processed["regressor"], source, sink, replicas=2, passthrough_columns=["id", "name", "nom_\xe9"])
+    output = output_of(sink)
+    assert output.column("name").to_pylist() == frame["name"].tolist()
+    assert output.column("nom_\xe9").to_pylist() == ["\xe0"] * 300
+    check_predictions(frame, output, models.regressor)
+    with pytest.raises(InputError, match=r"line 1: the header line is not utf-8 text"):  # without the option
+        score(processed["regressor"], {**source, "encoding": None}, tmp_path / "out2", passthrough_columns=["id"])
+
+
 # --- thresholds --------------------------------------------------------------------------------------------------
 
 

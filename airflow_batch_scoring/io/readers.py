@@ -1009,7 +1009,7 @@ class ParquetReader(PieceReader):
             for index in bad_indices(array, arrow_type):
                 bad.setdefault(index, _CastFailure(name, index, array[index].as_py(), arrow_type))
         kept = [index for index in range(table.num_rows) if index not in bad]
-        good = coerce(table.take(kept), columns)
+        good = coerce(table.take(pa.array(kept, pa.int64())), columns)
         if self.plan.rejects:
             refused = refused_rows(good, columns, self.plan)
             bad.update((kept[position], failure) for position, failure in refused.items())
