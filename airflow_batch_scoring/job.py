@@ -232,9 +232,8 @@ class DataSpec:
         if unknown:
             raise ConfigurationError(f"Unknown {role} key(s) {unknown}: the keys are {sorted(known)}.")
         if is_sql_spec(value):
-            for key in ("compression", "encoding", "max_line_bytes"):
-                if value.get(key):
-                    raise ConfigurationError(f"{role}[{key!r}] is for files, not SQL tables.")
+            if value.get("compression"):
+                raise ConfigurationError(f"{role}['compression'] is for files, not SQL tables.")
             return cls(conn_id=value.get("conn_id") or None, **parse_sql_keys(value, role))
         for key in SQL_KEYS:
             if value.get(key) is not None and value.get(key) != []:

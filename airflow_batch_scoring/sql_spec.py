@@ -24,7 +24,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: a URL with a password (``scheme://user:password@host``): credentials belong in a connection, not in a spec.
 _URL_WITH_PASSWORD = re.compile(r"^[A-Za-z0-9+.-]+://[^/@:]*:[^/@]*@")
 #: the file keys that mean nothing for a table or a query, with their defaults.
-_FILE_KEYS = {"format": ("", None), "header": (False, None), "columns": (None, [], ""), "newlines_in_values": (False,)}
+_FILE_KEYS = {
+    "format": ("", None), "header": (False, None), "columns": (None, [], ""), "newlines_in_values": (False,),
+    "encoding": (None, ""), "max_line_bytes": (None, ""),
+}
 
 
 def is_sql_spec(value: Mapping[str, Any]) -> bool:

@@ -10,6 +10,7 @@ through real replica processes, the operator in ``dag.test()``, the command line
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -934,6 +935,28 @@ def test_a_replaced_output_loses_its_old_errors(processed, tmp_path: Path):
 def test_policy_parameters_are_checked(arguments: dict, words: str):
     with pytest.raises(ConfigurationError, match=words.replace("(", r"\(").replace(")", r"\)")):
         BadRowPolicy.parse(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("spec", "role", "words"),
+    [
+        ({"encoding": "klingon"}, "source", "source['encoding'] 'klingon' is not a known text encoding"),
+        ({"encoding": "utf-16"}, "source", "does not write ASCII characters as single ASCII bytes"),
+        ({"encoding": "latin-1"}, "sink", "outputs are always written as UTF-8"),
+        ({"max_line_bytes": 10}, "source", "max_line_bytes'] must be a whole number of bytes, at least 1024"),
+        ({"max_line_bytes": "lots"}, "source", "at least 1024"),
+        ({"table": "scores", "encoding": "latin-1"}, "source", "['encoding'] applies to files, not to a SQL table"),
+    ],
+)
+def test_text_source_options_are_checked(spec: dict, role: str, words: str):
+    with pytest.raises(ConfigurationError, match=re.escape(words)):
+        DataSpec.parse({"uri": "file:///data/in.csv", **spec}, role)
+
+
+def test_text_source_options_are_normalised():
+    spec = DataSpec.parse({"uri": "file:///in.csv", "encoding": "Latin1", "max_line_bytes": "2048"}, "source")
+    assert (spec.encoding, spec.max_line_bytes) == ("iso8859-1", 2048)
+    assert DataSpec.parse({"uri": "file:///in.csv", "encoding": "UTF8"}, "source").encoding is None
 
 
 def test_policy_defaults():
