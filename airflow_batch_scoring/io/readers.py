@@ -418,9 +418,8 @@ class _TextReader(PieceReader):
                 self.newline = detect_newline(f.read(HEAD_BYTES))
             else:
                 size = self.fs.size(path)
-                # (the head's few bytes through the open file when the piece starts there, else on their own)
-                head = f.read(HEAD_BYTES) if piece.start <= 0 else self.fs.cat_file(path, start=0, end=HEAD_BYTES)
-                self.newline = detect_newline(head)
+                # (a small ranged read of its own: through ``f`` it would fetch a whole block_size at offset 0)
+                self.newline = detect_newline(self.fs.cat_file(path, start=0, end=min(size, HEAD_BYTES)))
                 first, last = range_bounds(f, piece.start, piece.end, size, self.newline)
             prologue, columns = self.open_file(f, piece)
             first = max(first, prologue)
