@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class BatchScoringError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    ``retryable`` says whether running the task again can change the outcome: ``False`` (the default) for what only
+    the user can fix (a setting, a schema, the input in ``fail`` mode, a bad-row threshold, the model), so that the
+    operators fail at once instead of burning their retries; ``True`` for a store outage or a lost replica.
+    """
+
+    retryable: bool = False
 
 
 class ConfigurationError(BatchScoringError, ValueError):
@@ -59,11 +66,15 @@ class ModelError(BatchScoringError):
 
 
 class ReplicaError(BatchScoringError):
-    """A scoring replica failed; the message carries the replica's own error."""
+    """A scoring replica failed (killed, out of memory, an unexpected crash); the message carries its own error."""
+
+    retryable = True
 
 
 class StorageError(BatchScoringError):
     """A store (object storage, a database) could not be reached or failed while a replica read or wrote."""
+
+    retryable = True
 
 
 _UNREACHABLE = ("ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
@@ -80,3 +91,16 @@ def is_unreachable(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether running the task again can change the outcome of ``error``.
+
+    A store that could not be reached can come back, whatever error reported it; one of ours says so itself
+    (:attr:`BatchScoringError.retryable`); any other exception (an unexpected crash) keeps its retries.
+    """
+    if is_unreachable(error):
+        return True
+    if isinstance(error, BatchScoringError):
+        return bool(error.retryable)
+    return True

@@ -20,6 +20,7 @@ from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.links import ModelVersionLink
+from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -135,6 +136,10 @@ class ProcessArtifactOperator(BaseOperator):
             json.dump({"status": "processing"}, f)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with no_retry_for_user_errors():  # an error a retry cannot change fails the task without its retries
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any]:
         target = self._target_dir(context)
         self._prepare(target)
         artifact_dir = os.path.join(target, "artifact")
