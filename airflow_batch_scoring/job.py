@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sql_spec import SQL_KEYS, is_sql_spec, parse_sql_keys
 
@@ -242,6 +243,7 @@ class DataSpec:
         if not uri or not isinstance(uri, str):
             raise ConfigurationError(f"{role}['uri'] is required, e.g. 'file:///data/{role}/'.")
         uri = uri.strip()
+        check_user_info(uri, f"{role}['uri']")  # before any message could quote it
         fmt = value.get("format") or ""
         if fmt or infer_format(uri):
             fmt = normalize_format(fmt, uri, role)

@@ -43,7 +43,9 @@ def test_a_valid_form_passes_as_it_is():
      {"passthrough_columns": [""]}, {"source_header": "yes"}, {"sink_compression": "zip"},
      {"sink_uri": "gs://scores/../private/"}, {"sink_uri": "file:///data/scores/.."},
      {"sink_uri": "file:///data/scores/%2E%2e/x"}, {"sink_uri": "s3://scores/a/./b"},
-     {"sink_uri": "file:///data/scores/..%2fetc"}],
+     {"sink_uri": "file:///data/scores/..%2fetc"},
+     {"source_uri": "s3://AKIDEXAMPLE:secret@raw/day=1/"}, {"sink_uri": "file://user:secret@/data/scores/"},
+     {"sink_uri": "abfs://user:secret@container/scores/"}],
     ids=lambda change: f"{next(iter(change))}={next(iter(change.values()))!r}",
 )
 def test_an_invalid_form_is_refused(change: dict):

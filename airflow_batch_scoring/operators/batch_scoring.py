@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
-from airflow_batch_scoring.hooks.storage import storage_options
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
 from airflow_batch_scoring.io.bad_rows import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
@@ -177,6 +177,11 @@ class BatchScoringOperator(BaseOperator):
 
             KubernetesSettings.check_keys(kubernetes)  # a misspelt setting fails at parse time
         self._launcher: Any = None
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Credentials written into a URI (refused when the task runs) never reach the log or the rendered fields.
+        mask_uri_credentials([self.model, self.source, self.sink])
 
     def _job_id(self, context: Context) -> str:
         """One name for every attempt of this task instance: a retry finds (and resumes) the earlier attempt."""
