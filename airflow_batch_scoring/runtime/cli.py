@@ -123,11 +123,20 @@ def shard_of(shard: int | None, shards: str | None, completion_index: str | None
     return numbers[index]
 
 
+def _run(args: argparse.Namespace) -> int:
+    from airflow_batch_scoring.runtime.verified import discard_verified_copies
+
+    try:
+        return run_shard_command(args)
+    finally:
+        discard_verified_copies()  # the private copy of the model the replica loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
     args = build_parser().parse_args(argv)
     try:
-        return run_shard_command(args)
+        return _run(args)
     except BatchScoringError as err:
         retryable = is_retryable(err)
         _emit(ERROR_MARKER + json.dumps({"type": type(err).__name__, "message": str(err), "retryable": retryable}))
