@@ -197,7 +197,7 @@ def scoring_templates(kubernetes: Mapping[str, Any] | None = None) -> dict[str, 
     """``BatchScoringOperator`` keyword arguments that read the params of :func:`scoring_params`.
 
     :param kubernetes: the Kubernetes runtime's settings (``{"image": ...}``, see README "Kubernetes runtime"): the
-        replicas then run as pods whose CPU and memory requests (and memory limit) come from the form. Without it,
+        replicas then run as pods whose CPU and memory requests (and limits) come from the form. Without it,
         replicas run on the worker and the form's resources are only recorded.
     """
     templates = _templates()

@@ -82,7 +82,9 @@ def test_resources_go_to_the_kubernetes_pods_when_that_runtime_is_asked_for():
     assert operator.runtime == "kubernetes"
     settings = KubernetesSettings.parse(operator.render_template(operator.kubernetes, {"params": VALID}))
     assert settings.image == "scoring:1"
-    assert settings.resources == {"requests": {"cpu": "500m", "memory": "1536Mi"}, "limits": {"memory": "1536Mi"}}
+    # the CPU request given alone is also its limit: a pod never runs unbounded by accident
+    assert settings.resources == {"requests": {"cpu": "500m", "memory": "1536Mi"},
+                                  "limits": {"memory": "1536Mi", "cpu": "500m"}}
 
 
 def test_flag_refuses_what_is_not_a_boolean():
