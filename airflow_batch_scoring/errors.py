@@ -33,6 +33,7 @@ class InputError(BatchScoringError):
     :param line: the 1-based line number (text formats), when known.
     :param row: the 1-based row number (Parquet), when known.
     :param column: the column name, when known.
+    :param retryable: whether a retry can change it (an input that is missing yet, or changed during the run).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class InputError(BatchScoringError):
         line: int | None = None,
         row: int | None = None,
         column: str | None = None,
+        retryable: bool = False,
     ):
         where = []
         if path:
@@ -59,6 +61,7 @@ class InputError(BatchScoringError):
         self.line = line
         self.row = row
         self.column = column
+        self.retryable = retryable
 
 
 class ModelError(BatchScoringError):

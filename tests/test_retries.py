@@ -122,3 +122,17 @@ def test_what_a_replica_reports_keeps_whether_a_retry_can_help():
         assert is_retryable(err)
     assert not is_retryable(ModelError("no such model")) and is_retryable(StorageError("down"))
     assert is_retryable(ReplicaError("killed")) and is_retryable(RuntimeError("unexpected"))
+
+
+def test_an_input_that_is_not_there_yet_stays_retryable(tmp_path: Path):
+    """A file that lands after the task started is something a retry can change (retry_delay waits for it)."""
+    from airflow_batch_scoring.io.files import list_inputs
+
+    for uri in ((tmp_path / "later.csv").as_uri(), (tmp_path / "*.csv").as_uri()):
+        with pytest.raises(InputError) as err:
+            list_inputs(uri)
+        assert is_retryable(err.value), uri
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no files") as err:
+        list_inputs((tmp_path / "empty").as_uri())
+    assert is_retryable(err.value)

@@ -184,7 +184,8 @@ def list_inputs(
         if isinstance(err, FileNotFoundError) or "NoSuchBucket" in str(err) or "does not exist" in str(err):
             raise InputError(
                 f"the input {uri!r} does not exist ({err}); check the bucket/container and the path, and "
-                f"{describe_access(uri, conn_id)}."
+                f"{describe_access(uri, conn_id)}.",
+                retryable=True,  # it may land before a retry
             ) from None
         raise InputError(f"cannot list the input {uri!r} via {describe_access(uri, conn_id)}: {err}") from None
 
@@ -195,15 +196,18 @@ def _list_inputs(uri: str, storage_options: Mapping[str, Any] | None) -> list[In
         infos = fs.glob(path, detail=True)
         files = {p: i for p, i in infos.items() if i.get("type") != "directory"}
         if not files:
-            raise InputError(f"no input file matches the pattern {uri!r}; check the path and the pattern.")
+            raise InputError(f"no input file matches the pattern {uri!r}; check the path and the pattern.",
+                             retryable=True)
     elif fs.isdir(path):
         root = path.rstrip("/")
         infos = fs.find(root, detail=True)
         files = {p: i for p, i in infos.items() if i.get("type") != "directory" and not _is_hidden(p, root)}
         if not files:
-            raise InputError(f"the input folder {uri!r} holds no files; put the input there or fix the path.")
+            raise InputError(f"the input folder {uri!r} holds no files; put the input there or fix the path.",
+                             retryable=True)
     elif fs.isfile(path):
         files = {path: fs.info(path)}
     else:
-        raise InputError(f"the input {uri!r} does not exist; check the path (and the connection, for a store).")
+        raise InputError(f"the input {uri!r} does not exist; check the path (and the connection, for a store).",
+                         retryable=True)  # it may land before a retry
     return [InputFile(full_uri(fs, p), int(files[p].get("size") or 0), _version(files[p])) for p in sorted(files)]

@@ -191,10 +191,9 @@ def check_inputs_unchanged(
             for what, names in (("added", added), ("removed", removed), ("changed", changed))
             if names
         )
-        error = InputError(
+        raise InputError(
             f"the input {job.source.uri} changed while it was being scored ({details}); nothing was published. "
             f"Write inputs completely before the run starts (e.g. land them under a name starting with '_' and "
-            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)})."
+            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)}).",
+            retryable=True,  # a retry plans the input as it is now
         )
-        error.retryable = True  # a retry plans the input as it is now
-        raise error
