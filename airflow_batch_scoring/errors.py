@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class BatchScoringError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    ``retryable`` says whether running the task again can change the outcome: ``False`` (the default) for what only
+    the user can fix (a setting, a schema, the input in ``fail`` mode, a bad-row threshold, the model), so that the
+    operators fail at once instead of burning their retries; ``True`` for a store outage or a lost replica.
+    """
+
+    retryable: bool = False
 
 
 class ConfigurationError(BatchScoringError, ValueError):
@@ -26,6 +33,7 @@ class InputError(BatchScoringError):
     :param line: the 1-based line number (text formats), when known.
     :param row: the 1-based row number (Parquet), when known.
     :param column: the column name, when known.
+    :param retryable: whether a retry can change it (an input that is missing yet, or changed during the run).
     """
 
     def __init__(
@@ -36,6 +44,7 @@ class InputError(BatchScoringError):
         line: int | None = None,
         row: int | None = None,
         column: str | None = None,
+        retryable: bool = False,
     ):
         where = []
         if path:
@@ -52,6 +61,7 @@ class InputError(BatchScoringError):
         self.line = line
         self.row = row
         self.column = column
+        self.retryable = retryable
 
 
 class ModelError(BatchScoringError):
@@ -59,11 +69,15 @@ class ModelError(BatchScoringError):
 
 
 class ReplicaError(BatchScoringError):
-    """A scoring replica failed; the message carries the replica's own error."""
+    """A scoring replica failed (killed, out of memory, an unexpected crash); the message carries its own error."""
+
+    retryable = True
 
 
 class StorageError(BatchScoringError):
     """A store (object storage, a database) could not be reached or failed while a replica read or wrote."""
+
+    retryable = True
 
 
 _UNREACHABLE = ("ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
@@ -80,3 +94,16 @@ def is_unreachable(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether running the task again can change the outcome of ``error``.
+
+    A store that could not be reached can come back, whatever error reported it; one of ours says so itself
+    (:attr:`BatchScoringError.retryable`); any other exception (an unexpected crash) keeps its retries.
+    """
+    if is_unreachable(error):
+        return True
+    if isinstance(error, BatchScoringError):
+        return bool(error.retryable)
+    return True

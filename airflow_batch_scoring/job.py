@@ -9,6 +9,7 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sql_spec import SQL_KEYS, is_sql_spec, parse_sql_keys
 
@@ -131,6 +133,60 @@ def _as_compression(value: Any, role: str) -> str | None:
     return name
 
 
+_ASCII_PROBE = "\n\r,;\t|\"'{}[]:\\ 0123456789.+-eE_abcxyzABCXYZ"
+
+
+def _as_encoding(value: Any, role: str) -> str | None:
+    """A text source's encoding as its codec's name; ``None`` for UTF-8 (the default).
+
+    :raises ConfigurationError: for a sink, an unknown codec, or one that does not write ASCII as ASCII (UTF-16).
+    """
+    if value in (None, ""):
+        return None
+    if role != "sink" and isinstance(value, str):
+        try:
+            name = codecs.lookup(value.strip()).name
+        except LookupError:
+            name = ""
+        if name in ("utf-8", "utf-8-sig"):
+            return None
+        if name:
+            try:
+                compatible = _ASCII_PROBE.encode(name) == _ASCII_PROBE.encode("ascii")
+            except (UnicodeError, LookupError):
+                compatible = False
+            if compatible:
+                return name
+            raise ConfigurationError(
+                f"{role}['encoding'] {value!r} does not write ASCII characters as single ASCII bytes (as UTF-16 and "
+                "UTF-32 do): convert the files to UTF-8 first."
+            )
+        raise ConfigurationError(
+            f"{role}['encoding'] {value!r} is not a known text encoding; use e.g. 'utf-8' (the default), 'latin-1' "
+            "or 'cp1252'."
+        )
+    if role == "sink":
+        raise ConfigurationError(f"{role}['encoding'] is for sources: outputs are always written as UTF-8.")
+    raise ConfigurationError(f"{role}['encoding'] must be an encoding's name such as 'latin-1', got {value!r}.")
+
+
+def _as_max_line_bytes(value: Any, role: str) -> int | None:
+    if value in (None, ""):
+        return None
+    if role == "sink":
+        raise ConfigurationError(f"{role}['max_line_bytes'] is for sources.")
+    try:
+        number = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else 0
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1024:
+        raise ConfigurationError(
+            f"{role}['max_line_bytes'] must be a whole number of bytes, at least 1024 (the default is 16 MiB, "
+            f"16777216), got {value!r}."
+        )
+    return number
+
+
 @dataclass
 class DataSpec:
     """Where data is read from or written to.
@@ -152,6 +208,10 @@ class DataSpec:
     :param merge_keys: SQL sink, ``upsert``: the columns that identify a row.
     :param compression: file sink, CSV or JSON lines: ``gzip``, ``bz2`` or ``xz`` (parts named ``part-00000.csv.gz``).
         A source's compression is read from its file names.
+    :param encoding: text source: the files' encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ...; stored as
+        the codec's name, ``None`` for UTF-8).
+    :param max_line_bytes: text source: the longest line (or CSV record) read, line break included; a longer one is
+        a bad row (``line_too_long``). ``None``: 16 MiB.
     """
 
     uri: str = ""
@@ -167,6 +227,8 @@ class DataSpec:
     mode: str | None = None
     merge_keys: list[str] | None = None
     compression: str | None = None
+    encoding: str | None = None
+    max_line_bytes: int | None = None
 
     @property
     def is_sql(self) -> bool:
@@ -200,6 +262,7 @@ class DataSpec:
         if not uri or not isinstance(uri, str):
             raise ConfigurationError(f"{role}['uri'] is required, e.g. 'file:///data/{role}/'.")
         uri = uri.strip()
+        check_user_info(uri, f"{role}['uri']")  # before any message could quote it
         fmt = value.get("format") or ""
         if fmt or infer_format(uri):
             fmt = normalize_format(fmt, uri, role)
@@ -211,6 +274,8 @@ class DataSpec:
             conn_id=value.get("conn_id") or None,
             newlines_in_values=_as_bool(value.get("newlines_in_values", False), f"{role}['newlines_in_values']"),
             compression=_as_compression(value.get("compression"), role),
+            encoding=_as_encoding(value.get("encoding"), role),
+            max_line_bytes=_as_max_line_bytes(value.get("max_line_bytes"), role),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,9 +22,11 @@ FORMATS = ["csv", "jsonl", "parquet"]
 FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON lines", "parquet": "Parquet"}
 #: Object store URIs the runtime reads and writes (see README "Object stores and connections"), without ``.`` or
 #: ``..`` segments (also percent-encoded): a form cannot climb out of a folder. Where the sink may be is the
-#: operator's ``allowed_sink_prefixes``, checked at run time.
+#: operator's ``allowed_sink_prefixes``, checked at run time. No credentials before '@' (they belong in a connection;
+#: an Azure ``container@account`` authority is allowed).
 URI_PATTERN = (
-    r"^(file|s3|s3a|s3n|gs|gcs|abfs|abfss|wasb|wasbs)://"
+    r"^(?!(file|s3|s3a|s3n|gs|gcs)://[^\s/]*@)(?!(abfs|abfss|wasb|wasbs)://[^\s/@]*:[^\s/]*@)"
+    r"(file|s3|s3a|s3n|gs|gcs|abfs|abfss|wasb|wasbs)://"
     r"(?!(.*/)?(\.|%2[eE])(\.|%2[eE])?(/|$))(?!.*%2[fF])[^\s]+$"
 )
 #: Kubernetes CPU quantities: "2", "0.5", "500m".
@@ -195,7 +197,7 @@ def scoring_templates(kubernetes: Mapping[str, Any] | None = None) -> dict[str, 
     """``BatchScoringOperator`` keyword arguments that read the params of :func:`scoring_params`.
 
     :param kubernetes: the Kubernetes runtime's settings (``{"image": ...}``, see README "Kubernetes runtime"): the
-        replicas then run as pods whose CPU and memory requests (and memory limit) come from the form. Without it,
+        replicas then run as pods whose CPU and memory requests (and limits) come from the form. Without it,
         replicas run on the worker and the form's resources are only recorded.
     """
     templates = _templates()

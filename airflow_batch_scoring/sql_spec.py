@@ -25,7 +25,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_WITH_PASSWORD = re.compile(r"^[A-Za-z0-9+.-]+://[^/@:]*:[^/@]*@")
 #: the file keys that mean nothing for a table or a query, with their defaults.
 _FILE_KEYS = {
-    "format": ("", None), "header": (False, None, "auto"), "columns": (None, [], ""), "newlines_in_values": (False,)
+    "format": ("", None), "header": (False, None, "auto"), "columns": (None, [], ""), "newlines_in_values": (False,),
+    "encoding": (None, ""), "max_line_bytes": (None, ""),
 }
 
 

@@ -41,3 +41,19 @@ class KillOnce:
             Path(self.flag).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return x["f0"].to_numpy() * 2
+
+
+class KillTimes:
+    """Predicts ``2 * f0``; the first ``times`` replicas that meet a marked row kill themselves with SIGKILL (one
+    flag file each in ``folder``), so that only the attempt after them scores normally."""
+
+    feature_names_in_ = np.array(FEATURES, dtype=object)
+
+    def __init__(self, folder: Path, times: int):
+        self.folder, self.times = str(folder), times
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        if (x["f4"] == MARK).any() and len(os.listdir(self.folder)) < self.times:
+            Path(self.folder, f"killed-{len(os.listdir(self.folder))}").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x["f0"].to_numpy() * 2

@@ -392,7 +392,7 @@ def container_process(spec: dict[str, Any], mounts: dict[str, Path], index: int)
     command = [sys.executable if i == 0 and arg == "python" else local(arg) for i, arg in enumerate(command)]
     env = {name: os.environ[name] for name in SAFE_ENV if name in os.environ}
     for item in container.get("env") or []:
-        env[item["name"]] = item.get("value", "")
+        env[item["name"]] = local(item.get("value", ""))  # TMPDIR=/tmp: the pod's scratch emptyDir
     env["JOB_COMPLETION_INDEX"] = str(index)
     return command, env
 

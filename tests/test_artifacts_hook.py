@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from helpers import Models
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -101,6 +102,7 @@ def test_process_operator_uses_the_connection(mlflow_connection: str, models: Mo
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     operator.target = str(tmp_path / "other")
-    with pytest.raises(ConfigurationError, match="not empty and was not written by ProcessArtifactOperator"):
-        operator.execute({})
+    with pytest.raises(AirflowFailException, match="not empty and was not written by ProcessArtifactOperator") as err:
+        operator.execute({})  # a user error: failed without retries
+    assert isinstance(err.value.__cause__, ConfigurationError)
     assert (tmp_path / "other" / "keep.txt").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import joblib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from helpers import FEATURES, Models, assert_nothing_published, make_frame, source_spec, write_frame
 from test_scoring import score
@@ -201,7 +205,7 @@ def _with_missing(frame, fmt: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("fmt", "where", "on_bad_rows"),
     [("csv", "line 1701", "fail"), ("csv_header", "line 1702", "fail"), ("jsonl", "line 1701", "fail"),
-     ("parquet", "row 1701", "fail"), ("csv", "line 1701", "quarantine")],
+     ("parquet", "row 1701", "fail")],
 )
 def test_a_missing_value_the_model_refuses_is_located(models: Models, tmp_path: Path, fmt: str, where: str,
                                                       on_bad_rows: str):
@@ -224,6 +228,85 @@ def test_a_missing_value_the_model_refuses_is_located(models: Models, tmp_path: 
                     {"uri": (tmp_path / "ok").as_uri(), "format": "parquet"}, tmp_path / "ok-work",
                     passthrough_columns=["id"], replicas=2, batch_size=250)
     assert summary["rows_out"] == 3000
+
+
+@pytest.fixture(scope="module")
+def tree_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object, Path]]:
+    """Models with exact (tree) predictions: one refuses NaN and inf (gradient boosting), one refuses only inf (a
+    decision tree handles NaN)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.tree import DecisionTreeRegressor
+
+    folder = tmp_path_factory.mktemp("tree-models")
+    train = make_frame(2000, seed=99)
+    target = train["f0"] * 3.3 + train["f3"] / 1e6
+    found = {}
+    for name, model in (("refuses-both", GradientBoostingRegressor(n_estimators=20, random_state=0)),
+                        ("refuses-inf", DecisionTreeRegressor(max_depth=6, random_state=0))):
+        model.fit(train[FEATURES], target)
+        joblib.dump(model, folder / f"{name}.joblib")
+        found[name] = (model, folder / f"{name}.joblib")
+    return found
+
+
+def _with_non_finite(fmt: str, tmp_path: Path, values: dict[int, tuple[str, float]]):
+    """3000 rows as ``fmt``; ``values`` sets some rows' feature to NaN, inf or -inf (a JSON null for NaN)."""
+    frame = make_frame(3000, seed=3)
+    for row, (column, value) in values.items():
+        frame.loc[row, column] = value
+    path = tmp_path / f"in.{'csv' if fmt.startswith('csv') else fmt}"
+    write_frame(frame, path, fmt)
+    if fmt == "jsonl":  # json.dumps writes NaN and Infinity: a null is JSON's missing value (Arrow reads Infinity)
+        path.write_text(path.read_text().replace("NaN", "null"))
+    return frame, path
+
+
+@pytest.mark.parametrize(
+    ("fmt", "where"),
+    [("csv", "line 1701"), ("csv_header", "line 1702"), ("jsonl", "line 1701"), ("parquet", "row 1701")],
+)
+def test_an_infinite_value_the_model_refuses_is_located(tree_models, tmp_path: Path, fmt: str, where: str):
+    """A decision tree handles NaN but refuses inf. The batch that fails holds both (f1 is NaN in row 1650, f3 inf
+    in row 1700): the error names the inf, not the NaN before it; nothing is published."""
+    _, path = _with_non_finite(fmt, tmp_path, {1650: ("f1", float("nan")), 1700: ("f3", float("inf"))})
+    sink = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        score(str(tree_models["refuses-inf"][1]), source_spec(fmt, path.as_uri()), {"uri": sink.as_uri()}, tmp_path,
+              passthrough_columns=["id"], replicas=2, batch_size=250)
+    message = str(err.value)
+    assert f"{path.as_uri()}, {where}, column 'f3': the value is infinite" in message, message
+    assert "does not accept infinite values" in message and "Input X contains infinity" in message
+    assert_nothing_published(sink)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize(("model", "set_aside"),
+                         [("refuses-both", {5, 1650, 1700, 2999}), ("refuses-inf", {1700, 2999})])
+def test_values_the_model_refuses_are_quarantined(tree_models, tmp_path: Path, fmt: str, model: str,
+                                                  set_aside: set[int]):
+    """With on_bad_rows='quarantine', the rows holding values the model refuses (and only those: a NaN for a model
+    that handles it is scored) land in _errors/ with their place and reason; the others are scored."""
+    values = {5: ("f2", float("nan")), 1650: ("f1", float("nan")), 1700: ("f3", float("inf")),
+              2999: ("f0", float("-inf"))}
+    frame, path = _with_non_finite(fmt, tmp_path, values)
+    estimator, model_path = tree_models[model]
+    sink = tmp_path / "out"
+    summary = score(str(model_path), source_spec(fmt, path.as_uri()), {"uri": sink.as_uri(), "format": "parquet"},
+                    tmp_path, passthrough_columns=["id"], replicas=2, batch_size=250, on_bad_rows="quarantine")
+    errors = [json.loads(line) for part in sorted((sink / "_errors").iterdir())
+              for line in part.read_text().splitlines()]
+    unit = "row" if fmt == "parquet" else "line"
+    reasons = {"f2": "missing_value", "f1": "missing_value", "f3": "infinite_value", "f0": "infinite_value"}
+    assert [(e[unit], e["reason"], e["column"]) for e in errors] == [
+        (row + 1, reasons[values[row][0]], values[row][0]) for row in sorted(set_aside)
+    ]
+    assert all(e["file"] == path.as_uri() for e in errors)
+    assert summary["rows_bad"] == len(set_aside) and summary["rows_out"] == 3000 - len(set_aside)
+    good = frame.drop(index=sorted(set_aside))
+    output = pa.concat_tables([pq.read_table(p) for p in sorted(sink.glob("part-*"))]).to_pandas()
+    ids = good["id"].astype(str) if fmt == "csv" else good["id"]  # a CSV passthrough column is carried as its text
+    assert output["id"].tolist() == ids.tolist()
+    np.testing.assert_array_equal(output["prediction"].to_numpy(), estimator.predict(good[FEATURES]))
 
 
 def _without_dac_override() -> list[str]:

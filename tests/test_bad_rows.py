@@ -10,6 +10,7 @@ through real replica processes, the operator in ``dag.test()``, the command line
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -29,7 +30,7 @@ from test_scoring import check_predictions
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.bad_rows import BadRowPolicy, salvage
+from airflow_batch_scoring.io.bad_rows import MAX_RAW_CHARS, BadRowPolicy, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.engine import run_shard
@@ -122,6 +123,8 @@ class Input:
     first_line: int = 1  # the line (or row) number of the first data row
     lines: list[bytes] = field(default_factory=list)  # text inputs: the file's lines, for the raw text
     after_listing: Callable[[], None] | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # more arguments of the run (passthrough_columns, ...)
+    expect: dict[str, list[Any]] = field(default_factory=dict)  # output columns' values, when the input is valid
 
 
 def _write_lines(path: Path, lines: list[bytes]) -> None:
@@ -246,6 +249,51 @@ def _unclosed_quote_in_a_string(folder: Path) -> Input:
     return Input(source, frame["id"].tolist(), frame, lines=lines)
 
 
+def _cr_only(lines: list[bytes]) -> None:
+    """Classic Mac OS line ends: a bare CR."""
+    lines[:] = [line.replace(b"\n", b"\r") for line in lines]
+
+
+def _names_csv(folder: Path, names: dict[int, bytes], *, passthrough: list[str] | None = None,
+               f2: dict[int, bytes] | None = None, encoding: str | None = None, max_line_bytes: int | None = None,
+               end: bytes = b"\n") -> Input:
+    """A CSV with a String column ``name`` (passed through unless ``passthrough`` says otherwise) whose values are
+    ``name i`` except the bytes of ``names``; ``f2`` replaces f2 values; ``end`` ends the last line."""
+    frame = make_frame(ROWS, seed=17)
+    lines = []
+    for i in range(ROWS):
+        features = [repr(float(v)).encode() for v in frame.loc[i, FEATURES]]
+        features[2] = (f2 or {}).get(i, features[2])
+        lines.append(b",".join([str(frame.loc[i, "id"]).encode(), names.get(i, f"name {i}".encode()), *features])
+                     + b"\n")
+    lines[-1] = lines[-1].rstrip(b"\n") + end
+    _write_lines(folder / "names.csv", lines)
+    source: dict[str, Any] = {"uri": (folder / "names.csv").as_uri(), "columns": ["id", "name", *FEATURES]}
+    source.update({k: v for k, v in (("encoding", encoding), ("max_line_bytes", max_line_bytes)) if v})
+    found = Input(source, frame["id"].tolist(), frame, lines=lines,
+                  options={"passthrough_columns": passthrough or ["id", "name"]})
+    found.expect["name"] = [names.get(i, f"name {i}".encode()).decode(encoding or "utf-8", errors="replace")
+                            for i in range(ROWS)]
+    return found
+
+
+def _names_jsonl(folder: Path, names: dict[int, bytes], *, encoding: str | None = None,
+                 max_line_bytes: int | None = None) -> Input:
+    """JSON lines with a passed-through String key ``name``: ``name i`` except the bytes of ``names``."""
+    frame = make_frame(ROWS, seed=18)
+    lines = []
+    for i, record in enumerate(frame.to_dict(orient="records")):
+        text = json.dumps({"id": record["id"], "name": "@", **{k: record[k] for k in FEATURES}}).encode()
+        lines.append(text.replace(b"@", names.get(i, f"name {i}".encode())) + b"\n")
+    _write_lines(folder / "names.jsonl", lines)
+    source: dict[str, Any] = {"uri": (folder / "names.jsonl").as_uri()}
+    source.update({k: v for k, v in (("encoding", encoding), ("max_line_bytes", max_line_bytes)) if v})
+    found = Input(source, frame["id"].tolist(), frame, lines=lines, options={"passthrough_columns": ["id", "name"]})
+    found.expect["name"] = [names.get(i, f"name {i}".encode()).decode(encoding or "utf-8", errors="replace")
+                            for i in range(ROWS)]
+    return found
+
+
 def _listed_then_replaced_by_a_folder(folder: Path) -> Input:
     found = csv_input(folder)
     path = folder / "in.csv"
@@ -341,7 +389,31 @@ CASES = [
     Case("csv-unclosed-quote-in-a-string", _unclosed_quote_in_a_string,
          ["line 21", "quote that is never closed"], [(21, "malformed_row", None)]),
     Case("csv-not-utf8", lambda d: csv_input(d, field_at(3, 4, b"\xff\xfe")),
-         ["line 4", "not UTF-8"], [(4, "invalid_utf8", None)]),
+         ["line 4", "column 'f3'", "not UTF-8", "byte 0xff", "source['encoding']"], [(4, "invalid_utf8", "f3")]),
+    Case("csv-not-utf8-in-a-passthrough-column", lambda d: _names_csv(d, {0: b"n\xe9 0", 33: b"caf\xe9"}),
+         ["line 1", "column 'name'", "not UTF-8", "byte 0xe9"],
+         [(1, "invalid_utf8", "name"), (34, "invalid_utf8", "name")]),
+    Case("csv-not-utf8-in-an-unused-column", lambda d: _names_csv(d, {12: b"\x80"}, passthrough=["id"]),
+         ["line 13", "column 'name'", "not UTF-8"], [(13, "invalid_utf8", "name")]),
+    Case("csv-latin1-with-its-encoding", lambda d: _names_csv(d, {0: b"n\xe9", 20: b"\xc5ngstr\xf6m"},
+                                                                  encoding="latin-1"), ok=True),
+    Case("csv-cp1252-byte-it-does-not-define", lambda d: _names_csv(d, {7: b"\x81"}, encoding="cp1252"),
+         ["line 8", "column 'name'", "not cp1252 text"], [(8, "invalid_encoding", "name")]),
+    Case("csv-a-long-value-in-a-good-line", lambda d: _names_csv(d, {5: b"x" * (1536 * 1024)}), ok=True),
+    Case("csv-a-long-value-in-a-bad-line", lambda d: _names_csv(d, {5: b"x" * (1536 * 1024)}, f2={5: b"abc"}),
+         ["line 6", "column 'f2'", "value 'abc'", *EXPECTS_FLOAT], [(6, "type_mismatch", "f2")]),
+    Case("csv-a-long-bad-line-with-too-many-fields", lambda d: _names_csv(d, {5: b"a," + b"y" * (300 * 1024)}),
+         ["line 6", "8 field(s) where 7 are expected"], [(6, "extra_fields", None)]),
+    Case("csv-line-longer-than-max-line-bytes", lambda d: _names_csv(d, {9: b"z" * (200 * 1024)},
+                                                                        max_line_bytes=64 * 1024),
+         ["line 10", "bytes long, more than max_line_bytes=65,536"], [(10, "line_too_long", None)]),
+    Case("csv-last-line-longer-than-max-line-bytes", lambda d: _names_csv(d, {ROWS - 1: b"z" * (100 * 1024)},
+                                                                             max_line_bytes=64 * 1024, end=b""),
+         [f"line {ROWS}", "more than max_line_bytes"], [(ROWS, "line_too_long", None)]),
+    Case("csv-cr-only-line-ends", lambda d: csv_input(d, _cr_only), ok=True),
+    Case("csv-header-cr-only-line-ends", lambda d: csv_input(d, _cr_only, header=True), ok=True),
+    Case("csv-cr-only-with-a-bad-value", lambda d: csv_input(d, lambda ls: (field_at(40, 2, b"?")(ls), _cr_only(ls))),
+         ["line 41", "column 'f1'", "value '?'"], [(41, "type_mismatch", "f1")]),
     Case("csv-decimal-comma", lambda d: csv_input(d, field_at(14, 1, b'"1,5"')),
          ["line 15", "column 'f0'", "value '1,5'", *EXPECTS_FLOAT], [(15, "type_mismatch", "f0")]),
     Case("csv-infinity-word", lambda d: csv_input(d, field_at(2, 5, b"infinite")),
@@ -384,7 +456,17 @@ CASES = [
     Case("jsonl-string-line", lambda d: jsonl_input(d, replace_line(33, b'"hello"\n')),
          ["line 34", "JSON str, not an object"], [(34, "not_an_object", None)]),
     Case("jsonl-not-utf8", lambda d: jsonl_input(d, replace_line(19, b'{"id": 19, "f0": "\xff"}\n')),
-         ["line 20", "not UTF-8"], [(20, "invalid_utf8", None)]),
+         ["line 20", "column 'f0'", "not UTF-8"], [(20, "invalid_utf8", "f0")]),
+    Case("jsonl-not-utf8-in-a-passthrough-column", lambda d: _names_jsonl(d, {0: b"n\xe9 0", 41: b"caf\xe9"}),
+         ["line 1", "column 'name'", "not UTF-8", "byte 0xe9"],
+         [(1, "invalid_utf8", "name"), (42, "invalid_utf8", "name")]),
+    Case("jsonl-latin1-with-its-encoding", lambda d: _names_jsonl(d, {3: b"\xc5ngstr\xf6m"}, encoding="latin-1"),
+         ok=True),
+    Case("jsonl-a-long-value", lambda d: _names_jsonl(d, {8: b"x" * (1536 * 1024)}), ok=True),
+    Case("jsonl-line-longer-than-max-line-bytes", lambda d: _names_jsonl(d, {30: b"z" * (100 * 1024)},
+                                                                            max_line_bytes=64 * 1024),
+         ["line 31", "more than max_line_bytes=65,536"], [(31, "line_too_long", None)]),
+    Case("jsonl-cr-only-line-ends", lambda d: jsonl_input(d, _cr_only), ok=True),
     Case("jsonl-missing-column", lambda d: jsonl_input(d, lambda ls: ls.__setitem__(
         slice(None), [(json.dumps({k: v for k, v in json.loads(x).items() if k != "f2"}) + "\n").encode()
                       for x in ls])), file_error=["column 'f2'", "model's input column is missing"]),
@@ -434,17 +516,24 @@ def _path_of(found: Input) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_fails_with_a_precise_message(case: Case, processed: dict[str, ModelSpec], tmp_path: Path):
+def test_bad_input_fails_with_a_precise_message(case: Case, processed: dict[str, ModelSpec], models: Models,
+                                                tmp_path: Path):
     found = case.build(tmp_path)
     sink = tmp_path / "out"
     if case.ok:
         summary = score(processed[found.model], found.source, sink, after_listing=found.after_listing,
-                        input_schema=case.schema)
+                        input_schema=case.schema, **found.options)
         assert summary["rows_out"] == len(found.ids) and summary["rows_bad"] == 0
-        assert output_of(sink).column("id").to_pylist() == found.ids
+        output = output_of(sink)
+        assert output.column("id").to_pylist() == found.ids
+        for name, values in found.expect.items():  # (passthrough text exactly as in the input)
+            assert output.column(name).to_pylist() == values
+        if found.frame is not None:
+            check_predictions(found.frame, output, models.regressor)
         return
     with pytest.raises(InputError) as err:
-        score(processed[found.model], found.source, sink, after_listing=found.after_listing, input_schema=case.schema)
+        score(processed[found.model], found.source, sink, after_listing=found.after_listing, input_schema=case.schema,
+              **found.options)
     message = str(err.value)
     assert _path_of(found) in message, message
     for words in case.fail or case.file_error or []:
@@ -459,7 +548,7 @@ def test_bad_input_is_quarantined(case: Case, processed: dict[str, ModelSpec], m
 
     def run() -> dict:
         return score(processed[found.model], found.source, sink, after_listing=found.after_listing,
-                     input_schema=case.schema, on_bad_rows="quarantine")
+                     input_schema=case.schema, on_bad_rows="quarantine", **found.options)
 
     if case.file_error is not None:
         with pytest.raises(InputError) as err:
@@ -477,10 +566,11 @@ def test_bad_input_is_quarantined(case: Case, processed: dict[str, ModelSpec], m
     assert summary["rows_bad"] == len(case.bad)
     for error in errors:
         assert error["file"] == found.source["uri"]
-        if error["column"]:
+        if error["reason"] == "type_mismatch":
             assert error["expected_type"] and error["value"] is not None
-        if found.lines:  # the raw text is the line as it was in the file
-            assert error["raw"] == found.lines[error["line"] - 1].decode("utf-8", errors="replace").rstrip("\r\n")
+        if found.lines:  # the raw text is the line as it was in the file (its first 64 KiB)
+            line = found.lines[error["line"] - 1].decode("utf-8", errors="replace").rstrip("\r\n")
+            assert error["raw"] == (line if len(line) <= MAX_RAW_CHARS else line[:MAX_RAW_CHARS] + "...(truncated)")
     bad_ids = {found.ids[position - found.first_line] for position, _, _ in case.bad}
     good = [i for i in found.ids if i not in bad_ids]
     output = output_of(sink)
@@ -695,6 +785,82 @@ def test_quarantine_of_json_lines_and_parquet_across_shards(processed, models: M
     assert summary["rows_bad"] == 5 and summary["rows_in"] == 1995
 
 
+def _lines_with_bytes(frame: pd.DataFrame, fmt: str, column: str, bad: dict[int, bytes]) -> list[bytes]:
+    """``frame`` (with a String column ``name``) as CSV or JSON lines, ``column`` of the rows in ``bad`` holding
+    those raw bytes."""
+    lines = []
+    for i, record in enumerate(frame.to_dict(orient="records")):
+        values = {k: (json.dumps(v) if fmt == "jsonl" else repr(v) if isinstance(v, float) else str(v)).encode()
+                  for k, v in record.items()}
+        if i in bad:
+            values[column] = b'"' + bad[i] + b'"' if fmt == "jsonl" else bad[i]
+        if fmt == "jsonl":
+            lines.append(b"{" + b", ".join(b'"%s": %s' % (k.encode(), v) for k, v in values.items()) + b"}\n")
+        else:
+            lines.append(b",".join(values.values()) + b"\n")
+    return lines
+
+
+@pytest.mark.parametrize("on_bad_rows", ["fail", "quarantine"])
+@pytest.mark.parametrize("column", ["name", "f2"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_invalid_utf8_across_replicas(processed, models: Models, tmp_path: Path, fmt: str, column: str,
+                                      on_bad_rows: str):
+    """Latin-1 bytes in a passthrough column and in a feature column, in the first line of the file and in other
+    replicas' shards: ``fail`` names the file, line and column; ``quarantine`` sets exactly those rows aside, and
+    every part has the same schema (the passthrough column is text in each)."""
+    frame = make_frame(600, seed=19)
+    frame.insert(1, "name", [f"name {i}" for i in range(600)])
+    bad = {0: b"n\xe9 0", 201: b"caf\xe9", 402: b"\xc5ngstr\xf6m", 599: b"1.5\xb0"}
+    path = tmp_path / f"in.{fmt}"
+    _write_lines(path, _lines_with_bytes(frame, fmt, column, bad))
+    source = {"uri": path.as_uri(), "format": fmt}
+    if fmt == "csv":
+        source["columns"] = ["id", "name", *FEATURES]
+    sink = tmp_path / "out"
+    run = {"replicas": 3, "batch_size": 64, "passthrough_columns": ["id", "name"], "on_bad_rows": on_bad_rows}
+    if on_bad_rows == "fail":
+        with pytest.raises(InputError) as err:
+            score(processed["regressor"], source, sink, **run)
+        message = str(err.value)
+        assert f"file {path.as_uri()}, line 1, column '{column}': the value is not UTF-8 text (byte 0xe9" in message
+        assert "set source['encoding']" in message
+        assert_nothing_published(sink)
+        return
+    summary = score(processed["regressor"], source, sink, **run)
+    assert [(e["line"], e["reason"], e["column"]) for e in errors_of(sink)] == [
+        (i + 1, "invalid_utf8", column) for i in sorted(bad)
+    ]
+    good = frame.drop(index=sorted(bad))
+    output = output_of(sink)
+    assert output.column("id").to_pylist() == good["id"].tolist()
+    assert output.column("name").to_pylist() == good["name"].tolist()
+    check_predictions(good, output, models.regressor)
+    schemas = {pq.read_schema(p) for p in sink.iterdir() if p.name.startswith("part-")}
+    assert len(schemas) == 1 and schemas.pop().field("name").type == pa.string()
+    assert summary["rows_bad"] == 4 and len(json.loads((sink / "_manifest.json").read_text())["shards"]) == 3
+
+
+def test_a_latin1_file_read_with_its_encoding(processed, models: Models, tmp_path: Path):
+    """``encoding='latin-1'``: the header, the passthrough text and the values are read right, across replicas."""
+    frame = make_frame(300, seed=20)
+    frame.insert(1, "name", [f"caf\xe9 {i} \xc5ngstr\xf6m" for i in range(300)])
+    path = tmp_path / "in.csv"
+    path.write_bytes(("id,nom_\xe9,name," + ",".join(FEATURES) + "\n").encode("latin-1") + b"".join(
+        (f"{r.id},\xe0,{r.name}," + ",".join(repr(float(getattr(r, c))) for c in FEATURES) + "\n").encode("latin-1")
+        for r in frame.itertuples()
+    ))
+    sink = tmp_path / "out"
+    source = {"uri": path.as_uri(), "format": "csv", "header": True, "encoding": "latin-1"}
+    score(processed["regressor"], source, sink, replicas=2, passthrough_columns=["id", "name", "nom_\xe9"])
+    output = output_of(sink)
+    assert output.column("name").to_pylist() == frame["name"].tolist()
+    assert output.column("nom_\xe9").to_pylist() == ["\xe0"] * 300
+    check_predictions(frame, output, models.regressor)
+    with pytest.raises(InputError, match=r"line 1: the header line is not utf-8 text"):  # without the option
+        score(processed["regressor"], {**source, "encoding": None}, tmp_path / "out2", passthrough_columns=["id"])
+
+
 # --- thresholds --------------------------------------------------------------------------------------------------
 
 
@@ -773,6 +939,28 @@ def test_a_replaced_output_loses_its_old_errors(processed, tmp_path: Path):
 def test_policy_parameters_are_checked(arguments: dict, words: str):
     with pytest.raises(ConfigurationError, match=words.replace("(", r"\(").replace(")", r"\)")):
         BadRowPolicy.parse(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("spec", "role", "words"),
+    [
+        ({"encoding": "klingon"}, "source", "source['encoding'] 'klingon' is not a known text encoding"),
+        ({"encoding": "utf-16"}, "source", "does not write ASCII characters as single ASCII bytes"),
+        ({"encoding": "latin-1"}, "sink", "outputs are always written as UTF-8"),
+        ({"max_line_bytes": 10}, "source", "max_line_bytes'] must be a whole number of bytes, at least 1024"),
+        ({"max_line_bytes": "lots"}, "source", "at least 1024"),
+        ({"table": "scores", "encoding": "latin-1"}, "source", "['encoding'] applies to files, not to a SQL table"),
+    ],
+)
+def test_text_source_options_are_checked(spec: dict, role: str, words: str):
+    with pytest.raises(ConfigurationError, match=re.escape(words)):
+        DataSpec.parse({"uri": "file:///data/in.csv", **spec}, role)
+
+
+def test_text_source_options_are_normalised():
+    spec = DataSpec.parse({"uri": "file:///in.csv", "encoding": "Latin1", "max_line_bytes": "2048"}, "source")
+    assert (spec.encoding, spec.max_line_bytes) == ("iso8859-1", 2048)
+    assert DataSpec.parse({"uri": "file:///in.csv", "encoding": "UTF8"}, "source").encoding is None
 
 
 def test_policy_defaults():

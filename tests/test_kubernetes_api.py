@@ -19,7 +19,14 @@ import pytest
 from kube_cluster import FakeCluster, Kubelet, Outcome, wait_for
 from kubernetes import client
 
-from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
+from airflow_batch_scoring.errors import (
+    ConfigurationError,
+    InputError,
+    ReplicaError,
+    SchemaError,
+    StorageError,
+    is_retryable,
+)
 from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
@@ -128,7 +135,7 @@ def test_non_zero_exit_shows_the_tail_of_the_pods_log(cluster, namespace, kubele
 
 def test_a_replicas_own_error_keeps_its_class_and_is_not_retried(cluster, namespace, kubelet, tmp_path):
     error = {"type": "InputError", "message": "file s3://scoring/in/0.csv, line 3, column 'f2': value 'x' cannot be "
-                                              "read as Float64 (double)"}
+                                              "read as Float64 (double)", "retryable": False}
     log = "starting\nBATCH_SCORING_ERROR " + json.dumps(error) + "\n"
     kubelet.script.update({0: Outcome("exit", code=2, log=log)})
     launcher = _launcher(cluster, namespace, backoff_limit=3)
@@ -138,6 +145,32 @@ def test_a_replicas_own_error_keeps_its_class_and_is_not_retried(cluster, namesp
     assert f"[Kubernetes Job {namespace}/{launcher.name}, index 0 (shard 0), pod " in str(err.value)
     pods = client.CoreV1Api(cluster.client()).list_namespaced_pod(namespace).items
     assert len(pods) == 1  # exit code 2 fails the index at once (pod failure policy), despite backoff_limit=3
+    assert not is_retryable(err.value)  # nor does the operator retry it (AirflowFailException)
+
+
+def test_a_store_outage_in_a_pod_stays_retryable(cluster, namespace, kubelet, tmp_path):
+    error = {"type": "StorageError", "message": "a store could not be reached while the replica read or wrote",
+             "retryable": True}
+    log = "starting\nBATCH_SCORING_ERROR " + json.dumps(error) + "\n"
+    kubelet.script.update({0: Outcome("exit", code=1, log=log)})
+    launcher = _launcher(cluster, namespace, backoff_limit=1)
+    with pytest.raises(StorageError) as err:
+        launcher.run(_job_file(tmp_path, 1), 1, secrets=SECRETS)
+    assert is_retryable(err.value) and "could not be reached" in str(err.value)
+    pods = client.CoreV1Api(cluster.client()).list_namespaced_pod(namespace).items
+    assert len(pods) == 2  # exit code 1: the index was retried inside the Job (backoff_limit=1)
+
+
+def test_a_user_error_in_one_index_decides_over_a_lost_one(cluster, namespace, kubelet, tmp_path):
+    lost = {"type": "ReplicaError", "message": "MemoryError", "retryable": True}
+    bad = {"type": "SchemaError", "message": "column 'f2' is missing", "retryable": False}
+    kubelet.script.update({0: Outcome("exit", code=1, log="BATCH_SCORING_ERROR " + json.dumps(lost) + "\n"),
+                           1: Outcome("exit", code=2, log="BATCH_SCORING_ERROR " + json.dumps(bad) + "\n")})
+    launcher = _launcher(cluster, namespace)
+    with pytest.raises(SchemaError) as err:
+        launcher.run(_job_file(tmp_path, 2), 2, secrets=SECRETS)
+    assert not is_retryable(err.value)  # a retry would meet the same missing column
+    assert "column 'f2' is missing" in str(err.value) and "MemoryError" in str(err.value)
 
 
 def test_kill_deletes_the_job_with_foreground_propagation(cluster, namespace, kubelet, tmp_path):

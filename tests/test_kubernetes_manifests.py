@@ -9,6 +9,7 @@ import types
 
 import kubernetes_validate
 import pytest
+from pod_security import restricted_violations
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.job import DataSpec
@@ -91,6 +92,7 @@ def test_the_job_carries_every_setting_and_is_valid(kubeconfig):
         {"name": "scoring-job", "configMap": {"name": f"{job['metadata']['name']}-spec"}},
         {"name": "scoring-credentials", "secret": {"secretName": f"{job['metadata']['name']}-credentials",
                                                    "defaultMode": 0o444}},
+        {"name": "scratch", "emptyDir": {}},
     ]
     [container] = pod["containers"]
     assert container["name"] == "scoring" and container["image"] == IMAGE
@@ -102,9 +104,11 @@ def test_the_job_carries_every_setting_and_is_valid(kubeconfig):
                                       "limits": {"cpu": "3", "memory": "4Gi", "nvidia.com/gpu": "1"}}
     assert {e["name"]: e["value"] for e in container["env"]} == {
         "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3",
-        "HTTPS_PROXY": "http://proxy:3128"}
+        "HTTPS_PROXY": "http://proxy:3128", "TMPDIR": "/tmp", "HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache",
+        "PYTHONDONTWRITEBYTECODE": "1"}
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    assert [m["mountPath"] for m in container["volumeMounts"]] == [manifests.JOB_MOUNT, manifests.SECRETS_MOUNT]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == [manifests.JOB_MOUNT, manifests.SECRETS_MOUNT,
+                                                                   "/tmp"]
     labels = job["metadata"]["labels"]
     assert labels["team"] == "risk" and labels["app.kubernetes.io/managed-by"] == "airflow-batch-scoring"
     pod_labels = spec["template"]["metadata"]["labels"]
@@ -220,4 +224,71 @@ def test_operator_refuses_unknown_settings_and_runtimes_when_the_dag_is_parsed()
 def test_threads_follow_the_cpu_limit_else_the_request():
     assert KubernetesSettings.parse({"image": IMAGE, "resources": {"limits": {"cpu": "2500m"}}}).threads() == 3
     assert KubernetesSettings.parse({"image": IMAGE, "resources": {"requests": {"cpu": "0.5"}}}).threads() == 1
-    assert KubernetesSettings.parse({"image": IMAGE}).threads() is None
+    assert KubernetesSettings.parse({"image": IMAGE}).threads() == 2  # the default CPU limit
+    assert KubernetesSettings.parse({"image": IMAGE, "resources": {"limits": {"cpu": None}}}).threads() == 1
+
+
+def _pod(job: dict) -> dict:
+    return job["spec"]["template"]
+
+
+def test_the_default_pod_passes_the_restricted_pod_security_standard(kubeconfig):
+    job = _build({"image": IMAGE}, kubeconfig)
+    for version in VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    assert restricted_violations(_pod(job)) == []
+    spec = _pod(job)["spec"]
+    assert spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    [container] = spec["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    # the root filesystem is read-only: every write goes to the scratch emptyDir
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TMPDIR"] == env["HOME"] == "/tmp" and {"mountPath": "/tmp", "name": "scratch"} in (
+        container["volumeMounts"])
+    # bounded by default (requests and limits for CPU and memory)
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
+                                      "limits": {"cpu": "2", "memory": "4Gi"}}
+    # and every setting together still passes
+    assert restricted_violations(_pod(_build(FULL, kubeconfig))) == []
+
+
+def test_the_restricted_checks_catch_what_the_profile_refuses(kubeconfig):
+    """The checks are not vacuous: a pod without the defaults, or with one of them removed, is refused."""
+    bare = {"spec": {"containers": [{"name": "scoring", "image": IMAGE}], "volumes": [
+        {"name": "data", "hostPath": {"path": "/var/data"}}]}}
+    found = restricted_violations(bare)
+    assert any("allowPrivilegeEscalation must be false" in f for f in found)
+    assert any("runAsNonRoot must be true" in f for f in found)
+    assert any("seccompProfile.type must be RuntimeDefault" in f for f in found)
+    assert any("capabilities.drop must include ALL" in f for f in found)
+    assert any("is a hostPath" in f for f in found)
+    weakened = _build({"image": IMAGE, "security_context": {"runAsNonRoot": None},
+                       "container_security_context": {"runAsNonRoot": None, "capabilities": {"add": ["SYS_ADMIN"]}}},
+                      kubeconfig)
+    assert restricted_violations(_pod(weakened)) == [
+        "containers[scoring] adds capabilities ['SYS_ADMIN']",
+        "containers[scoring]: runAsNonRoot must be true (in the container, or in the pod and not unset here)",
+        "containers[scoring].securityContext.capabilities.drop must include ALL",
+        "containers[scoring] may add only NET_BIND_SERVICE",
+    ]
+
+
+def test_security_context_and_resources_can_be_overridden(kubeconfig):
+    job = _build({"image": IMAGE, "security_context": {"runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 2000},
+                  "container_security_context": {"readOnlyRootFilesystem": None},
+                  "resources": {"requests": {"memory": "8Gi"}, "limits": {"cpu": None}}}, kubeconfig)
+    for version in VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    spec = _pod(job)["spec"]
+    assert spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
+                                       "runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 2000}
+    [container] = spec["containers"]
+    assert "readOnlyRootFilesystem" not in container["securityContext"]
+    assert restricted_violations(_pod(job)) == []  # still restricted: read-only root is not part of the profile
+    # a request given alone is also the limit (bounded); a limit set to None is removed; CPU keeps its request
+    assert container["resources"] == {"requests": {"memory": "8Gi", "cpu": "1"}, "limits": {"memory": "8Gi"}}
+    with pytest.raises(ConfigurationError, match=r"Unknown field\(s\) \['runAsNonroot'\] in "
+                                                 r"kubernetes\['container_security_context'\]"):
+        KubernetesSettings.parse({"image": IMAGE, "container_security_context": {"runAsNonroot": True}})

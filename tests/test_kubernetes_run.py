@@ -190,8 +190,10 @@ def test_a_bad_row_fails_with_its_index_file_line_and_column(k8s_dag, setup, clu
     conf = _conf(prefix, namespace, cluster, str(models.regressor_path), "csv", 2, backoff_limit=2)
     conf["source"]["columns"] = ["id", *FEATURES]
     dag_run = k8s_dag.test(run_conf=conf, mark_success_pattern="score_local")
-    assert dag_run.get_task_instance("score_kubernetes").state == "failed"
+    ti = dag_run.get_task_instance("score_kubernetes")
+    assert (ti.state, ti.try_number) == ("failed", 1)  # a user error inside a pod: none of the 3 retries is used
     text = capfd.readouterr().out
+    assert "AirflowFailException: InputError: " in text and "not retried" in text
     assert f"s3://{prefix}/in/data.csv, line 351, column 'f2'" in text
     assert "index 1 (shard 1), pod job-scoring-score-kubernetes-" in text
     assert [run["index"] for run in kubelet.runs if run["code"] != 0] == [1]  # exit 2: not retried

@@ -43,7 +43,9 @@ def test_a_valid_form_passes_as_it_is():
      {"passthrough_columns": [""]}, {"source_header": "yes"}, {"sink_compression": "zip"},
      {"sink_uri": "gs://scores/../private/"}, {"sink_uri": "file:///data/scores/.."},
      {"sink_uri": "file:///data/scores/%2E%2e/x"}, {"sink_uri": "s3://scores/a/./b"},
-     {"sink_uri": "file:///data/scores/..%2fetc"}],
+     {"sink_uri": "file:///data/scores/..%2fetc"},
+     {"source_uri": "s3://AKIDEXAMPLE:secret@raw/day=1/"}, {"sink_uri": "file://user:secret@/data/scores/"},
+     {"sink_uri": "abfs://user:secret@container/scores/"}],
     ids=lambda change: f"{next(iter(change))}={next(iter(change.values()))!r}",
 )
 def test_an_invalid_form_is_refused(change: dict):
@@ -80,7 +82,9 @@ def test_resources_go_to_the_kubernetes_pods_when_that_runtime_is_asked_for():
     assert operator.runtime == "kubernetes"
     settings = KubernetesSettings.parse(operator.render_template(operator.kubernetes, {"params": VALID}))
     assert settings.image == "scoring:1"
-    assert settings.resources == {"requests": {"cpu": "500m", "memory": "1536Mi"}, "limits": {"memory": "1536Mi"}}
+    # the CPU request given alone is also its limit: a pod never runs unbounded by accident
+    assert settings.resources == {"requests": {"cpu": "500m", "memory": "1536Mi"},
+                                  "limits": {"memory": "1536Mi", "cpu": "500m"}}
 
 
 def test_flag_refuses_what_is_not_a_boolean():

@@ -128,3 +128,10 @@ def test_the_dockerfile_runs_what_the_pods_are_told_to_run():
               if line and not line.startswith("#")]
     assert set(direct) <= set(pinned), "recompile requirements.txt from requirements.in (see its header)"
     assert not any(line.lower().startswith(("apache-airflow", "airflow")) for line in pinned)
+
+
+def test_the_image_runs_as_a_numeric_non_root_user():
+    """``runAsNonRoot`` (the pods' default) can only verify a numeric user: the image's last USER is one, not 0."""
+    users = [line.split()[1] for line in (ROOT / "runtime_image" / "Dockerfile").read_text().splitlines()
+             if line.startswith("USER ")]
+    assert users and users[-1].isdigit() and int(users[-1]) != 0

@@ -10,31 +10,84 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-def sha256_of(path: str) -> str:
-    """Return ``sha256:<hex>`` of a file, or of a folder's relative file names and contents."""
-    digest = hashlib.sha256()
+def _entries(path: str) -> Iterator[tuple[str | None, str]]:
+    """What a digest covers, in order: ``(None, path)`` for a file; ``(relative name, full path)`` for each file of a
+    folder, in name order."""
     if os.path.isfile(path):
-        _update(digest, path)
-        return f"sha256:{digest.hexdigest()}"
+        yield None, path
+        return
     for root, dirs, names in os.walk(path):
         dirs.sort()
         for name in sorted(names):
             full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode() + b"\0")
-            _update(digest, full)
+            yield os.path.relpath(full, path), full
+
+
+def sha256_of(path: str) -> str:
+    """Return ``sha256:<hex>`` of a file, or of a folder's relative file names and contents."""
+    digest = hashlib.sha256()
+    for relative, full in _entries(path):
+        if relative is not None:
+            digest.update(relative.encode() + b"\0")
+        _update(digest, full)
     return f"sha256:{digest.hexdigest()}"
 
 
-def _update(digest: hashlib._Hash, path: str) -> None:
+def _update(digest: hashlib._Hash, path: str, copy: BinaryIO | None = None) -> None:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
+
+
+def verified_copy(path: str, expected: str, into: str, what: str = "The model artifact") -> str:
+    """Copy the artifact at ``path`` (a file or a folder) into the private folder ``into``, hashing exactly the bytes
+    it writes, and return the copy's path once its digest is ``expected``.
+
+    Each byte is read once: what is hashed is what is copied, so the copy (in a folder only this process's user can
+    open) cannot differ from what was checked, whatever happens to ``path`` meanwhile. Load the model from the copy.
+
+    :raises ModelError: when the digests differ (the copy is removed; nothing of it was loaded).
+    """
+    wanted = normalize_sha256(expected)
+    os.makedirs(into, mode=0o700, exist_ok=True)
+    os.chmod(into, 0o700)
+    target = os.path.join(into, os.path.basename(os.path.normpath(path)))
+    digest = hashlib.sha256()
+    for relative, full in _entries(path):
+        destination = target if relative is None else os.path.join(target, relative)
+        if relative is not None:
+            digest.update(relative.encode() + b"\0")
+            os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
+        descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(descriptor, "wb") as copy:
+            _update(digest, full, copy)
+    actual = f"sha256:{digest.hexdigest()}"
+    if actual != wanted:
+        if os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
+        elif os.path.exists(target):
+            os.remove(target)
+        raise _changed(what, path, actual, wanted)
+    return target
+
+
+def _changed(what: str, path: str, actual: str, wanted: str) -> ModelError:
+    return ModelError(
+        f"{what} {path!r} has digest {actual}, but {wanted} was expected: it was changed after the digest was "
+        "taken, or the wrong file is named. It was NOT loaded. Check where it came from; if the new content is "
+        "trusted, give its digest as expected_sha256 (or process the artifact again)."
+    )
 
 
 def normalize_sha256(value: str) -> str:
@@ -61,9 +114,5 @@ def verify_digest(path: str, expected: str, what: str = "The model artifact") ->
     wanted = normalize_sha256(expected)
     actual = sha256_of(path)
     if actual != wanted:
-        raise ModelError(
-            f"{what} {path!r} has digest {actual}, but {wanted} was expected: it was changed after the digest was "
-            "taken, or the wrong file is named. It was NOT loaded. Check where it came from; if the new content is "
-            "trusted, give its digest as expected_sha256 (or process the artifact again)."
-        )
+        raise _changed(what, path, actual, wanted)
     return actual

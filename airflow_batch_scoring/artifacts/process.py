@@ -35,6 +35,7 @@ from airflow_batch_scoring.artifacts.mlflow_model import download, is_mlflow_fol
 from airflow_batch_scoring.artifacts.onnx_model import process_onnx
 from airflow_batch_scoring.artifacts.sklearn_model import process_sklearn
 from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import ModelSchema
 
@@ -182,6 +183,7 @@ def process_model(
             "No model was given: set model to an MLflow URI (models:/name@alias), a model file or folder path, or "
             "the output of ProcessArtifactOperator."
         )
+    check_user_info(uri, "model")  # before any message could quote it
     kind = normalize_type(artifact_type)
     request = ArtifactRequest(
         uri=uri,

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.io.files import normalize_uri, scheme_of
+from airflow_batch_scoring.io.files import normalize_uri, scheme_of, user_info
 
 S3_SCHEMES = ("s3",)
 GCS_SCHEMES = ("gs", "gcs")
@@ -29,6 +29,28 @@ def _mask(options: dict[str, Any]) -> None:
             _mask(value)
         elif name in _SECRET_KEYS and isinstance(value, str) and value and value != "anon":
             mask_secret(value)
+
+
+def mask_uri_credentials(value: Any) -> None:
+    """Register the credentials written into any store or file URI inside ``value`` (a string, or mappings and lists
+    of them) with Airflow's secret masker, so that the task log and the rendered fields never show them while the run
+    is refused (:func:`~airflow_batch_scoring.io.files.check_user_info` says why, without echoing them)."""
+    from urllib.parse import unquote
+
+    from airflow.sdk.log import mask_secret
+
+    if isinstance(value, str):
+        info = user_info(value.strip())
+        if info:
+            for secret in {info, unquote(info), info.partition(":")[2], unquote(info.partition(":")[2])}:
+                if secret:
+                    mask_secret(secret)
+    elif isinstance(value, dict):
+        for item in value.values():
+            mask_uri_credentials(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            mask_uri_credentials(item)
 
 
 def _not_found(conn_id: str, store: str, err: Exception) -> ConfigurationError:

@@ -44,10 +44,13 @@ MALFORMED_ROW = "malformed_row"  # a CSV line that cannot be parsed (an unclosed
 INVALID_JSON = "invalid_json"  # a JSON lines line that is not JSON
 NOT_AN_OBJECT = "not_an_object"  # a JSON lines line holding an array, a string or a number instead of an object
 INVALID_UTF8 = "invalid_utf8"  # a line that is not UTF-8 text
-MISSING_VALUE = "missing_value"  # a model column without a value, for a model that needs one (never quarantined)
+INVALID_ENCODING = "invalid_encoding"  # a line that is not text in the source's declared encoding (not UTF-8)
+LINE_TOO_LONG = "line_too_long"  # a line (or CSV record) longer than the source's max_line_bytes
+MISSING_VALUE = "missing_value"  # a model column without a value, for a model that refuses missing values
+INFINITE_VALUE = "infinite_value"  # a model column holding inf or -inf, for a model that refuses infinite values
 REASONS = (
     TYPE_MISMATCH, MISSING_FIELDS, EXTRA_FIELDS, MALFORMED_ROW, INVALID_JSON, NOT_AN_OBJECT, INVALID_UTF8,
-    MISSING_VALUE,
+    INVALID_ENCODING, LINE_TOO_LONG, MISSING_VALUE, INFINITE_VALUE,
 )
 
 
@@ -141,9 +144,9 @@ class BadRow:
         return str(InputError(self.message, path=self.file, line=self.line, row=self.row, column=self.column))
 
 
-def raw_text(data: bytes) -> str:
+def raw_text(data: bytes, encoding: str = "utf-8") -> str:
     """A bad line's text for the error output: decoded leniently, without its line break, capped in length."""
-    text = data.decode("utf-8", errors="replace").rstrip("\r\n")
+    text = data.decode(encoding, errors="replace").rstrip("\r\n")
     return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + "...(truncated)"
 
 

@@ -44,6 +44,39 @@ def normalize_uri(uri: str) -> str:
     return f"{target}://{rest}"
 
 
+#: schemes whose ``container@account`` authority is not user info (``abfs://container@account.dfs.core.windows.net``).
+_AZURE_SCHEMES = ("abfs", "abfss", "az", "wasb", "wasbs")
+
+
+def user_info(uri: str) -> str | None:
+    """The user info of a store or file URI (``KEY:SECRET`` in ``s3://KEY:SECRET@bucket/``), or ``None``.
+
+    An Azure ``container@account`` authority has no user info; ``models:/name@alias`` and bare paths have none.
+    """
+    if "://" not in uri:
+        return None
+    authority = uri.split("://", 1)[1].split("/", 1)[0]
+    if "@" not in authority:
+        return None
+    info = authority.rsplit("@", 1)[0]
+    if scheme_of(uri) in _AZURE_SCHEMES and ":" not in info:
+        return None
+    return info
+
+
+def check_user_info(uri: str, what: str) -> None:
+    """Refuse credentials written into a store or file URI, without echoing them (nor the URI).
+
+    :raises ConfigurationError: saying where the credentials go instead.
+    """
+    if isinstance(uri, str) and user_info(uri.strip()) is not None:
+        raise ConfigurationError(
+            f"{what} holds credentials before '@' ({scheme_of(uri.strip())}://<user info>@...); they were not used "
+            "and are not shown. Remove them from the URI and put them in an Airflow connection named by conn_id "
+            "(or, outside Airflow, in the --storage-options file)."
+        )
+
+
 def describe_access(uri: str, conn_id: str | None) -> str:
     """Name the store and the connection of ``uri`` for an error message (never a credential)."""
     store = _STORE_NAMES.get(scheme_of(normalize_uri(uri)), scheme_of(uri))
@@ -54,8 +87,9 @@ def describe_access(uri: str, conn_id: str | None) -> str:
 def filesystem(uri: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return the filesystem of ``uri`` and the path inside it.
 
-    :raises ConfigurationError: for a scheme no installed fsspec implementation serves.
+    :raises ConfigurationError: for a scheme no installed fsspec implementation serves, or a URI with credentials.
     """
+    check_user_info(uri, "A URI")
     uri = normalize_uri(uri)
     if uri.startswith("file://") and "%" in uri:
         uri = unquote(uri)  # a file URI is percent-encoded (RFC 8089): pathlib writes day=1 as day%3D1
@@ -150,7 +184,8 @@ def list_inputs(
         if isinstance(err, FileNotFoundError) or "NoSuchBucket" in str(err) or "does not exist" in str(err):
             raise InputError(
                 f"the input {uri!r} does not exist ({err}); check the bucket/container and the path, and "
-                f"{describe_access(uri, conn_id)}."
+                f"{describe_access(uri, conn_id)}.",
+                retryable=True,  # it may land before a retry
             ) from None
         raise InputError(f"cannot list the input {uri!r} via {describe_access(uri, conn_id)}: {err}") from None
 
@@ -161,15 +196,18 @@ def _list_inputs(uri: str, storage_options: Mapping[str, Any] | None) -> list[In
         infos = fs.glob(path, detail=True)
         files = {p: i for p, i in infos.items() if i.get("type") != "directory"}
         if not files:
-            raise InputError(f"no input file matches the pattern {uri!r}; check the path and the pattern.")
+            raise InputError(f"no input file matches the pattern {uri!r}; check the path and the pattern.",
+                             retryable=True)
     elif fs.isdir(path):
         root = path.rstrip("/")
         infos = fs.find(root, detail=True)
         files = {p: i for p, i in infos.items() if i.get("type") != "directory" and not _is_hidden(p, root)}
         if not files:
-            raise InputError(f"the input folder {uri!r} holds no files; put the input there or fix the path.")
+            raise InputError(f"the input folder {uri!r} holds no files; put the input there or fix the path.",
+                             retryable=True)
     elif fs.isfile(path):
         files = {path: fs.info(path)}
     else:
-        raise InputError(f"the input {uri!r} does not exist; check the path (and the connection, for a store).")
+        raise InputError(f"the input {uri!r} does not exist; check the path (and the connection, for a store).",
+                         retryable=True)  # it may land before a retry
     return [InputFile(full_uri(fs, p), int(files[p].get("size") or 0), _version(files[p])) for p in sorted(files)]

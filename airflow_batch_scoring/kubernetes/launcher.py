@@ -344,7 +344,7 @@ class KubernetesLauncher:
                 f"{failure.error['message']} [{where}, index {failure.index} (shard {failure.shard}), pod "
                 f"{failure.pod}]; nothing was published."
             )
-            return error_from_marker(json.dumps({"type": failure.error.get("type"), "message": message}))
+            return error_from_marker(json.dumps({**failure.error, "message": message}))
         if not found:
             done = set(assessment.completed)
             missing = [s for i, s in enumerate(self.shards) if i not in done]
@@ -353,9 +353,11 @@ class KubernetesLauncher:
             )
         lines = "\n".join(f"- {f.message}" for f in found)
         error = ReplicaError(f"The {where} failed ({assessment.reason}); nothing was published:\n{lines}")
-        first = next((f for f in found if f.error), None)
+        # The error a retry cannot change decides (it would fail again), else the first the replicas reported.
+        reported = [f for f in found if f.error]
+        first = next((f for f in reported if f.error.get("retryable") is False), reported[0] if reported else None)
         if first is not None:
-            error = error_from_marker(json.dumps({"type": first.error.get("type"), "message": str(error)}))
+            error = error_from_marker(json.dumps({**first.error, "message": str(error)}))
         return error
 
     def kill(self) -> None:

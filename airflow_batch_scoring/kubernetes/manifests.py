@@ -33,6 +33,8 @@ CONTAINER = "scoring"
 MOUNT_ROOT = "/var/run/airflow-batch-scoring"
 JOB_MOUNT = f"{MOUNT_ROOT}/job"
 SECRETS_MOUNT = f"{MOUNT_ROOT}/secrets"
+#: the scratch emptyDir (the root filesystem is read-only): temporary files, the staged model, caches.
+SCRATCH_MOUNT = "/tmp"
 JOB_KEY = "job.json"
 INPUTS_KEY = "inputs.json"
 SECRETS_KEY = "secrets.json"
@@ -118,7 +120,10 @@ def build_job(
 
     if not name.startswith(JOB_PREFIX):
         raise ValueError(f"Job names start with {JOB_PREFIX!r}: {name!r}")
-    env = {"PYTHONUNBUFFERED": "1"}
+    # The root filesystem is read-only (DEFAULT_CONTAINER_SECURITY_CONTEXT): everything written goes to the scratch
+    # emptyDir (tempfile, the staged model, library caches).
+    env = {"PYTHONUNBUFFERED": "1", "TMPDIR": SCRATCH_MOUNT, "HOME": SCRATCH_MOUNT,
+           "XDG_CACHE_HOME": f"{SCRATCH_MOUNT}/.cache", "PYTHONDONTWRITEBYTECODE": "1"}
     threads = settings.threads()
     if threads:
         env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
@@ -134,10 +139,12 @@ def build_job(
             name="scoring-credentials",
             secret=k8s.V1SecretVolumeSource(secret_name=secret_name(name), default_mode=0o444),
         ),
+        k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource()),
     ]
     mounts = [
         k8s.V1VolumeMount(name="scoring-job", mount_path=JOB_MOUNT, read_only=True),
         k8s.V1VolumeMount(name="scoring-credentials", mount_path=SECRETS_MOUNT, read_only=True),
+        k8s.V1VolumeMount(name="scratch", mount_path=SCRATCH_MOUNT),
     ]
     annotations = {
         **settings.annotations,
@@ -157,6 +164,8 @@ def build_job(
             arguments=pod_arguments(shards, replicas),
             env_vars=env,
             container_resources=resources,
+            security_context=dict(settings.security_context) or None,
+            container_security_context=dict(settings.container_security_context) or None,
             node_selector=dict(settings.node_selector),
             tolerations=[dict(t) for t in settings.tolerations],
             affinity=dict(settings.affinity) if settings.affinity else None,

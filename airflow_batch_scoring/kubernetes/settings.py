@@ -25,6 +25,30 @@ AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 #: Environment variables the runtime sets itself in every pod.
 RESERVED_ENV = ("JOB_COMPLETION_INDEX", "BATCH_SCORING_SECRETS_FILE", "BATCH_SCORING_SHARDS")
 
+#: Requests and limits of a replica that sets none for ``cpu`` or ``memory``: a pod never runs unbounded by accident.
+DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+#: The pod's securityContext by default: what the ``restricted`` Pod Security Standard requires of a pod.
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+#: The container's securityContext by default: no privilege escalation, no capabilities, a read-only root filesystem
+#: (the runtime writes only to the scratch ``emptyDir`` mounted at ``/tmp``).
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY_FIELDS = (
+    "appArmorProfile", "fsGroup", "fsGroupChangePolicy", "runAsGroup", "runAsNonRoot", "runAsUser",
+    "seLinuxChangePolicy", "seLinuxOptions", "seccompProfile", "supplementalGroups", "supplementalGroupsPolicy",
+    "sysctls", "windowsOptions",
+)
+CONTAINER_SECURITY_FIELDS = (
+    "allowPrivilegeEscalation", "appArmorProfile", "capabilities", "privileged", "procMount",
+    "readOnlyRootFilesystem", "runAsGroup", "runAsNonRoot", "runAsUser", "seLinuxOptions", "seccompProfile",
+    "windowsOptions",
+)
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
@@ -130,8 +154,11 @@ def _quantity(value: Any, what: str) -> str:
 
 
 def _resources(value: Any) -> dict[str, dict[str, str]] | None:
-    if value is None:
-        return None
+    """The container's resources: the user's, and for ``cpu`` and ``memory`` the defaults.
+
+    A resource named neither in ``requests`` nor in ``limits`` gets :data:`DEFAULT_RESOURCES`; one given only a
+    request is limited to that request; ``None`` removes a default (``{'limits': {'cpu': None}}``: no CPU limit).
+    """
     resources = _mapping(value, "kubernetes['resources']")
     unknown = sorted(set(resources) - {"requests", "limits"})
     if unknown:
@@ -139,21 +166,45 @@ def _resources(value: Any) -> dict[str, dict[str, str]] | None:
             f"Unknown key(s) {unknown} in kubernetes['resources']: use 'requests' and 'limits', e.g. "
             "{'requests': {'cpu': '1', 'memory': '2Gi'}, 'limits': {'memory': '2Gi', 'nvidia.com/gpu': 1}}."
         )
-    result: dict[str, dict[str, str]] = {}
+    result: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
     for kind in ("requests", "limits"):
-        entries = _mapping(resources.get(kind), f"kubernetes['resources'][{kind!r}]")
-        if entries:
-            result[kind] = {}
-            for resource, amount in entries.items():
-                check_label_key(resource, f"kubernetes['resources']['{kind}']")
+        for resource, amount in _mapping(resources.get(kind), f"kubernetes['resources'][{kind!r}]").items():
+            check_label_key(resource, f"kubernetes['resources']['{kind}']")
+            if amount is not None:
                 result[kind][resource] = _quantity(amount, f"kubernetes['resources']['{kind}'][{resource!r}]")
+    given = {kind: _mapping(resources.get(kind), kind) for kind in ("requests", "limits")}
+    for resource in DEFAULT_RESOURCES["requests"]:
+        if resource not in given["requests"] and resource not in result["limits"]:
+            result["requests"][resource] = DEFAULT_RESOURCES["requests"][resource]  # (a limit alone is the request)
+        if resource not in given["limits"]:
+            # bounded: by the request given alone, else by the default; a limit set to None is the user's choice
+            result["limits"][resource] = result["requests"].get(resource) if resource in given["requests"] else (
+                DEFAULT_RESOURCES["limits"][resource])
+            if result["limits"][resource] is None:
+                result["limits"][resource] = DEFAULT_RESOURCES["limits"][resource]
     for resource in result.get("requests", {}):
         if "/" in resource and not resource.startswith("kubernetes.io/") and resource not in result.get("limits", {}):
             raise ConfigurationError(
                 f"kubernetes['resources']['requests'][{resource!r}]: an extended resource such as a GPU must be set "
                 f"in 'limits' (Kubernetes requests it as much as its limit), e.g. {{'limits': {{{resource!r}: 1}}}}."
             )
-    return result or None
+    return {kind: entries for kind, entries in result.items() if entries} or None
+
+
+def _security_context(value: Any, name: str, defaults: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    """``defaults`` with the user's fields over them (``None`` removes a default field).
+
+    :raises ConfigurationError: for a field a securityContext does not have (a misspelt one would be dropped).
+    """
+    given = _mapping(value, _where(name))
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown field(s) {unknown} in {_where(name)}: the fields are {list(known)}, written as in a pod "
+            "manifest (camelCase)."
+        )
+    merged = {**defaults, **given}
+    return {key: item for key, item in merged.items() if item is not None}
 
 
 def _tolerations(value: Any) -> list[dict[str, Any]]:
@@ -232,7 +283,14 @@ class KubernetesSettings:
     :param namespace: the namespace of the Job, its Secret and ConfigMap; default: the connection's, else the
         worker's own (in a cluster), else ``default``.
     :param image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``; default: Kubernetes' own.
-    :param resources: container ``requests`` and ``limits``: ``cpu``, ``memory``, GPUs (``nvidia.com/gpu``) ...
+    :param resources: container ``requests`` and ``limits``: ``cpu``, ``memory``, GPUs (``nvidia.com/gpu``) ...;
+        ``cpu`` and ``memory`` default to :data:`DEFAULT_RESOURCES` (a request given alone is also the limit; ``None``
+        removes a default).
+    :param security_context: the pod's ``securityContext`` fields (camelCase, as in a pod manifest), over
+        :data:`DEFAULT_POD_SECURITY_CONTEXT` (``runAsNonRoot``, seccomp ``RuntimeDefault``); ``None`` removes one.
+    :param container_security_context: the container's ``securityContext`` fields, over
+        :data:`DEFAULT_CONTAINER_SECURITY_CONTEXT` (no privilege escalation, capabilities dropped, read-only root
+        filesystem); ``None`` removes one.
     :param node_selector: node labels the pods must run on.
     :param tolerations: tolerations, as in a pod manifest.
     :param affinity: affinity, as in a pod manifest (``nodeAffinity``, ``podAffinity``, ``podAntiAffinity``).
@@ -259,7 +317,11 @@ class KubernetesSettings:
     image: str
     namespace: str | None = None
     image_pull_policy: str | None = None
-    resources: dict[str, dict[str, str]] | None = None
+    resources: dict[str, dict[str, str]] | None = field(default_factory=lambda: _resources(None))
+    security_context: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_POD_SECURITY_CONTEXT))
+    container_security_context: dict[str, Any] = field(
+        default_factory=lambda: dict(DEFAULT_CONTAINER_SECURITY_CONTEXT)
+    )
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     affinity: dict[str, Any] | None = None
@@ -356,6 +418,13 @@ class KubernetesSettings:
             namespace=namespace,
             image_pull_policy=policy,
             resources=_resources(value.get("resources")),
+            security_context=_security_context(
+                value.get("security_context"), "security_context", DEFAULT_POD_SECURITY_CONTEXT, POD_SECURITY_FIELDS
+            ),
+            container_security_context=_security_context(
+                value.get("container_security_context"), "container_security_context",
+                DEFAULT_CONTAINER_SECURITY_CONTEXT, CONTAINER_SECURITY_FIELDS,
+            ),
             node_selector=node_selector,
             tolerations=_tolerations(value.get("tolerations")),
             affinity=_affinity(value.get("affinity")),

@@ -153,7 +153,7 @@ class Failure:
     shard: int | None
     pod: str
     message: str
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
 
 
 def _limit(pod: Mapping[str, Any], container: str, resource: str) -> str | None:
@@ -170,7 +170,7 @@ def _image(pod: Mapping[str, Any], container: str) -> str:
     return _container_status(pod, container).get("image") or "?"
 
 
-def _marker(log: str) -> dict[str, str] | None:
+def _marker(log: str) -> dict[str, Any] | None:
     for line in reversed(log.splitlines()):
         if line.startswith(ERROR_MARKER):
             try:

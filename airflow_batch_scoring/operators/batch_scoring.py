@@ -12,12 +12,13 @@ from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
-from airflow_batch_scoring.hooks.storage import storage_options
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
 from airflow_batch_scoring.io.bad_rows import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink, output_location_url
+from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -185,6 +186,11 @@ class BatchScoringOperator(BaseOperator):
             KubernetesSettings.check_keys(kubernetes)  # a misspelt setting fails at parse time
         self._launcher: Any = None
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Credentials written into a URI (refused when the task runs) never reach the log or the rendered fields.
+        mask_uri_credentials([self.model, self.source, self.sink])
+
     def _job_id(self, context: Context) -> str:
         """One name for every attempt of this task instance: a retry finds (and resumes) the earlier attempt."""
         ti = context["ti"]
@@ -216,6 +222,10 @@ class BatchScoringOperator(BaseOperator):
         return model
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with no_retry_for_user_errors():  # an error a retry cannot change fails the task without its retries
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_scoring.artifacts import process_model
 
         model_reference = self._apply_stage()
@@ -325,6 +335,10 @@ class BatchScoringOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Resume after the Kubernetes Job finished (``kubernetes={"deferrable": True}``): say why indexes failed,
         or commit the output."""
+        with no_retry_for_user_errors():
+            return self._complete(context, event)
+
+    def _complete(self, context: Context, event: dict[str, Any] | None) -> dict[str, Any]:
         from airflow_batch_scoring.kubernetes import execution
 
         self._apply_stage()  # the stage's Kubernetes settings again: a deferred task resumes on a fresh operator

@@ -19,7 +19,10 @@ from airflow.sdk import BaseOperator
 from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials
+from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.links import ModelVersionLink
+from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -102,8 +105,14 @@ class ProcessArtifactOperator(BaseOperator):
         self.mlflow_registry_uri = mlflow_registry_uri
         self.processor_options = processor_options
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Credentials written into a URI (refused when the task runs) never reach the log or the rendered fields.
+        mask_uri_credentials([self.model, self.target])
+
     def _target_dir(self, context: Context) -> str:
         if self.target:
+            check_user_info(str(self.target), "target")
             path = local_path(str(self.target).strip())
             if path is None:
                 raise ConfigurationError(
@@ -135,6 +144,10 @@ class ProcessArtifactOperator(BaseOperator):
             json.dump({"status": "processing"}, f)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with no_retry_for_user_errors():  # an error a retry cannot change fails the task without its retries
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any]:
         target = self._target_dir(context)
         self._prepare(target)
         artifact_dir = os.path.join(target, "artifact")

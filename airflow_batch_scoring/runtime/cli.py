@@ -6,8 +6,10 @@ come from stdin (``--secrets-stdin``, local replicas) or from a file (``--secret
 A model staged on an object store (``model.path`` is a URI) is downloaded and its digest checked before it is loaded.
 With ``--await-job`` (a replica the local runtime prestarts) the model to load comes as JSON on stdin's first line,
 then the job file, shard and credentials on its second.
-Errors a user can cause print one ``BATCH_SCORING_ERROR {json}`` line for the launcher and exit with code 2; anything
-else exits 1 with a traceback.
+Every error prints one ``BATCH_SCORING_ERROR {json}`` line for the launcher (its class, message, and whether a retry
+can help). Errors a retry cannot change (a setting, the schema, bad input, the model) exit with code 2, which the
+Kubernetes pod failure policy does not retry and the operators turn into a failure without retries; a store that
+could not be reached, and anything unexpected (with a traceback), exit 1.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import traceback
 
-from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, is_unreachable
+from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, is_retryable, is_unreachable
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.local import ERROR_MARKER
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-interval", type=float, default=float(os.environ.get("BATCH_SCORING_PROGRESS_S", 10)))
     return parser
 
+
+#: the exit code of an error a retry cannot change (the Kubernetes pod failure policy fails the index at once).
+USER_ERROR_EXIT = 2
 
 #: a prestarted replica prints this once its model is loaded.
 PRELOADED_LINE = "model loaded"
@@ -118,14 +123,24 @@ def shard_of(shard: int | None, shards: str | None, completion_index: str | None
     return numbers[index]
 
 
+def _run(args: argparse.Namespace) -> int:
+    from airflow_batch_scoring.runtime.verified import discard_verified_copies
+
+    try:
+        return run_shard_command(args)
+    finally:
+        discard_verified_copies()  # the private copy of the model the replica loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
     args = build_parser().parse_args(argv)
     try:
-        return run_shard_command(args)
+        return _run(args)
     except BatchScoringError as err:
-        _emit(ERROR_MARKER + json.dumps({"type": type(err).__name__, "message": str(err)}))
-        return 2
+        retryable = is_retryable(err)
+        _emit(ERROR_MARKER + json.dumps({"type": type(err).__name__, "message": str(err), "retryable": retryable}))
+        return 1 if retryable else USER_ERROR_EXIT
     except Exception as err:
         traceback.print_exc(file=sys.stdout)
         if is_unreachable(err):
@@ -134,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 "Nothing was published; shards that finished are kept for a retry. Check that the store is up "
                 "and reachable from the replicas, then retry."
             )
-            _emit(ERROR_MARKER + json.dumps({"type": "StorageError", "message": message}))
+            _emit(ERROR_MARKER + json.dumps({"type": "StorageError", "message": message, "retryable": True}))
             return 1
-        _emit(ERROR_MARKER + json.dumps({"type": "ReplicaError", "message": f"{type(err).__name__}: {err}"}))
+        _emit(ERROR_MARKER + json.dumps(
+            {"type": "ReplicaError", "message": f"{type(err).__name__}: {err}", "retryable": True}
+        ))
         return 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.errors import ConfigurationError, InputError, is_retryable
 from airflow_batch_scoring.io import bad_rows, locations
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
 from airflow_batch_scoring.io.readers import ReadPlan, make_reader
@@ -479,8 +479,8 @@ def finish_job(
         raise  # the newer attempt owns the staging folder
     except commit.PublishError:
         raise  # the staging folder holds the publish plan: a retry of the run finishes the publish
-    except BaseException:
-        if not keep_on_failure:
+    except BaseException as err:
+        if not keep_on_failure or not is_retryable(err):  # no retry will come for an error only the user can fix
             commit.discard(job, sink_options)
         raise
     return _published(job, manifest, start, parts, log)

@@ -30,7 +30,7 @@ from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
-from airflow_batch_scoring.runtime.missing_values import has_missing, missing_value_error
+from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error
 from airflow_batch_scoring.runtime.predictors import Predictor, load_predictor
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
 from airflow_batch_scoring.schema import ModelSchema
@@ -163,6 +163,15 @@ class Preloaded:
         )
 
 
+class _ScoreAgain(Exception):
+    """Quarantine: the model refused values of ``kinds`` (missing, infinite); score the shard again setting aside the
+    rows that hold them (what was staged so far is discarded)."""
+
+    def __init__(self, kinds: set[str], preloaded: Preloaded):
+        super().__init__(", ".join(sorted(kinds)))
+        self.kinds, self.preloaded = kinds, preloaded
+
+
 def run_shard(
     job: ScoringJob,
     shard: int,
@@ -173,10 +182,37 @@ def run_shard(
 ) -> ShardReport:
     """Score shard ``shard`` of ``job`` into its part file in the staging folder, then write the shard's report.
 
+    With ``on_bad_rows="quarantine"``, when the model refuses missing or infinite values, the shard is scored again
+    from its start (with the model already loaded), setting aside each row that holds such a value (at most twice:
+    once per kind).
+
     :param storage_options: fsspec options for the ``source`` and the ``sink`` (the job's secret material).
     :param preloaded: the model, loaded before the job was known; used when it is the job's model with the job's
         options (else the model is loaded again).
     """
+    rejected: frozenset[str] = frozenset()
+    while True:
+        try:
+            return _score_shard(job, shard, storage_options, log, progress_interval, preloaded, rejected)
+        except _ScoreAgain as again:
+            rejected = rejected | again.kinds
+            preloaded = again.preloaded
+            log(
+                f"replica {shard + 1}/{job.replicas}: the model refuses {' and '.join(sorted(rejected))} values: "
+                "scoring the shard again, setting aside the rows that hold them (on_bad_rows='quarantine')"
+            )
+
+
+def _score_shard(
+    job: ScoringJob,
+    shard: int,
+    storage_options: Mapping[str, Mapping[str, Any]] | None,
+    log: Callable[[str], None],
+    progress_interval: float,
+    preloaded: Preloaded | None,
+    rejected: frozenset[str],
+) -> ShardReport:
+    """:func:`run_shard` once; values of the ``rejected`` kinds (missing, infinite) are bad rows."""
     if not 0 <= shard < job.replicas:
         raise ConfigurationError(f"Shard {shard} does not exist: the job has {job.replicas} shard(s).")
     started = time.perf_counter()
@@ -210,6 +246,8 @@ def run_shard(
         coerce=job.schema_check,
         passthrough=list(job.passthrough_columns),
         passthrough_types=job.passthrough_arrow_types(),
+        reject_missing=MISSING in rejected,
+        reject_infinite=INFINITE in rejected,
     )
     errors = None
     if job.sink.is_sql:  # a staging table per shard (see io/sql_sink.py)
@@ -305,9 +343,15 @@ def run_shard(
             except BatchScoringError:
                 raise
             except Exception as err:
-                if not has_missing(features):
+                kinds = refused_kinds(predictor.predict, features)
+                if not kinds:
                     raise
-                raise missing_value_error(job, plan, pieces, options.get("source"), err) from err
+                if errors is not None and not job.source.is_sql and not kinds <= rejected:
+                    again = Preloaded(
+                        job.model, job.predict_probabilities, job.output_schema, predictor, report.load_s
+                    )
+                    raise _ScoreAgain(kinds, again) from err
+                raise refused_value_error(job, plan, pieces, options.get("source"), err, kinds) from err
             if report.output_columns is None:
                 clash = [n for n in outputs.column_names if n.lower() in {p.lower() for p in passthrough}]
                 if clash:

@@ -41,13 +41,15 @@ def prestarted_command() -> list[str]:
 
 
 def error_from_marker(payload: str) -> Exception:
-    """Rebuild the exception a replica reported (same class when it is one of ours)."""
+    """Rebuild the exception a replica reported (same class when it is one of ours, and whether a retry can help)."""
     data = json.loads(payload)
     cls = getattr(errors, data.get("type", ""), None)
     if not (isinstance(cls, type) and issubclass(cls, errors.BatchScoringError)):
         cls = errors.ReplicaError
     error = cls.__new__(cls)
     Exception.__init__(error, data.get("message", "the replica failed"))
+    if isinstance(data.get("retryable"), bool):  # what the replica knew (a store it could not reach, say)
+        error.retryable = data["retryable"]
     return error
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from airflow_batch_scoring.artifacts.digest import verify_digest
 from airflow_batch_scoring.errors import ModelError, SchemaError
 from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.runtime.verified import verified_model
 from airflow_batch_scoring.schema import Column, ColumnType, ModelSchema
 
 PREDICTION = "prediction"
@@ -154,12 +154,13 @@ def load_predictor(spec: ModelSpec, *, probabilities: bool, output_schema: Model
         output_schema = ModelSchema.parse(spec.output_schema)  # the processed model's own (metadata or signature)
     if not os.path.exists(path):
         raise ModelError(f"The model path {path!r} does not exist; check the model URI ({spec.uri!r}).")
+    # Every flavour: a pickle (or a model's code) runs when it is loaded, so load a private copy whose bytes were
+    # hashed against the pinned digest while they were copied; an artifact changed since it was processed is refused.
+    spec = verified_model(spec)
+    path = spec.path
     if spec.flavor == "sklearn":
         import joblib
 
-        if spec.digest:
-            # A pickle runs code when it is loaded: refuse a file that changed since it was processed.
-            verify_digest(path, spec.digest, "The scikit-learn model file")
         try:
             estimator = joblib.load(path)
         except Exception as err:

@@ -34,6 +34,8 @@ LEASE = "_attempt.json"
 class SupersededError(BatchScoringError):
     """A newer attempt of the same run has taken over; this attempt must not publish."""
 
+    retryable = True
+
 
 def shards_left(
     replicas: int, completed: Mapping[int, Any], reason: str | None, log: Callable[[str], None]
@@ -192,5 +194,6 @@ def check_inputs_unchanged(
         raise InputError(
             f"the input {job.source.uri} changed while it was being scored ({details}); nothing was published. "
             f"Write inputs completely before the run starts (e.g. land them under a name starting with '_' and "
-            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)})."
+            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)}).",
+            retryable=True,  # a retry plans the input as it is now
         )

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
+from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError, is_retryable
 from airflow_batch_scoring.io import sql_source
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.sql import (
@@ -583,8 +583,8 @@ def finish_job(
                               "conn_id": job.sink.conn_id, "table": job.sink.table, "mode": job.sink.mode,
                               "merge_keys": job.sink.merge_keys}
         details = publish(job, reports, manifest, secrets, log)
-    except BaseException:
-        if not keep_on_failure or job.source.is_sql:
+    except BaseException as err:
+        if not keep_on_failure or job.source.is_sql or not is_retryable(err):
             discard(job, secrets)
         raise
     location = sink_location(job.sink, secrets)

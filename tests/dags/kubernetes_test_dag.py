@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG
 
@@ -28,4 +30,6 @@ with DAG(
             batch_size=400,
             passthrough_columns="{{ params.passthrough }}",
             kubernetes="{{ params.kubernetes }}",
+            retries=3,  # for what a retry can change: a user error fails at once (tests/test_kubernetes_run.py)
+            retry_delay=timedelta(seconds=0),
         )

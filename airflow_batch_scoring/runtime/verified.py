@@ -1,0 +1,43 @@
+"""The model a replica loads: a private copy whose bytes the replica hashed itself against the pinned digest.
+
+The driver pins the processed artifact's digest; a replica copies the artifact (a file, or every file of an MLflow
+folder) into a folder only its own user can open, hashing exactly the bytes it writes, and loads the model from that
+copy. An artifact changed after the driver processed it is refused before anything of it is unpickled, and nothing
+can change between the check and the load (there is no second read of the original).
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+
+from airflow_batch_scoring.artifacts.digest import verified_copy
+from airflow_batch_scoring.job import ModelSpec
+
+_FOLDERS: list[str] = []
+
+
+def verified_model(spec: ModelSpec) -> ModelSpec:
+    """``spec`` pointing at a verified private copy of its artifact (``spec`` as it is when it pins no digest).
+
+    :raises ModelError: when the artifact's digest is not the pinned one.
+    """
+    if not spec.digest:
+        return spec
+    folder = tempfile.mkdtemp(prefix="batch-scoring-verified-")  # mode 0700
+    try:
+        path = verified_copy(spec.path, spec.digest, folder, "The model")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    _FOLDERS.append(folder)
+    return replace(spec, path=path)
+
+
+def discard_verified_copies() -> None:
+    """Remove the copies :func:`verified_model` made (the replica calls it when it exits)."""
+    while _FOLDERS:
+        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
