@@ -118,7 +118,8 @@ def test_native_classifier_probabilities_through_the_registry(library, labelled,
         import catboost
         import mlflow.catboost
 
-        model = catboost.CatBoostClassifier(iterations=15, depth=3, verbose=False, thread_count=1, random_seed=0)
+        model = catboost.CatBoostClassifier(iterations=15, depth=3, verbose=False, thread_count=1, random_seed=0,
+                                           allow_writing_files=False)
         model.fit(x, y)
         log_model = mlflow.catboost.log_model
     uri = _register(log_model, model, f"{library}-classifier", x, model.predict(x), pip_requirements=[library])
