@@ -203,11 +203,14 @@ def start_stack(home: Path, dags: Path, extra_env: dict[str, str] | None = None)
         migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=home, capture_output=True,
                                  text=True)
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-        for name in COMPONENTS:
-            stack.processes[name] = _spawn(name, [str(BIN / "airflow"), name, *COMPONENT_FLAGS.get(name, ())], env,
-                                           home)
+        # The api-server (and its execution API) answers before the scheduler can start a task: a task started
+        # earlier (a catch-up run of an hourly DAG) could not reach it and would fail before it ran.
+        stack.processes["api-server"] = _spawn("api-server", [str(BIN / "airflow"), "api-server"], env, home)
         for name, url in (("mlflow", f"{mlflow_url}/health"), ("api-server", f"{stack.url}/api/v2/monitor/health")):
             wait_for(lambda url=url, name=name: _alive(stack, name) and _http_ok(url), 120, f"{name} to answer")
+        for name in COMPONENTS[1:]:
+            stack.processes[name] = _spawn(name, [str(BIN / "airflow"), name, *COMPONENT_FLAGS.get(name, ())], env,
+                                           home)
         with urllib.request.urlopen(f"{stack.url}/auth/token", timeout=10) as response:
             stack.token = json.loads(response.read())["access_token"]
     except BaseException:
