@@ -34,6 +34,35 @@ def output_location_url(uri: str, endpoint_url: str | None = None) -> str:
     return uri
 
 
+#: The attribute of a running operator that holds the links its task stored (key -> URL).
+LINKS_ATTRIBUTE = "batch_scoring_links"
+
+
+def _stored_link(operator: Any, key: str, ti_key: TaskInstanceKey) -> str:
+    """The URL stored under ``key`` for this task instance, or ``""``.
+
+    Airflow asks every extra link for its URL when the task finishes (and pushes it as ``_link_<class>``). The
+    operator that ran remembers what it stored: no XCom is read then, so a link the task had no URL for (a local
+    MLflow store has no version page; a task that failed before its sink was known) is simply empty, where reading
+    the missing XCom would log ``[error] XCom not found`` in the task log.
+    """
+    links = getattr(operator, LINKS_ATTRIBUTE, None)
+    if isinstance(links, dict):
+        value = links.get(key)
+    else:
+        value = XCom.get_value(key=key, ti_key=ti_key)
+    return value if isinstance(value, str) else ""
+
+
+def _store_link(context: Context, key: str, url: str) -> None:
+    """Push ``url`` under ``key`` and remember it on the running operator (see :func:`_stored_link`)."""
+    ti = context["ti"]
+    ti.xcom_push(key=key, value=url)
+    links = getattr(getattr(ti, "task", None), LINKS_ATTRIBUTE, None)
+    if isinstance(links, dict):
+        links[key] = url
+
+
 class OutputLocationLink(BaseOperatorLink):
     """Links a batch scoring task to its output folder."""
 
@@ -41,13 +70,12 @@ class OutputLocationLink(BaseOperatorLink):
     key = "batch_scoring_output"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        value = XCom.get_value(key=self.key, ti_key=ti_key)
-        return value if isinstance(value, str) else ""
+        return _stored_link(operator, self.key, ti_key)
 
     @classmethod
     def persist(cls, context: Context, url: str) -> None:
         """Store the link in XCom before scoring starts, so it works while the task runs."""
-        context["ti"].xcom_push(key=cls.key, value=url)
+        _store_link(context, cls.key, url)
 
 
 def model_version_url(registry_uri: str | None, name: str | None, version: str | int | None) -> str | None:
@@ -80,8 +108,7 @@ class ModelVersionLink(BaseOperatorLink):
     key = "batch_scoring_model_version"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        value = XCom.get_value(key=self.key, ti_key=ti_key)
-        return value if isinstance(value, str) else ""
+        return _stored_link(operator, self.key, ti_key)
 
     @classmethod
     def persist(cls, context: Context, model: Any, tracking_uri: str | None = None,
@@ -94,5 +121,5 @@ class ModelVersionLink(BaseOperatorLink):
         version = getattr(model, "source_model_version", None) or getattr(model, "version", None)
         url = model_version_url(registry_uri_of(tracking_uri, registry_uri), name, version)
         if url:
-            context["ti"].xcom_push(key=cls.key, value=url)
+            _store_link(context, cls.key, url)
         return url

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,9 @@ from servers import free_port
 
 BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+#: The scheduler's log server binds every interface (it has no host setting): the components share one AIRFLOW_HOME,
+#: so the api-server reads task logs from the files, and the scheduler serves none.
+COMPONENT_FLAGS = {"scheduler": ("--skip-serve-logs",)}
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 1.0):
@@ -106,6 +110,31 @@ class Stack:
         path = self.home / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def listening(self) -> dict[str, list[tuple[str, int]]]:
+        """The addresses every process of the stack (each component and its child processes) listens on: TCP in
+        LISTEN state, and bound UDP sockets without a peer."""
+        import psutil
+
+        found: dict[str, list[tuple[str, int]]] = {}
+        for name, process in self.processes.items():
+            try:
+                tree = [psutil.Process(process.pid)]
+                tree += tree[0].children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+            for member in tree:
+                try:
+                    connections = member.net_connections(kind="inet")
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                for conn in connections:
+                    tcp_listen = conn.type == socket.SOCK_STREAM and conn.status == psutil.CONN_LISTEN
+                    udp_bound = conn.type == socket.SOCK_DGRAM and not conn.raddr
+                    if tcp_listen or udp_bound:
+                        found.setdefault(f"{name} (pid {member.pid}: {member.name()})", []).append(
+                            (conn.laddr.ip, conn.laddr.port))
+        return found
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -174,10 +203,14 @@ def start_stack(home: Path, dags: Path, extra_env: dict[str, str] | None = None)
         migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=home, capture_output=True,
                                  text=True)
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-        for name in COMPONENTS:
-            stack.processes[name] = _spawn(name, [str(BIN / "airflow"), name], env, home)
+        # The api-server (and its execution API) answers before the scheduler can start a task: a task started
+        # earlier (a catch-up run of an hourly DAG) could not reach it and would fail before it ran.
+        stack.processes["api-server"] = _spawn("api-server", [str(BIN / "airflow"), "api-server"], env, home)
         for name, url in (("mlflow", f"{mlflow_url}/health"), ("api-server", f"{stack.url}/api/v2/monitor/health")):
             wait_for(lambda url=url, name=name: _alive(stack, name) and _http_ok(url), 120, f"{name} to answer")
+        for name in COMPONENTS[1:]:
+            stack.processes[name] = _spawn(name, [str(BIN / "airflow"), name, *COMPONENT_FLAGS.get(name, ())], env,
+                                           home)
         with urllib.request.urlopen(f"{stack.url}/auth/token", timeout=10) as response:
             stack.token = json.loads(response.read())["access_token"]
     except BaseException:

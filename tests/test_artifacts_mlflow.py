@@ -213,3 +213,27 @@ def test_processed_mapping_is_checked(versions: Versions, tmp_path: Path):
     (Path(spec.path) / "MLmodel").write_text((Path(spec.path) / "MLmodel").read_text() + "\n# changed\n")
     with pytest.raises(ModelError, match="was NOT loaded"):
         process_model(spec.to_dict(), str(tmp_path / "unused"))
+
+
+def test_one_version_has_one_digest_however_it_is_reached(versions: Versions, tmp_path: Path):
+    """``models:/name/1`` through the environment's tracking URI (MLflow's models:/ download, which adds a
+    ``registered_model_meta`` note) and through an explicit URI (the version's files) give the same digest; a model
+    folder with a changed model file does not."""
+    from airflow_batch_scoring.artifacts.digest import sha256_of
+
+    from_env = process_model(f"models:/{MODEL}/1", str(tmp_path / "env"))
+    explicit = process_model(f"models:/{MODEL}/1", str(tmp_path / "explicit"), os.environ["MLFLOW_TRACKING_URI"])
+    files = {p.name for p in Path(from_env.path).iterdir()} ^ {p.name for p in Path(explicit.path).iterdir()}
+    assert files == {"registered_model_meta"}  # the two downloads differ by MLflow's note about the download
+    assert from_env.digest == explicit.digest
+    folder = process_model(explicit.path, str(tmp_path / "folder"), copy=True)
+    assert folder.digest == explicit.digest
+
+    model_file = next(Path(folder.path).glob("model.*"))
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    assert sha256_of(folder.path) != explicit.digest
+    # the note itself is excluded at the folder's top only: a file of that name inside the model is content
+    (Path(explicit.path) / "sub").mkdir()
+    before = sha256_of(explicit.path)
+    (Path(explicit.path) / "sub" / "registered_model_meta").write_text("x")
+    assert sha256_of(explicit.path) != before

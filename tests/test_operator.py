@@ -109,3 +109,32 @@ def test_provider_is_discovered(airflow_db):
     airflow = str(Path(sys.executable).parent / "airflow")
     listing = subprocess.run([airflow, "providers", "list"], capture_output=True, text=True, check=True).stdout
     assert "airflow-batch-scoring" in listing
+
+
+def test_normal_run_logs_no_error_line(test_dag, models: Models, tmp_path: Path, capfd):
+    """A registry model on a local MLflow store has no version page (no Model version link): the task log of a
+    normal run holds no ``[error]`` line (the links are not looked up in XCom where none was stored)."""
+    frame = make_frame(300, seed=23)
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    dag_run = test_dag.test(
+        run_conf={
+            "model": f"models:/{models.registry_name}/{models.registry_version}",
+            "source": source_spec("csv", (tmp_path / "in.csv").as_uri()),
+            "sink": {"uri": (tmp_path / "out").as_uri(), "format": "jsonl"},
+            "passthrough": ["id"],
+        }
+    )
+    assert dag_run.state == "success"
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert "rows scored" in text  # the task's own log was captured
+    errors = [line for line in text.splitlines() if "[error" in line.lower() or "XCom not found" in line]
+    assert errors == []
+    # The links Airflow stores when the task ends: the output folder; no model version page for a local store.
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="score")
+        links = {row.key: row.value for row in rows if row.key.startswith("_link_")}
+    assert links == {"_link_OutputLocationLink": (tmp_path / "out").as_uri(), "_link_ModelVersionLink": ""}

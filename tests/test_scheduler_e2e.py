@@ -273,3 +273,18 @@ def test_hourly_waits_after_a_failed_hour_and_catches_up_in_order(e2e: E2E):
         output = read_output(e2e.demo_dir / "hourly" / "scores" / hour, "csv")
         assert len(output) == 2_000
         check_scores(e2e.demo.features(f"hourly-{hour}", 2_000), output, e2e.estimator())
+
+
+def test_every_server_of_the_stack_listens_on_loopback_only(e2e: E2E):
+    """Every process the test stack started (api-server, scheduler, dag-processor, MLflow, and their children, e.g.
+    the LocalExecutor's workers) listens on 127.0.0.1 only: the scheduler serves no logs on 0.0.0.0. (Last in this
+    module: the scheduler and its workers have run every DAG above by now.)"""
+    wait_for(lambda: e2e.stack.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 120,
+             "the scheduler's heartbeat")
+    listening = e2e.stack.listening()
+    assert any(name.startswith("api-server") for name in listening)  # the check sees the servers we know of ...
+    assert any(name.startswith("mlflow") for name in listening)
+    elsewhere = {name: [a for a in addresses if a[0] != "127.0.0.1"] for name, addresses in listening.items()}
+    assert {name: a for name, a in elsewhere.items() if a} == {}  # ... and every one is on loopback
+    log_port = int(e2e.stack.env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+    assert not [a for addresses in listening.values() for a in addresses if a[1] == log_port]

@@ -2,7 +2,9 @@
 
 A file's digest is the plain sha256 of its bytes (what ``sha256sum`` prints), so that ``expected_sha256`` can be
 taken from any tool. A folder is hashed file by file in name order: each file's relative name, a NUL byte, and its
-contents.
+contents. In an MLflow model folder (an ``MLmodel`` file at its top), the notes MLflow writes there about how the
+folder was downloaded rather than about the model (``registered_model_meta``: the registry name and version, written
+only by a ``models:/`` download) are not hashed, so one model version has one digest however it is reached.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from airflow_batch_scoring.errors import ConfigurationError, ModelError
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
+#: Files at the top of an MLflow model folder that describe its download or registration, not the model: MLflow
+#: writes them on one download path and not on another, and never reads them when it loads the model.
+MLFLOW_DOWNLOAD_NOTES = frozenset({"registered_model_meta"})
+
 
 def _entries(path: str) -> Iterator[tuple[str | None, str]]:
     """What a digest covers, in order: ``(None, path)`` for a file; ``(relative name, full path)`` for each file of a
@@ -25,9 +31,12 @@ def _entries(path: str) -> Iterator[tuple[str | None, str]]:
     if os.path.isfile(path):
         yield None, path
         return
+    skip = MLFLOW_DOWNLOAD_NOTES if os.path.isfile(os.path.join(path, "MLmodel")) else frozenset()
     for root, dirs, names in os.walk(path):
         dirs.sort()
         for name in sorted(names):
+            if root == path and name in skip:
+                continue
             full = os.path.join(root, name)
             yield os.path.relpath(full, path), full
 

@@ -17,7 +17,7 @@ from airflow_batch_scoring.io.bad_rows import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
-from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink, output_location_url
+from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
@@ -228,6 +228,7 @@ class BatchScoringOperator(BaseOperator):
     def _execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_scoring.artifacts import process_model
 
+        setattr(self, LINKS_ATTRIBUTE, {})  # the links this run stores (read by the links when the task ends)
         model_reference = self._apply_stage()
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")

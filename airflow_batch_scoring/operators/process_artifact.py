@@ -21,7 +21,7 @@ from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.files import check_user_info
-from airflow_batch_scoring.links import ModelVersionLink
+from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 
 if TYPE_CHECKING:
@@ -144,6 +144,7 @@ class ProcessArtifactOperator(BaseOperator):
             json.dump({"status": "processing"}, f)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        setattr(self, LINKS_ATTRIBUTE, {})  # the links this run stores (read by the links when the task ends)
         with no_retry_for_user_errors():  # an error a retry cannot change fails the task without its retries
             return self._execute(context)
 

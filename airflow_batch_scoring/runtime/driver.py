@@ -370,6 +370,8 @@ def execute_job(
     options = storage_options or {}
     launcher = launcher or LocalLauncher(log)
     runtime = getattr(launcher, "runtime", "local")
+    if hasattr(launcher, "finish_siblings"):  # a retry will come: running replicas may finish their shards first
+        launcher.finish_siblings = keep_on_failure
     if hasattr(launcher, "prestart"):  # the replicas load the model during the preflight (a no-op if started already)
         launcher.prestart(
             job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_schema

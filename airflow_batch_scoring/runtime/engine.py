@@ -112,6 +112,34 @@ class Progress:
         self.log(text)
 
 
+class ReadMark:
+    """What the reader has produced: rows parsed, and the text bytes consumed to parse them, as one pair.
+
+    The reader runs ahead of the model (whole blocks of ``part_size`` bytes, and the read queue), so the bytes it has
+    consumed say nothing of how much was scored. The pair gives the rows' density in the shard's bytes, from which
+    :func:`scored_fraction` places the rows scored. The reader thread replaces the pair as a whole (one assignment),
+    after each table it yields: the table's rows and the bytes of the blocks they came from are counted together.
+    """
+
+    def __init__(self) -> None:
+        self.mark: tuple[int, int] = (0, 0)
+
+    def record(self, rows: int, bytes_done: int) -> None:
+        self.mark = (self.mark[0] + rows, bytes_done)
+
+
+def scored_fraction(rows_scored: int, mark: tuple[int, int], total_bytes: int) -> float | None:
+    """The share of a text shard scored: the bytes the scored rows came from, over the shard's bytes.
+
+    ``mark`` is ``(rows read, bytes consumed for them)`` (see :class:`ReadMark`); the scored rows (never more than
+    those read) take their share of those bytes. ``None`` when nothing is known yet (no rows read, or no size).
+    """
+    rows_read, bytes_read = mark
+    if total_bytes <= 0 or rows_read <= 0:
+        return None
+    return min(rows_scored, rows_read) * bytes_read / rows_read / total_bytes
+
+
 def _passthrough_names(batch: pa.Table, wanted: list[str]) -> list[str]:
     """The batch's names of the passthrough columns, in the order asked (names match ignoring case)."""
     by_key = {name.lower(): name for name in batch.column_names}
@@ -293,10 +321,14 @@ def _score_shard(
                 if consumer is not None and not consumer.is_alive():
                     return
 
+    read_mark = ReadMark()
+
     def read_all() -> None:
         def tables() -> Iterator[pa.Table]:
             for piece in pieces:
-                yield from reader.read(piece)
+                for table in reader.read(piece):
+                    read_mark.record(table.num_rows, reader.bytes_done)
+                    yield table
 
         batches = rebatch(tables(), job.batch_size)
         try:
@@ -369,8 +401,8 @@ def _score_shard(
             put(write_queue, result, writer_thread)
             if writer_thread.error is not None:
                 break
-            fraction = reader.bytes_done / total_bytes if total_bytes else None
-            progress.update(report.rows_in, fraction)
+            # what was scored, not what the reader consumed ahead of the model
+            progress.update(report.rows_in, scored_fraction(report.rows_in, read_mark.mark, total_bytes))
         put(write_queue, _DONE, writer_thread)
         writer_thread.join()
         reader_thread.join()

@@ -4,6 +4,11 @@ A replica is ``python -m airflow_batch_scoring.runtime run-shard --job JOB.json 
 runtime image runs in a pod), or, prestarted, ``run-shard --await-job``, which loads the model first and then reads
 its job and shard. Its secret material arrives on its standard input; its progress lines are relayed into the
 caller's log; a failed replica's own error is raised with its class and message, and the other replicas are stopped.
+
+When the run will be retried (:attr:`LocalLauncher.finish_siblings`, set while Airflow retries remain or a ``--job-id``
+run can be resumed) and the failure is one a retry can change (a replica killed or crashed, a store that could not be
+reached), the replicas still running first get a grace period (``BATCH_SCORING_REPLICA_GRACE_S``, default 300 s) to
+finish their shards, so that the retry reuses them instead of scoring them again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from airflow_batch_scoring.runtime.shards import threads_per_replica
 from airflow_batch_scoring.schema import ModelSchema
 
 ERROR_MARKER = "BATCH_SCORING_ERROR "
+#: seconds the running replicas may take to finish their shards after one failed, when the run will be retried.
+GRACE_VARIABLE = "BATCH_SCORING_REPLICA_GRACE_S"
+DEFAULT_GRACE_S = 300.0
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -53,6 +61,37 @@ def error_from_marker(payload: str) -> Exception:
     return error
 
 
+def grace_period_s(environ: Mapping[str, str] | None = None) -> float:
+    """The grace period of running replicas after one failed (``BATCH_SCORING_REPLICA_GRACE_S``; 0 stops them at once).
+
+    :raises ConfigurationError: when the variable is not a number of seconds >= 0.
+    """
+    text = (os.environ if environ is None else environ).get(GRACE_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise errors.ConfigurationError(
+            f"{GRACE_VARIABLE}={text!r} is not a number of seconds >= 0; set it to how long running replicas may "
+            "take to finish their shards after one failed (0 stops them at once)."
+        )
+    return value
+
+
+def _retry_can_help(error: Exception | None) -> bool:
+    """Whether a retry can change the outcome of a replica's failure: a replica killed or crashed (no error of its
+    own), a store that could not be reached; not a user error (bad input, schema, configuration, model)."""
+    if error is None:
+        return True
+    retryable = getattr(error, "retryable", None)
+    if isinstance(retryable, bool):
+        return retryable
+    return isinstance(error, (errors.ReplicaError, errors.StorageError))
+
+
 @dataclass
 class _Replica:
     process: subprocess.Popen[str]
@@ -72,8 +111,11 @@ class LocalLauncher:
     :param log: receives every line the replicas print (progress, warnings).
     """
 
-    def __init__(self, log: Callable[[str], None] = print):
+    def __init__(self, log: Callable[[str], None] = print, grace_s: float | None = None):
         self.log = log
+        #: after a failure a retry can change, let the running replicas finish their shards (up to ``grace_s``).
+        self.finish_siblings = False
+        self.grace_s = grace_s
         self._replicas: list[_Replica] = []
         self._waiting: list[_Replica] = []  # prestarted, not yet given a shard
         self._prestart_key: tuple[int, tuple[tuple[str, str], ...] | None] | None = None
@@ -127,6 +169,7 @@ class LocalLauncher:
 
         :raises BatchScoringError: the first failed replica's own error.
         """
+        grace_s = self.grace_s if self.grace_s is not None else grace_period_s(env)
         environment = self._environment(env, replicas)
         shard_list = list(range(replicas)) if shards is None else shards
         waiting, self._waiting = self._waiting, []
@@ -151,7 +194,7 @@ class LocalLauncher:
                 pass  # it failed while loading the model: its own error is read below
         self._stop(waiting[len(shard_list):])
         try:
-            failed = self._wait()
+            failed = self._wait(grace_s if self.finish_siblings else 0.0)
         except BaseException:
             self.kill()
             raise
@@ -209,8 +252,12 @@ class LocalLauncher:
             del replica.tail[:-50]
             self.log(f"[replica {'starting' if replica.shard is None else replica.shard}] {line}")
 
-    def _wait(self) -> tuple[_Replica, int] | None:
-        """Wait for every process; on the first failure stop the others and return ``(replica, exit code)``."""
+    def _wait(self, grace_s: float = 0.0) -> tuple[_Replica, int] | None:
+        """Wait for every process; on the first failure stop the others and return ``(replica, exit code)``.
+
+        With ``grace_s`` > 0 and a failure a retry can change, the others first get up to ``grace_s`` seconds to
+        finish their shards (their reports stay staged for the retry).
+        """
         pending = list(self._replicas)
         while pending:
             for replica in list(pending):
@@ -219,12 +266,40 @@ class LocalLauncher:
                     continue
                 pending.remove(replica)
                 if code != 0:
+                    pending = [r for r in pending if r.process.poll() is None]
+                    if pending and grace_s > 0 and _retry_can_help(self._error_of(replica)):
+                        self._finish(replica, pending, grace_s)
                     self.kill()
                     for other in self._replicas:
                         other.process.wait()
                     return replica, code
             time.sleep(0.05)
         return None
+
+    @staticmethod
+    def _error_of(replica: _Replica) -> Exception | None:
+        """The error a finished replica reported (its relay has read every line by then), or ``None``."""
+        if replica.relay is not None:
+            replica.relay.join(timeout=10)
+        return error_from_marker(replica.error) if replica.error is not None else None
+
+    def _finish(self, failed: _Replica, running: list[_Replica], grace_s: float) -> None:
+        """Let ``running`` replicas finish their shards, for at most ``grace_s`` seconds, after ``failed`` failed."""
+        shards = [r.shard for r in running]
+        self.log(
+            f"Replica {failed.shard} failed; the run will be retried: letting replica(s) {shards} finish their "
+            f"shards (up to {grace_s:g}s, {GRACE_VARIABLE}) so that the retry reuses them"
+        )
+        deadline = time.monotonic() + grace_s
+        while running and time.monotonic() < deadline:
+            running = [r for r in running if r.process.poll() is None]
+            if running:
+                time.sleep(0.05)
+        done = [r.shard for r in self._replicas if r is not failed and r.process.poll() == 0]
+        if running:
+            self.log(f"Stopping replica(s) {[r.shard for r in running]} after the grace period; finished: {done}")
+        else:
+            self.log(f"The other replicas ended; finished shard(s): {done}")
 
     def discard(self) -> None:
         """Stop the prestarted replicas that were never given a shard (the job failed or ended before launching)."""

@@ -216,13 +216,14 @@ def _load_mlflow(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSc
             wants_frame = True
     except Exception as err:
         raise ModelError(f"Cannot load the MLflow model at {spec.path!r} ({type(err).__name__}: {err}).") from err
-    return Predictor(
-        model,
-        input_schema=input_schema or (_sklearn_schema(model) if "sklearn" in meta.flavors else None),
-        output_schema=output_schema,
-        probabilities=probabilities,
-        wants_frame=wants_frame,
-    )
+    input_schema = input_schema or (_sklearn_schema(model) if "sklearn" in meta.flavors else None)
+    if probabilities:  # the flavour's native classifier, or an output that already is per-class probabilities
+        from airflow_batch_scoring.runtime.probabilities import mlflow_predictor
+
+        return mlflow_predictor(
+            model, meta, input_schema=input_schema, output_schema=output_schema, wants_frame=wants_frame
+        )
+    return Predictor(model, input_schema=input_schema, output_schema=output_schema, wants_frame=wants_frame)
 
 
 #: numpy dtypes onnxruntime wants for each tensor element type.
