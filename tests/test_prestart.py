@@ -121,12 +121,15 @@ def test_discard_stops_replicas_that_never_got_a_shard(tmp_path: Path, models: M
 
 
 def _prestarted_pids() -> set[int]:
+    """The waiting replicas started by this virtual environment's Python (another checkout's test run on the same
+    machine has replicas of its own)."""
     import psutil
 
     pids = set()
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "run-shard" in cmdline and "--await-job" in cmdline:
+        if cmdline and Path(cmdline[0]).parent == Path(sys.executable).parent and "run-shard" in cmdline \
+                and "--await-job" in cmdline:
             pids.add(process.pid)
     return pids
 

@@ -360,7 +360,8 @@ def test_cli_job_id_finishes_a_stopped_publish(model, tmp_path: Path, failing_mo
     assert "error: Publishing to" in err and "--job-id nightly" in err and "Traceback" not in err
     assert main(argv) == 0
     assert "Finishing the publish" in capsys.readouterr().err
-    check_exactly_once(frame, read_output(sink, "csv", ["id", "prediction"]))
+    # (the input has a header line, so the output has one: sink header "auto")
+    check_exactly_once(frame, read_output(sink, "csv", ["id", "prediction"], header=True))
 
 
 # --- item 13: allowed sink prefixes --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from airflow_batch_scoring.errors import ConfigurationError, ReplicaError, Stora
 from airflow_batch_scoring.io.bad_rows import ERRORS_FOLDER
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.runtime.resume import check_lease
+from airflow_batch_scoring.runtime.resume import check_lease, read_json, write_json
 from airflow_batch_scoring.runtime.shards import ShardReport, published_name, report_name
 
 SUCCESS = "_SUCCESS"
@@ -63,21 +63,6 @@ def read_reports(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> 
             f"Shard(s) {missing} did not finish (no report in {job.staging_uri}); nothing was published."
         )
     return reports
-
-
-def _read_json(fs: Any, path: str) -> Any:
-    try:
-        with fs.open(path, "r") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (ValueError, OSError):
-        return False  # there, but not JSON
-
-
-def _write_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
-    with fs.open(path, "w") as f:
-        f.write(json.dumps(document, indent=2, sort_keys=True, default=str))
 
 
 def manifest_files(manifest: Any) -> list[str] | None:
@@ -119,7 +104,7 @@ def previous_output(fs: Any, sink: str, sink_uri: str, pending: Mapping[str, Any
         would overwrite or mix with files this provider did not write.
     """
     present = _sink_files(fs, sink)
-    manifest = _read_json(fs, f"{sink}/{MANIFEST}") if MANIFEST in present else None
+    manifest = read_json(fs, f"{sink}/{MANIFEST}", unreadable=False) if MANIFEST in present else None
     listed = manifest_files(manifest) if manifest else None
     owned: set[str] = set()
     if pending is not None:  # this run's own publish, stopped part-way: what it removes and what it moved in
@@ -151,7 +136,7 @@ def pending_publish(job: ScoringJob, storage_options: Mapping[str, Any] | None) 
     """The plan of a publish an earlier attempt of this run started and did not finish, or ``None``."""
     fs, staging = filesystem(job.staging_uri, storage_options)
     fs.invalidate_cache()
-    plan = _read_json(fs, f"{staging}/{PUBLISH_PLAN}")
+    plan = read_json(fs, f"{staging}/{PUBLISH_PLAN}", unreadable=False)
     if not isinstance(plan, dict) or not {"previous", "moves", "manifest"} <= set(plan):
         return None  # none (a plan cut short while being written was written before the sink changed)
     return plan
@@ -227,9 +212,9 @@ def publish(
     fs, sink = filesystem(job.sink.uri, storage_options)
     _, staging = filesystem(job.staging_uri, storage_options)
     plan = plan_publish(job, reports, manifest, previous, fs, staging, sink)
-    before = _read_json(fs, f"{sink}/{MANIFEST}") if MANIFEST in previous else None
+    before = read_json(fs, f"{sink}/{MANIFEST}", unreadable=False) if MANIFEST in previous else None
     plan["previous_job"] = before.get("job_id") if isinstance(before, dict) else None
-    _write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
+    write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
     return finish_publish(job, plan, storage_options)
 
 
@@ -244,7 +229,7 @@ def finish_publish(
     fs, sink = filesystem(job.sink.uri, storage_options)
     _, staging = filesystem(job.staging_uri, storage_options)
     plan = dict(plan)
-    current = _read_json(fs, f"{sink}/{MANIFEST}")
+    current = read_json(fs, f"{sink}/{MANIFEST}", unreadable=False)
     if isinstance(current, dict) and current.get("job_id") not in (plan.get("previous_job"), job.job_id):
         discard(job, storage_options)  # its plan is obsolete: finishing it would overwrite the other run's output
         raise ConfigurationError(
@@ -262,7 +247,7 @@ def finish_publish(
                 done += 1
             _remove_empty(fs, f"{sink}/{ERRORS_FOLDER}")
             plan["removed"] = True
-            _write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
+            write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
         if is_local(fs):
             fs.makedirs(sink, exist_ok=True)
         for staged, final in moves:
@@ -277,7 +262,7 @@ def finish_publish(
                     f"in {job.sink.uri} cannot be completed. Run the job again under a new job id."
                 )
             done += 1
-        _write_json(fs, f"{sink}/{MANIFEST}", plan["manifest"])
+        write_json(fs, f"{sink}/{MANIFEST}", plan["manifest"])
         done += 1
         with fs.open(f"{sink}/{SUCCESS}", "w") as f:
             f.write("")

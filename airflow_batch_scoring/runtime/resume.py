@@ -78,19 +78,21 @@ class Resumption:
     reason: str | None = None
 
 
-def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+def read_json(fs: Any, path: str, unreadable: Any = None) -> Any:
+    """The JSON document at ``path``: ``None`` when there is none, ``unreadable`` when it is there but not JSON."""
     try:
         with fs.open(path, "r") as f:
             return json.load(f)
     except FileNotFoundError:
         return None
     except (ValueError, OSError):
-        return None
+        return unreadable
 
 
-def _write_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
+def write_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as JSON to ``path`` (values JSON does not know, e.g. datetimes, as their text)."""
     with fs.open(path, "w") as f:
-        f.write(json.dumps(document, sort_keys=True))
+        f.write(json.dumps(document, indent=2, sort_keys=True, default=str))
 
 
 def begin_attempt(
@@ -111,7 +113,7 @@ def begin_attempt(
     current = fingerprint(job, files)
     result = Resumption()
     try:
-        plan = _read_json(fs, f"{staging}/{PLAN}") if fs.exists(staging) else None
+        plan = read_json(fs, f"{staging}/{PLAN}") if fs.exists(staging) else None
         if plan is not None and plan.get("fingerprint") != current:
             result.reason = (
                 "the model, the input listing or the scoring options changed since the earlier attempt "
@@ -124,7 +126,7 @@ def begin_attempt(
                 fs.rm(staging, recursive=True)
             if is_local(fs):
                 fs.makedirs(staging, exist_ok=True)
-            _write_json(fs, f"{staging}/{PLAN}", {"fingerprint": current, "attempt": job.attempt})
+            write_json(fs, f"{staging}/{PLAN}", {"fingerprint": current, "attempt": job.attempt})
         take_lease(job, storage_options)
     except PermissionError as err:
         raise InputError(
@@ -140,13 +142,13 @@ def take_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> No
     fs, staging = filesystem(job.staging_uri, storage_options)
     if is_local(fs):
         fs.makedirs(staging, exist_ok=True)
-    _write_json(fs, f"{staging}/{LEASE}", {"attempt": job.attempt})
+    write_json(fs, f"{staging}/{LEASE}", {"attempt": job.attempt})
 
 
 def _completed_shards(fs: Any, staging: str, job: ScoringJob) -> dict[int, ShardReport]:
     completed = {}
     for shard in range(job.replicas):
-        document = _read_json(fs, f"{staging}/{report_name(shard)}")
+        document = read_json(fs, f"{staging}/{report_name(shard)}")
         if document is None:
             continue
         report = ShardReport(**document)
@@ -163,7 +165,7 @@ def check_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> N
     """
     fs, staging = filesystem(job.staging_uri, storage_options)
     fs.invalidate_cache()
-    lease = _read_json(fs, f"{staging}/{LEASE}")
+    lease = read_json(fs, f"{staging}/{LEASE}")
     holder = (lease or {}).get("attempt")
     if holder != job.attempt:
         raise SupersededError(
