@@ -31,7 +31,8 @@ from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_rea
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error
-from airflow_batch_scoring.runtime.predictors import Predictor, load_predictor
+from airflow_batch_scoring.runtime.predictor import Predictor
+from airflow_batch_scoring.runtime.predictors import load_predictor
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
 from airflow_batch_scoring.schema import ModelSchema
 

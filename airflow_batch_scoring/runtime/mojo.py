@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 from airflow_batch_scoring.artifacts.h2o_mojo import genmodel_jar, java_command, mojo_schemas, read_model_ini
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.job import ModelSpec
-from airflow_batch_scoring.runtime.predictors import PREDICTION, PROBABILITY_PREFIX, Predictor, _apply_output_schema
+from airflow_batch_scoring.runtime.predictor import PREDICTION, PROBABILITY_PREFIX, Predictor, apply_output_schema
 from airflow_batch_scoring.schema import ModelSchema
 
 PREDICT_CSV = "hex.genmodel.tools.PredictCsv"
@@ -78,5 +78,5 @@ class MojoPredictor(Predictor):
                 names.append(name)
             arrays.append(result.column(name).combine_chunks())
         if self.output_schema is not None:
-            names, arrays = _apply_output_schema(self.output_schema, names, arrays)
+            names, arrays = apply_output_schema(self.output_schema, names, arrays)
         return pa.Table.from_arrays(arrays, names=names)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ModelError
-from airflow_batch_scoring.runtime.predictors import PREDICTION, PROBABILITY_PREFIX, Predictor, _apply_output_schema
+from airflow_batch_scoring.runtime.predictor import PREDICTION, PROBABILITY_PREFIX, Predictor, apply_output_schema
 from airflow_batch_scoring.schema import ModelSchema
 
 #: How far a row of probabilities may sum from 1 (float32 softmax outputs round).
@@ -151,7 +151,7 @@ class OutputProbabilityPredictor(Predictor):
             names.append(f"{PROBABILITY_PREFIX}{label}")
             arrays.append(pa.array(proba[:, index]))
         if self.prediction_schema is not None:
-            names, arrays = _apply_output_schema(self.prediction_schema, names, arrays)
+            names, arrays = apply_output_schema(self.prediction_schema, names, arrays)
         return pa.Table.from_arrays(arrays, names=names)
 
     def _probabilities(self, result: Any) -> tuple[list[Any], np.ndarray]:
