@@ -276,6 +276,8 @@ class Kubelet:
                     if max_failed is not None and len(state["failed"]) > max_failed:
                         state["reason"] = "MaxFailedIndexesExceeded"
                         terminate()
+                if not terminating.is_set():  # failedIndexes is published while the other indexes run on
+                    self._update_job(name, namespace, state, completions, final=None)
 
         indexes = list(range(completions))
         while indexes and not self._stop and not terminating.is_set():
