@@ -9,7 +9,8 @@
   pod's own container command with the pod's own environment as a local process*, its ConfigMap and Secret written to
   files as they would be mounted, or plays a scripted outcome (OOMKilled, an image that cannot be pulled, an exit code
   with a log). It then writes the pod's and the Job's status back (``completedIndexes``, ``failedIndexes``,
-  conditions), honouring ``backoffLimitPerIndex``, ``maxFailedIndexes`` and the exit-code pod failure policy.
+  conditions), honouring ``backoffLimitPerIndex``, ``maxFailedIndexes`` (set or not) and the exit-code pod failure
+  policy (``FailIndex``, ``FailJob``: the Job's running pods are then stopped).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class Kubelet:
         self._stop = False
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen[str]] = {}
+        self._terminating: dict[str, threading.Event] = {}
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
@@ -209,49 +211,83 @@ class Kubelet:
     # -- the Job controller ---------------------------------------------------------------------------------------
 
     def _control(self, job: dict[str, Any]) -> None:
+        """The Job controller for an Indexed Job with ``backoffLimitPerIndex``, as documented in
+        https://kubernetes.io/docs/concepts/workloads/controllers/job/#backoff-limit-per-index and
+        https://kubernetes.io/docs/concepts/workloads/controllers/job/#pod-failure-policy: an index is retried up to
+        ``backoffLimitPerIndex`` times (``FailIndex`` on an exit code ends it at once) and then added to
+        ``failedIndexes``; without ``maxFailedIndexes`` the other indexes run to their end and the Job then fails
+        (reason ``FailedIndexes``); once more indexes than ``maxFailedIndexes`` failed, or a ``FailJob`` rule matched,
+        the Job fails at once and its running pods are terminated."""
         meta, spec = job["metadata"], job["spec"]
-        name, namespace = meta["name"], meta["namespace"]
+        name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
         completions = spec["completions"]
         retries = spec.get("backoffLimitPerIndex", 6)
         parallelism = spec.get("parallelism") or completions
-        fail_codes = {
-            code for rule in (spec.get("podFailurePolicy") or {}).get("rules", []) if rule.get("action") == "FailIndex"
-            for code in (rule.get("onExitCodes") or {}).get("values", [])
-        }
+        max_failed = spec.get("maxFailedIndexes")
+
+        def codes(action: str) -> set[int]:
+            return {
+                code for rule in (spec.get("podFailurePolicy") or {}).get("rules", []) if rule.get("action") == action
+                for code in (rule.get("onExitCodes") or {}).get("values", [])
+            }
+
+        fail_codes, fail_job_codes = codes("FailIndex"), codes("FailJob")
         state = {"completed": set(), "failed": set(), "failed_pods": 0, "active": 0, "stuck": False}
         lock = threading.Lock()
+        terminating = threading.Event()
+        self._terminating[uid] = terminating
+
+        def terminate() -> None:
+            terminating.set()
+            for key, process in list(self._processes.items()):
+                if key.startswith(f"{uid}/") and process.poll() is None:
+                    process.kill()
 
         def run_index(index: int) -> None:
+            phase, code = "Failed", None
             for _ in range(retries + 1):
+                if terminating.is_set():
+                    return
                 with lock:
                     state["active"] += 1
                 self._update_job(name, namespace, state, completions, final=None)
                 phase, code = self._run_pod(job, index)
                 with lock:
                     state["active"] -= 1
+                    if terminating.is_set():
+                        return  # a pod stopped because the Job failed does not count
                     if phase == "Succeeded":
                         state["completed"].add(index)
                     elif phase == "Failed":
                         state["failed_pods"] += 1
                     elif phase == "Stuck":
                         state["stuck"] = True
+                if phase == "Failed" and code in fail_job_codes:
+                    with lock:
+                        state["failed"].add(index)
+                        state["reason"] = "PodFailurePolicy"
+                    terminate()
+                    return
                 if phase != "Failed" or code in fail_codes:
                     break
             if phase == "Failed":
                 with lock:
                     state["failed"].add(index)
+                    if max_failed is not None and len(state["failed"]) > max_failed:
+                        state["reason"] = "MaxFailedIndexesExceeded"
+                        terminate()
+                if not terminating.is_set():  # failedIndexes is published while the other indexes run on
+                    self._update_job(name, namespace, state, completions, final=None)
 
         indexes = list(range(completions))
-        while indexes and not self._stop:
+        while indexes and not self._stop and not terminating.is_set():
             batch, indexes = indexes[:parallelism], indexes[parallelism:]
             threads = [threading.Thread(target=run_index, args=(i,), daemon=True) for i in batch]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            if state["failed"] and spec.get("maxFailedIndexes") == 0:
-                break
-        if state["stuck"]:
+        if state["stuck"] and not terminating.is_set():
             self._update_job(name, namespace, state, completions, final=None)
             return  # a pod waiting on its image never ends the Job
         final = "Complete" if len(state["completed"]) == completions else "Failed"
@@ -272,7 +308,8 @@ class Kubelet:
             status["conditions"] = [{"type": "Complete", "status": "True", "lastTransitionTime": _now()}]
             status["completionTime"] = _now()
         elif final == "Failed":
-            status["conditions"] = [{"type": "Failed", "status": "True", "reason": "FailedIndexes",
+            reason = state.get("reason", "FailedIndexes")
+            status["conditions"] = [{"type": "Failed", "status": "True", "reason": reason,
                                      "message": "Job has failed indexes", "lastTransitionTime": _now()}]
         try:
             self.batch.patch_namespaced_job_status(name, namespace, {"status": status})
@@ -327,7 +364,8 @@ class Kubelet:
         except Exception:
             pass
         if outcome.kind == "hang":
-            while not self._stop and self._job_alive(meta):
+            ended = self._terminating.get(meta["uid"])
+            while not self._stop and self._job_alive(meta) and not (ended and ended.is_set()):
                 time.sleep(0.1)
             return "Failed", None
         code = terminated.get("exitCode") if terminated else None

@@ -266,11 +266,12 @@ def test_rbac_refusal_says_which_permission_is_missing(cluster, namespace, tmp_p
     assert SECRETS["sink"]["secret"] not in message and _jobs(cluster, namespace) == []
 
 
-def _trigger_events(cluster: FakeCluster, namespace: str, name: str) -> dict:
+def _trigger_events(cluster: FakeCluster, namespace: str, name: str, grace: float = 0) -> dict:
     from airflow_batch_scoring.triggers.kubernetes import ScoringJobTrigger
 
     trigger = ScoringJobTrigger(name=name, namespace=namespace, container=manifests.CONTAINER,
-                                config_file=str(cluster.kubeconfig), kubernetes_conn_id=None, poll_interval=0.05)
+                                config_file=str(cluster.kubeconfig), kubernetes_conn_id=None, poll_interval=0.05,
+                                grace_period_seconds=grace)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_batch_scoring.triggers.kubernetes.ScoringJobTrigger"
     trigger = ScoringJobTrigger(**kwargs)
@@ -300,6 +301,42 @@ def test_trigger_fires_when_the_job_completes_or_cannot_pull_its_image(cluster, 
     assert event["status"] == "failed" and "cannot pull its image (ImagePullBackOff)" in event["summary"]
     with pytest.raises(ReplicaError, match="cannot pull the image"):
         launcher.collect()
+
+
+def test_a_failed_index_lets_the_others_run_for_the_grace_period_then_the_job_is_deleted(
+    cluster, namespace, kubelet, tmp_path
+):
+    """While a retry will come, an OOM-killed index does not stop a sibling (no maxFailedIndexes); a sibling that does
+    not finish within ``grace_period_seconds`` is stopped by deleting the Job, on the worker and in the trigger."""
+    kubelet.script.update({0: Outcome("oom"), 1: Outcome("hang")})
+    lines: list[str] = []
+    launcher = _launcher(cluster, namespace, lines, grace_period_seconds=1)
+    launcher.finish_siblings = True
+    with pytest.raises(ReplicaError, match=r"index 0 \(shard 0\), pod .*: OOMKilled") as err:
+        launcher.run(_job_file(tmp_path, 2), 2, secrets=SECRETS)
+    assert is_retryable(err.value) and "index(es) [0] failed" in str(err.value)
+    assert any("Index(es) [0] failed; the task will be retried, so the other indexes may finish" in line
+               for line in lines)
+    assert any("the 1s grace period (kubernetes['grace_period_seconds']) has passed" in line for line in lines)
+    assert _deletes(cluster, namespace)[-1] == {"propagationPolicy": "Foreground"} and _jobs(cluster, namespace) == []
+    assert "maxFailedIndexes" not in cluster.created("jobs")[-1]["spec"]
+
+    launcher = _launcher(cluster, namespace, grace_period_seconds=1)
+    launcher.finish_siblings = True
+    launcher.start(_job_file(tmp_path, 2), 2, secrets=SECRETS)
+    event = _trigger_events(cluster, namespace, launcher.name, grace=1)
+    assert event["status"] == "failed" and "index(es) [0] failed" in event["summary"]
+    with pytest.raises(ReplicaError, match="OOMKilled"):
+        launcher.collect()  # what execute_complete does: say why, and stop the sibling still running
+    assert _jobs(cluster, namespace) == []
+
+
+def test_on_the_last_try_a_failed_index_stops_the_job_at_once(cluster, namespace, kubelet, tmp_path):
+    kubelet.script.update({0: Outcome("oom"), 1: Outcome("hang")})
+    launcher = _launcher(cluster, namespace, grace_period_seconds=3600)  # finish_siblings is False: no retry comes
+    with pytest.raises(ReplicaError, match="OOMKilled"):
+        launcher.run(_job_file(tmp_path, 2), 2, secrets=SECRETS)
+    assert cluster.created("jobs")[-1]["spec"]["maxFailedIndexes"] == 0
 
 
 def test_trigger_on_kill_deletes_the_job(cluster, namespace, kubelet, tmp_path):

@@ -60,11 +60,12 @@ def _context() -> dict:
     return {"ti": ti, "run_id": ti.run_id, "dag": types.SimpleNamespace()}
 
 
-def _build(settings: dict, kubeconfig: str, shards=(0, 1, 2), replicas: int = 3) -> dict:
+def _build(settings: dict, kubeconfig: str, shards=(0, 1, 2), replicas: int = 3, finish_siblings: bool = False) -> dict:
     config = KubernetesSettings.parse({**settings, "config_file": kubeconfig})
     name = manifests.job_name("score_customers", "score", "scheduled__2026-11-21T00:00:00+00:00", 3)
     job = manifests.build_job(config, name=name, shards=list(shards), replicas=replicas, plan="sha256:abc",
-                              context=_context(), task="score_customers.score[3]/scheduled__2026-11-21")
+                              context=_context(), task="score_customers.score[3]/scheduled__2026-11-21",
+                              finish_siblings=finish_siblings)
     return manifests.api_dict(job)
 
 
@@ -80,8 +81,14 @@ def test_the_job_carries_every_setting_and_is_valid(kubeconfig):
     assert spec["activeDeadlineSeconds"] == 7200 and spec["ttlSecondsAfterFinished"] == 600
     assert spec["podFailurePolicy"]["rules"] == [
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        {"action": "FailIndex", "onExitCodes": {"containerName": "scoring", "operator": "In", "values": [2]}},
+        {"action": "FailJob", "onExitCodes": {"containerName": "scoring", "operator": "In", "values": [2]}},
     ]
+    # while a retry will come, an index that fails for good does not stop the others (they finish their shards)
+    retried = _build(FULL, kubeconfig, finish_siblings=True)
+    for version in VERSIONS:
+        kubernetes_validate.validate(retried, version, strict=True)
+    assert "maxFailedIndexes" not in retried["spec"] and retried["spec"]["backoffLimitPerIndex"] == 2
+    assert retried["spec"]["podFailurePolicy"] == spec["podFailurePolicy"]
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == "batch-scoring"

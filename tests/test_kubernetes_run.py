@@ -201,3 +201,37 @@ def test_a_bad_row_fails_with_its_index_file_line_and_column(k8s_dag, setup, clu
     assert not bucket.exists(f"{prefix}/out-kubernetes/_SUCCESS") and not bucket.exists(f"{prefix}/out-kubernetes/"
                                                                                         "_manifest.json")
     assert _parts(bucket, f"{prefix}/out-kubernetes") == [] if bucket.exists(f"{prefix}/out-kubernetes") else True
+
+
+def test_a_killed_index_lets_the_others_finish_and_the_retry_reruns_only_its_shard(
+    k8s_dag, setup, cluster, bucket, models: Models, tmp_path, capfd
+):
+    """Index 1 of 3 is OOM-killed at once while retries remain: the Job (no ``maxFailedIndexes``) lets indexes 0 and 2
+    finish their shards, the try fails, and the retry's Job scores shard 1 alone."""
+    from kube_cluster import Outcome
+
+    namespace, kubelet, prefix = setup
+    frames = [make_frame(700, seed=64), make_frame(650, seed=65), make_frame(600, seed=66)]
+    _upload_input(bucket, prefix, frames, tmp_path)
+    kubelet.script[1] = Outcome("oom")  # the first Job's index 1 (the retry's Job has index 0 only)
+    conf = _conf(prefix, namespace, cluster, str(models.regressor_path), "jsonl", 3, grace_period_seconds=600)
+    dag_run = k8s_dag.test(run_conf=conf, mark_success_pattern="score_local")
+    text = capfd.readouterr().out
+    ti = dag_run.get_task_instance("score_kubernetes")
+    assert (dag_run.state, ti.state, ti.try_number) == ("success", "success", 2), text[-5000:]
+    assert "index 1 (shard 1), pod job-scoring-score-kubernetes-" in text and "OOMKilled" in text
+    assert "Resuming: shard(s) [0, 2] completed in an earlier attempt" in text
+    # the first Job ran indexes 0 and 2 to their end; the retry's Job ran shard 1 only
+    first, retry = kubelet.runs[:2], kubelet.runs[2:]
+    assert sorted((r["index"], r["code"]) for r in first) == [(0, 0), (2, 0)]
+    assert [(r["index"], r["code"]) for r in retry] == [(0, 0)]
+    assert retry[0]["command"][-2:] == ["--shards", "1"]
+    jobs = [b for b in cluster.created("jobs") if b["metadata"].get("namespace") == namespace]
+    assert [j["spec"]["completions"] for j in jobs] == [3, 1]
+    assert "maxFailedIndexes" not in jobs[0]["spec"]  # a retry remained: the others were not stopped
+    for body in jobs:
+        kubernetes_validate.validate(body, "1.37", strict=True)
+    out = _read(bucket, f"{prefix}/out-kubernetes", "jsonl")
+    ids = sorted(out.column("id").to_pylist())
+    assert len(ids) == 1950 and len(set(ids)) == 1950  # every row exactly once
+    check_predictions(pd.concat(frames), out, models.regressor)

@@ -89,6 +89,7 @@ def run(
     check_locations(("staging folder", job.staging_uri))
     job.runtime_image = settings.image  # recorded in the manifest (and part of the run's fingerprint)
     launcher = launcher_for(operator, context, settings, [f.to_dict() for f in files])
+    launcher.finish_siblings = keep_on_failure  # a retry will come: other indexes may finish their shards first
     operator._launcher = launcher
     if not settings.deferrable:
         return execute_job(
@@ -125,6 +126,7 @@ def run(
             cluster_context=settings.cluster_context,
             poll_interval=settings.poll_interval,
             resume={"start": start.to_dict(), "reference": reference, "attempt": job.attempt},
+            grace_period_seconds=launcher.grace().grace_s,
         ),
         method_name="execute_complete",
     )

@@ -63,6 +63,9 @@ class KubernetesLauncher:
         self.namespace: str | None = None
         self.shards: list[int] = []
         self._started = False
+        #: the task will be retried (the driver sets it): an index failing for a reason a retry can change lets the
+        #: others finish their shards, for up to ``settings.grace_period_seconds``, so that the retry reuses them.
+        self.finish_siblings = False
 
     # -- the API ----------------------------------------------------------------------------------------------------
 
@@ -187,7 +190,7 @@ class KubernetesLauncher:
         plan = manifests.plan_digest(job, self.inputs)
         manifest = self._call(
             "build the Job", manifests.build_job, self.settings, name=self.name, shards=shards or [0],
-            replicas=replicas, plan=plan, context=self.context, task=self.task,
+            replicas=replicas, plan=plan, context=self.context, task=self.task, finish_siblings=self.finish_siblings,
         )
         self.namespace = manifest.metadata.namespace
         existing = self._read_job()
@@ -290,9 +293,15 @@ class KubernetesLauncher:
         if self.start(job_path, replicas, secrets=secrets, shards=shards) is not None:
             self.wait()
 
+    def grace(self) -> status.SiblingGrace:
+        """How long the other indexes may run on after one failed: the grace period while a retry will come."""
+        return status.SiblingGrace(self.settings.grace_period_seconds if self.finish_siblings else 0)
+
     def wait(self) -> None:
-        """Poll the Job until it is done, then :meth:`collect` it."""
+        """Poll the Job until it is done (or an index failed and the others finished or the grace period passed),
+        then :meth:`collect` it."""
         last = None
+        grace = self.grace()
         while True:
             job = self._read_job()
             if job is None:
@@ -301,7 +310,10 @@ class KubernetesLauncher:
             if assessment.summary != last:
                 self.log(assessment.summary)
                 last = assessment.summary
-            if assessment.state != status.RUNNING:
+            stop, note = grace.stop(assessment, time.monotonic())
+            if note:
+                self.log(note)
+            if stop:
                 break
             time.sleep(self.settings.poll_interval)
         self.collect()
@@ -328,10 +340,13 @@ class KubernetesLauncher:
             if self.settings.on_finish_action != "keep_job":
                 self._delete("Background")
             return
-        if assessment.state == status.RUNNING:
+        if assessment.state == status.RUNNING and not assessment.failed:
             raise ReplicaError(f"The Job {self.namespace}/{self.name} is still running ({assessment.summary}).")
         found = status.failures(job, pods, manifests.CONTAINER, self.shards, self._log_tail)
         stuck = any(status.image_pull_problem(pod, manifests.CONTAINER) for pod in status.pods_of(job, pods))
+        if assessment.state == status.RUNNING:  # an index failed; the others did not finish within the grace period
+            assessment = replace(assessment, reason=f"index(es) {assessment.failed} failed")
+            stuck = True  # its running pods are stopped: nothing waits for them any more
         if stuck or self.settings.on_finish_action == "delete_job":
             self._delete("Foreground")
         raise self._error(assessment, found)

@@ -2,9 +2,12 @@
 
 - the **Job**: built by the cncf-kubernetes provider's ``KubernetesJobOperator.build_job_request_obj`` (so Airflow's
   pod labels, cluster policies and the connection's namespace apply as for any Kubernetes task), then made an Indexed
-  Job with ``completions`` = the shards to score, ``backoffLimitPerIndex``, ``maxFailedIndexes: 0`` (the first index
-  that fails for good stops the Job) and a pod failure policy (a user error, exit code 2, is not retried; a pod
-  evicted or preempted does not count as a failure);
+  Job with ``completions`` = the shards to score, ``backoffLimitPerIndex`` and a pod failure policy (a user error,
+  exit code 2, fails the whole Job at once: ``FailJob`` stops every pod; a pod evicted or preempted does not count as
+  a failure). While Airflow will retry the task, ``maxFailedIndexes`` is left unset: an index that fails for another
+  reason (a killed pod, OOM, a store outage) does not stop the others, which finish their shards for the retry to
+  reuse (the launcher bounds the wait by ``kubernetes['grace_period_seconds']``). On the last try it is ``0``: the
+  first index that fails for good stops the Job;
 - the **ConfigMap**: the ScoringJob JSON every pod reads (and the input listing, for the commit);
 - the **Secret**: the storage credentials, the same mapping a local replica reads on its standard input. It is the
   only object that holds a secret; the pods mount it as a file, never as environment variables.
@@ -105,6 +108,7 @@ def build_job(
     plan: str,
     context: Any,
     task: str,
+    finish_siblings: bool = False,
 ) -> k8s.V1Job:
     """Build the Indexed Job through the cncf-kubernetes provider.
 
@@ -113,6 +117,8 @@ def build_job(
     :param plan: :func:`plan_digest` of the job the pods run.
     :param context: the Airflow task context (the provider labels the pods with the task instance).
     :param task: ``dag.task[map index]/run``, recorded as an annotation.
+    :param finish_siblings: the task will be retried: an index failing for a reason a retry can change does not stop
+        the other indexes (no ``maxFailedIndexes``); otherwise ``maxFailedIndexes: 0`` stops the Job at once.
     :raises ConfigurationError: when the provider refuses a setting (a malformed affinity or toleration).
     """
     from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
@@ -198,7 +204,9 @@ def build_job(
         ) from err
     _check_round_trip(settings, job)
     job.spec.backoff_limit_per_index = settings.backoff_limit
-    job.spec.max_failed_indexes = 0
+    # https://kubernetes.io/docs/concepts/workloads/controllers/job/#backoff-limit-per-index: without
+    # maxFailedIndexes the Job runs every index to its end, then fails (reason FailedIndexes) if any index failed.
+    job.spec.max_failed_indexes = None if finish_siblings else 0
     job.spec.pod_failure_policy = k8s.V1PodFailurePolicy(
         rules=[
             # An evicted or preempted pod is replaced without counting as a failure of its index.
@@ -208,9 +216,10 @@ def build_job(
                     k8s.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")
                 ],
             ),
-            # The runtime exits 2 on errors a user can cause (bad input, wrong model): retrying cannot help.
+            # The runtime exits 2 on errors a user can cause (bad input, wrong model): retrying cannot help, and the
+            # other indexes would fail the same way, so the whole Job fails at once (its running pods are stopped).
             k8s.V1PodFailurePolicyRule(
-                action="FailIndex",
+                action="FailJob",
                 on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
                     container_name=CONTAINER, operator="In", values=[2]
                 ),

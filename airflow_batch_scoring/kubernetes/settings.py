@@ -304,6 +304,10 @@ class KubernetesSettings:
     :param backoff_limit: retries of one failed index inside the Job (``backoffLimitPerIndex``); a user error (bad
         input, exit code 2) is never retried.
     :param parallelism: indexes running at once (default: all).
+    :param grace_period_seconds: when an index fails for a reason a retry can change (a killed pod, OOM, a store
+        outage) and Airflow will retry the task, how long the other indexes may take to finish their shards (which
+        the retry then reuses) before the Job is deleted; 0 stops them at once. On the last try, and for a user error
+        (exit code 2), the Job stops at once.
     :param kubernetes_conn_id: the Airflow connection of the cluster (``kubernetes`` type).
     :param in_cluster: use the worker pod's service account (overrides the connection's setting).
     :param config_file: a kubeconfig file (overrides the connection's setting).
@@ -334,6 +338,7 @@ class KubernetesSettings:
     ttl_seconds_after_finished: int | None = 86400
     backoff_limit: int = 0
     parallelism: int | None = None
+    grace_period_seconds: int = 300
     kubernetes_conn_id: str | None = "kubernetes_default"
     in_cluster: bool | None = None
     config_file: str | None = None
@@ -439,6 +444,9 @@ class KubernetesSettings:
             ttl_seconds_after_finished=ttl,
             backoff_limit=_integer(value.get("backoff_limit"), _where("backoff_limit"), 0) or 0,
             parallelism=_integer(value.get("parallelism"), _where("parallelism"), 1),
+            grace_period_seconds=_integer(
+                value.get("grace_period_seconds", 300), _where("grace_period_seconds"), 0
+            ) or 0,
             kubernetes_conn_id=_string(value.get("kubernetes_conn_id", "kubernetes_default"), "kubernetes_conn_id"),
             in_cluster=in_cluster,
             config_file=config_file,

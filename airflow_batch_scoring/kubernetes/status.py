@@ -100,12 +100,47 @@ class Assessment:
     :param state: ``running``, ``succeeded`` or ``failed``.
     :param summary: one line for the task log (counts, and why pods wait).
     :param reason: why it failed, at Job level (``BackoffLimitExceeded``, ``DeadlineExceeded``, an image pull).
+    :param failed: the indexes that failed for good (``failedIndexes``), also while the others still run.
     """
 
     state: str
     summary: str
     reason: str | None = None
     completed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SiblingGrace:
+    """Whether to stop waiting for a Job whose other indexes still run after one failed for good.
+
+    The Job is built without ``maxFailedIndexes`` while the task will be retried, so Kubernetes lets the other indexes
+    finish their shards; the waiting loop (on the worker or in the triggerer) gives them ``grace_s`` seconds from the
+    first look at a failed index, then stops (the task deletes the Job). ``grace_s`` = 0 stops at once.
+    """
+
+    grace_s: float
+    since: float | None = None
+
+    def stop(self, assessment: Assessment, now: float) -> tuple[bool, str | None]:
+        """``(stop waiting, a line for the log or None)`` for a Job judged ``assessment`` at ``now`` (monotonic)."""
+        if assessment.state != RUNNING or not assessment.failed:
+            return assessment.state != RUNNING, None
+        if self.grace_s <= 0:
+            return True, f"Index(es) {assessment.failed} failed: stopping the Job"
+        if self.since is None:
+            self.since = now
+            return False, (
+                f"Index(es) {assessment.failed} failed; the task will be retried, so the other indexes may finish "
+                f"their shards first (up to {self.grace_s:g}s, kubernetes['grace_period_seconds']) for the retry to "
+                "reuse"
+            )
+        if now - self.since >= self.grace_s:
+            return True, (
+                f"Index(es) {assessment.failed} failed and the {self.grace_s:g}s grace period "
+                "(kubernetes['grace_period_seconds']) has passed: stopping the Job"
+            )
+        return False, None
 
 
 def assess(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], container: str) -> Assessment:
@@ -113,6 +148,7 @@ def assess(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], container:
     status = job.get("status") or {}
     completions = (job.get("spec") or {}).get("completions") or 0
     completed = parse_indexes(status.get("completedIndexes"))
+    failed_indexes = parse_indexes(status.get("failedIndexes"))
     own = pods_of(job, pods)
     counts = (
         f"{len(completed) if completed else status.get('succeeded') or 0}/{completions} index(es) succeeded, "
@@ -124,13 +160,14 @@ def assess(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], container:
     failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
     if failed:
         reason = f"{failed.get('reason') or 'Failed'}: {failed.get('message') or ''}".strip().rstrip(":")
-        return Assessment(FAILED, f"Job {name} failed ({reason}): {counts}", reason=reason, completed=completed)
+        return Assessment(FAILED, f"Job {name} failed ({reason}): {counts}", reason=reason, completed=completed,
+                          failed=failed_indexes)
     for pod in own:
         problem = image_pull_problem(pod, container)
         if problem:
             return Assessment(
                 FAILED, f"Job {name}: pod {_name(pod)} cannot pull its image ({problem['reason']})",
-                reason=problem["reason"], completed=completed,
+                reason=problem["reason"], completed=completed, failed=failed_indexes,
             )
     waiting = sorted({
         condition.get("message") or condition.get("reason") or "unschedulable"
@@ -139,7 +176,9 @@ def assess(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], container:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False"
     })
     note = f"; pods wait for a node: {waiting[0]}" if waiting else ""
-    return Assessment(RUNNING, f"Job {name}: {counts}{note}", completed=completed)
+    if failed_indexes:
+        note += f"; index(es) {failed_indexes} failed"
+    return Assessment(RUNNING, f"Job {name}: {counts}{note}", completed=completed, failed=failed_indexes)
 
 
 @dataclass

@@ -10,6 +10,7 @@ failed (pod states and logs) and commits the output.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
@@ -31,6 +32,8 @@ class ScoringJobTrigger(BaseTrigger):
     :param cluster_context: the kubeconfig context.
     :param poll_interval: seconds between two looks at the Job.
     :param resume: what the task needs to resume (run start, Job reference, attempt): returned in every event.
+    :param grace_period_seconds: after an index failed for good, how long the other indexes may run on to finish their
+        shards (the task will be retried); 0 fires at once.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class ScoringJobTrigger(BaseTrigger):
         cluster_context: str | None = None,
         poll_interval: float = 10.0,
         resume: dict[str, Any] | None = None,
+        grace_period_seconds: float = 0,
     ):
         super().__init__()
         self.name = name
@@ -56,6 +60,7 @@ class ScoringJobTrigger(BaseTrigger):
         self.cluster_context = cluster_context
         self.poll_interval = poll_interval
         self.resume = resume or {}
+        self.grace_period_seconds = grace_period_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -70,6 +75,7 @@ class ScoringJobTrigger(BaseTrigger):
                 "cluster_context": self.cluster_context,
                 "poll_interval": self.poll_interval,
                 "resume": self.resume,
+                "grace_period_seconds": self.grace_period_seconds,
             },
         )
 
@@ -111,6 +117,7 @@ class ScoringJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         last = None
+        grace = status.SiblingGrace(self.grace_period_seconds)
         try:
             while True:
                 job, pods = await self._look()
@@ -121,8 +128,11 @@ class ScoringJobTrigger(BaseTrigger):
                 if assessment.summary != last:
                     self.log.info("%s", assessment.summary)
                     last = assessment.summary
-                if assessment.state != status.RUNNING:
-                    yield self._event(assessment.state, assessment.summary)
+                stop, note = grace.stop(assessment, time.monotonic())
+                if note:
+                    self.log.info("%s", note)
+                if stop:  # failed with others still running: the resumed task stops them (deletes the Job)
+                    yield self._event(status.FAILED if assessment.failed else assessment.state, assessment.summary)
                     return
                 await asyncio.sleep(self.poll_interval)
         except Exception as err:  # the task resumes and reports it
