@@ -110,9 +110,9 @@ def _spec(value: str, role: str, **flags: object) -> dict:
 
 def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-    from airflow_batch_scoring.runtime.local import LocalLauncher
 
     source = DataSpec.parse(
         _spec(args.source, "source", format=args.source_format, header=args.header, columns=_columns(args.columns)),

@@ -97,10 +97,10 @@ REPLICAS = (1, 2)
 def child_job(spec_path: str) -> dict[str, Any]:
     """Run one job with ``prepare_job`` / ``execute_job``; S3 options (the test server's key) for s3:// sides."""
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-    from airflow_batch_scoring.runtime.local import LocalLauncher
 
     class StagedPartsLauncher(LocalLauncher):
         """The local launcher; once the replicas are done it lists the staged parts with their ETags. These tell

@@ -59,11 +59,20 @@ class EchoModel:
 class InProcessLauncher:
     """Runs each shard with the engine in this process (the driver and the commit are the real ones)."""
 
+    runtime = "local"
+    finish_siblings = False
+
+    def prestart(self, model: Any, replicas: Any, **options: Any) -> None:
+        pass
+
     def run(self, job_path: str, replicas: int, secrets: Any = None, env: Any = None, shards: Any = None) -> None:
         with open(job_path) as f:
             job = ScoringJob.from_json(f.read())
         for shard in shards if shards is not None else range(replicas):
             run_shard(job, shard, storage_options=secrets, log=lambda line: None)
+
+    def discard(self) -> None:
+        pass
 
     def kill(self) -> None:
         pass

@@ -11,8 +11,8 @@ from pathlib import Path
 from helpers import Models, make_frame, read_output, write_frame
 from test_scoring import check_predictions
 
+from airflow_batch_scoring.driver.local import LocalLauncher, replica_command
 from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
-from airflow_batch_scoring.runtime.local import LocalLauncher, replica_command
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,11 +20,11 @@ from helpers import SCHEMA, assert_nothing_published, make_frame, read_output, s
 from servers import S3_KEY, S3_SECRET, start_seaweedfs
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.errors import InputError, ReplicaError, StorageError
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.runtime import resume
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-from airflow_batch_scoring.runtime.local import LocalLauncher
 
 TESTS = Path(__file__).parent
 

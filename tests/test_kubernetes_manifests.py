@@ -14,7 +14,7 @@ from pod_security import restricted_violations
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.kubernetes import manifests
-from airflow_batch_scoring.kubernetes.execution import check_locations
+from airflow_batch_scoring.kubernetes.runtime import check_locations
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 
 IMAGE = "registry.example.com/batch-scoring-runtime:0.1.0"

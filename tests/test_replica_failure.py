@@ -13,10 +13,10 @@ import pytest
 from helpers import SlowModel, assert_nothing_published, make_frame, source_spec, write_frame
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.errors import InputError, ReplicaError
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-from airflow_batch_scoring.runtime.local import LocalLauncher
 
 
 def test_sigkilled_replica_fails_the_run_and_nothing_is_published(tmp_path: Path, monkeypatch):
@@ -133,8 +133,8 @@ def test_no_grace_on_the_last_try_or_for_a_user_error(tmp_path: Path, monkeypatc
 
 
 def test_grace_period_setting_is_checked(monkeypatch):
+    from airflow_batch_scoring.driver.local import DEFAULT_GRACE_S, grace_period_s
     from airflow_batch_scoring.errors import ConfigurationError
-    from airflow_batch_scoring.runtime.local import DEFAULT_GRACE_S, grace_period_s
 
     assert grace_period_s({}) == DEFAULT_GRACE_S == 300
     assert grace_period_s({"BATCH_SCORING_REPLICA_GRACE_S": "0"}) == 0

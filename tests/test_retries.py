@@ -14,8 +14,8 @@ from fault_models import MARK, KillTimes
 from helpers import Models, assert_nothing_published, make_frame, read_output, source_spec, write_frame
 from test_faults import check_exactly_once
 
+from airflow_batch_scoring.driver.local import error_from_marker
 from airflow_batch_scoring.errors import InputError, ModelError, ReplicaError, StorageError, is_retryable
-from airflow_batch_scoring.runtime.local import error_from_marker
 
 TESTS = Path(__file__).parent
 

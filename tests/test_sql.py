@@ -29,13 +29,13 @@ from test_operator import rendered_fields, test_dag, xcom_of  # noqa: F401  (tes
 from test_scoring import check_predictions
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io.readers import ReadPlan
 from airflow_batch_scoring.io.sql_source import SqlReader, SqlSource
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.engine import run_shard
-from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.runtime.sql_commit import BOOKKEEPING
 
 
@@ -107,12 +107,19 @@ class InProcessLauncher:
     """Runs each shard with the engine in this process (the launcher interface the driver takes)."""
 
     runtime = "local"
+    finish_siblings = False
+
+    def prestart(self, model, replicas, **options) -> None:
+        pass
 
     def run(self, job_path: str, replicas: int, secrets=None, env=None, shards=None) -> None:
         with open(job_path) as f:
             job = ScoringJob.from_json(f.read())
         for shard in range(replicas) if shards is None else shards:
             run_shard(job, shard, storage_options=secrets, log=lambda line: None)
+
+    def discard(self) -> None:
+        pass
 
     def kill(self) -> None:
         pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -100,10 +102,14 @@ def test_stage_kubernetes_settings_merge_under_the_task_own(monkeypatch):
         task_id="score", model="models:/churn", stage="prod", source="s3://in/", sink="s3://out/",
         kubernetes={"image": "registry.example.com/scoring:1", "namespace": "team-ns"},
     )
-    assert operator._apply_stage() == "models:/churn@champion"
-    assert (operator.runtime, operator.replicas) == ("kubernetes", 8)
-    assert operator.kubernetes == {"namespace": "team-ns", "node_selector": {"pool": "scoring"},
-                                   "image": "registry.example.com/scoring:1"}
+    task = operator._resolve({"ti": SimpleNamespace(try_number=1)})
+    assert task.model == "models:/churn@champion"
+    assert (task.runtime, task.replicas) == ("kubernetes", 8)
+    assert task.kubernetes == {"namespace": "team-ns", "node_selector": {"pool": "scoring"},
+                               "image": "registry.example.com/scoring:1"}
+    # resolved into a value: the operator's own arguments are what the DAG gave (a deferred task resolves again)
+    assert (operator.runtime, operator.replicas, operator.model) == (None, None, "models:/churn")
+    assert operator.kubernetes == {"image": "registry.example.com/scoring:1", "namespace": "team-ns"}
 
 
 def test_process_artifact_operator_processes_the_stage_alias(monkeypatch):

@@ -20,11 +20,11 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
+from airflow_batch_scoring.driver.local import error_from_marker
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-from airflow_batch_scoring.runtime.local import error_from_marker
 from airflow_batch_scoring.runtime.remote_model import is_remote, staged_model_uri, upload_model
 
 #: How long a retry waits for the previous attempt's Job to be deleted before creating its own.
@@ -53,6 +53,7 @@ class KubernetesLauncher:
         task: str = "",
         inputs: list[dict[str, Any]] | None = None,
         log: Callable[[str], None] = print,
+        finish_siblings: bool = False,
     ):
         self.settings = settings
         self.name = name
@@ -65,7 +66,33 @@ class KubernetesLauncher:
         self._started = False
         #: the task will be retried (the driver sets it): an index failing for a reason a retry can change lets the
         #: others finish their shards, for up to ``settings.grace_period_seconds``, so that the retry reuses them.
-        self.finish_siblings = False
+        self.finish_siblings = finish_siblings
+
+    @classmethod
+    def reattach(
+        cls,
+        settings: KubernetesSettings,
+        reference: Mapping[str, Any],
+        *,
+        context: Any = None,
+        task: str = "",
+        log: Callable[[str], None] = print,
+    ) -> KubernetesLauncher:
+        """The launcher of a Job started earlier (a deferred task resuming on a fresh operator).
+
+        :param reference: what :meth:`start` returned (``name``, ``namespace``, ``shards``).
+        """
+        launcher = cls(settings, name=str(reference["name"]), context=context, task=task, log=log)
+        launcher.namespace = str(reference["namespace"])
+        launcher.shards = [int(shard) for shard in reference.get("shards") or []]
+        launcher._started = True
+        return launcher
+
+    def prestart(self, model: Any, replicas: int | str, **options: Any) -> None:
+        """Nothing to prestart: the pods load the model once the Job is created (part of the ``Launcher`` protocol)."""
+
+    def discard(self) -> None:
+        """Nothing prestarted to stop (part of the ``Launcher`` protocol)."""
 
     # -- the API ----------------------------------------------------------------------------------------------------
 

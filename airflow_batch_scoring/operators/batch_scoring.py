@@ -19,17 +19,14 @@ from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURREN
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
+from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.params import flag
-from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
-from airflow_batch_scoring.runtime.local import LocalLauncher
-from airflow_batch_scoring.stages import get_stage, model_for_stage
+from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, prepare_job, safe_job_id
+from airflow_batch_scoring.stages import get_stage
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
-
-RUNTIMES = ("local", "kubernetes")
-
 
 class BatchScoringOperator(BaseOperator):
     """Score every row of a source with a model and publish the predictions to a sink.
@@ -148,8 +145,8 @@ class BatchScoringOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if runtime is not None and runtime not in RUNTIMES:
-            raise ConfigurationError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
+        if runtime is not None:
+            runtime_class(runtime).check_settings(kubernetes)  # an unknown runtime or setting fails at parse time
         if if_exists not in IF_EXISTS:
             raise ConfigurationError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}.")
         self.model = model
@@ -180,11 +177,8 @@ class BatchScoringOperator(BaseOperator):
         self.allowed_sink_prefixes = list(allowed_sink_prefixes) if allowed_sink_prefixes is not None else None
         if self.allowed_sink_prefixes is not None:
             check_prefixes(self.allowed_sink_prefixes)  # a malformed prefix fails at parse time
-        if runtime == "kubernetes":
-            from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-
-            KubernetesSettings.check_keys(kubernetes)  # a misspelt setting fails at parse time
-        self._launcher: Any = None
+        #: the runtime of the running ``execute`` (for ``on_kill``), else ``None``.
+        self._runtime: ScoringRuntime | None = None
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         super().render_template_fields(context, jinja_env)
@@ -197,29 +191,23 @@ class BatchScoringOperator(BaseOperator):
         map_index = getattr(ti, "map_index", -1)
         return safe_job_id(f"{ti.dag_id}.{ti.task_id}.{map_index}.{ti.run_id}")
 
-    def _apply_stage(self) -> Any:
-        """Apply ``stage``: return the model reference to score, and take the stage's runtime settings where the
-        task sets none (the task's own ``kubernetes`` keys win over the stage's)."""
-        model = self.model if isinstance(self.model, Mapping) else str(self.model)
+    def _resolve(self, context: Context) -> ResolvedTask:
+        """The stage and this task's arguments, resolved once (the same in ``execute`` and ``execute_complete``): the
+        model reference to score, and the stage's runtime settings where the task sets none (the task's own
+        ``kubernetes`` keys win over the stage's)."""
+        stage = None
         if self.stage:
             from airflow.sdk.configuration import conf
 
             stage = get_stage(str(self.stage), conf.get("batch_scoring", "stages", fallback=None))
-            model = model_for_stage(str(model), stage)
-            self.runtime = self.runtime or stage.runtime
-            self.replicas = self.replicas if self.replicas is not None else stage.replicas
-            if stage.kubernetes:
-                self.kubernetes = {**stage.kubernetes, **dict(self.kubernetes or {})}
-            self.log.info("Stage %s: scoring %s on the %s runtime", stage.name, model, self.runtime or "local")
-        self.runtime = self.runtime or "local"
-        self.replicas = self.replicas if self.replicas is not None else 1
-        if self.runtime not in RUNTIMES:
-            raise ConfigurationError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}.")
-        if self.runtime == "kubernetes":
-            from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-
-            KubernetesSettings.check_keys(self.kubernetes)
-        return model
+        task = ResolvedTask.resolve(
+            model=self.model, runtime=self.runtime, replicas=self.replicas, kubernetes=self.kubernetes, stage=stage,
+            try_number=context["ti"].try_number, retries=self.retries, if_exists=self.if_exists,
+        )
+        runtime_class(task.runtime).check_settings(task.kubernetes)
+        if stage is not None:
+            self.log.info("Stage %s: scoring %s on the %s runtime", stage.name, task.model, task.runtime)
+        return task
 
     def execute(self, context: Context) -> dict[str, Any]:
         with no_retry_for_user_errors():  # an error a retry cannot change fails the task without its retries
@@ -229,14 +217,12 @@ class BatchScoringOperator(BaseOperator):
         from airflow_batch_scoring.artifacts import process_model
 
         setattr(self, LINKS_ATTRIBUTE, {})  # the links this run stores (read by the links when the task ends)
-        model_reference = self._apply_stage()
+        task = self._resolve(context)
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
         self._check_sink_allowed(sink)
-        if self.runtime == "kubernetes":
-            from airflow_batch_scoring.kubernetes.execution import check_locations
-
-            check_locations(("source", source), ("sink", sink))  # before the model is fetched
+        runtime = runtime_for(task, context, self.log.info)
+        runtime.check_locations(source, sink)  # before the model is fetched
         passthrough = self.passthrough_columns
         if isinstance(passthrough, str):
             passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
@@ -248,9 +234,10 @@ class BatchScoringOperator(BaseOperator):
         else:
             OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
         work = tempfile.mkdtemp(prefix="batch-scoring-")
+        self._runtime = runtime  # for on_kill
         try:
             model = process_model(
-                model_reference,
+                task.model,
                 os.path.join(work, "model"),
                 tracking_uri=self.mlflow_tracking_uri or None,
             )
@@ -260,19 +247,15 @@ class BatchScoringOperator(BaseOperator):
             )
             ModelVersionLink.persist(context, model, self.mlflow_tracking_uri)
             probabilities = flag(self.predict_probabilities, "predict_probabilities")
-            if self.runtime != "kubernetes":
-                # The replicas start and load the model while the input is listed, planned and checked.
-                self._launcher = LocalLauncher(self.log.info)
-                self._launcher.prestart(
-                    model, self.replicas, probabilities=probabilities, output_schema=self.output_schema
-                )
+            # The local replicas start and load the model while the input is listed, planned and checked.
+            runtime.prepare(model, probabilities=probabilities, output_schema=self.output_schema)
             job, files = prepare_job(
                 job_id=self._job_id(context),
                 attempt=f"try{context['ti'].try_number}",
                 model=model,
                 source=source,
                 sink=sink,
-                replicas=self.replicas,
+                replicas=task.replicas,
                 batch_size=self.batch_size,
                 passthrough_columns=passthrough,
                 passthrough_schema=self.passthrough_schema,
@@ -292,26 +275,12 @@ class BatchScoringOperator(BaseOperator):
                     "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
                     sum(f.size for f in files),
                 )
-            if self.runtime == "kubernetes":
-                from airflow_batch_scoring.kubernetes import execution
-
-                summary = execution.run(  # in deferrable mode it defers; execute_complete commits
-                    self, context, job, files, options, if_exists=self.if_exists,
-                    keep_on_failure=context["ti"].try_number <= (self.retries or 0),
-                )
-            else:
-                summary = execute_job(
-                    job, files, storage_options=options, log=self.log.info, launcher=self._launcher,
-                    if_exists=self.if_exists,
-                    # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
-                    keep_on_failure=context["ti"].try_number <= (self.retries or 0),
-                )
+            summary = runtime.run(job, files, options)  # a deferrable runtime defers; execute_complete commits
             self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
             return summary
         finally:
-            if isinstance(self._launcher, LocalLauncher):
-                self._launcher.discard()  # prestarted replicas a failure before the launch left waiting
-            self._launcher = None
+            runtime.close()  # prestarted replicas a failure before the launch left waiting
+            self._runtime = None
             shutil.rmtree(work, ignore_errors=True)
 
     def _check_sink_allowed(self, sink: DataSpec) -> None:
@@ -340,20 +309,16 @@ class BatchScoringOperator(BaseOperator):
             return self._complete(context, event)
 
     def _complete(self, context: Context, event: dict[str, Any] | None) -> dict[str, Any]:
-        from airflow_batch_scoring.kubernetes import execution
-
-        self._apply_stage()  # the stage's Kubernetes settings again: a deferred task resumes on a fresh operator
+        task = self._resolve(context)  # the stage's settings again: a deferred task resumes on a fresh operator
         source = DataSpec.parse(self.source, "source")
         sink = DataSpec.parse(self.sink, "sink")
         self._check_sink_allowed(sink)
         options = self._storage_options(source, sink)
+        runtime = self._runtime = runtime_for(task, context, self.log.info)
         try:
-            summary = execution.complete(
-                self, context, event, options, if_exists=self.if_exists,
-                keep_on_failure=context["ti"].try_number <= (self.retries or 0),
-            )
+            summary = runtime.resume(event, options)
         finally:
-            self._launcher = None
+            self._runtime = None
         self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
         return summary
 
@@ -363,5 +328,5 @@ class BatchScoringOperator(BaseOperator):
         return operator_lineage(getattr(self, "_lineage", None))
 
     def on_kill(self) -> None:
-        if self._launcher is not None:
-            self._launcher.kill()
+        if self._runtime is not None:
+            self._runtime.kill()

@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
+from airflow_batch_scoring.driver.launcher import Launcher
+from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.errors import ConfigurationError, InputError, is_retryable
 from airflow_batch_scoring.io import bad_rows, locations
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
@@ -32,21 +34,12 @@ from airflow_batch_scoring.job import (
     infer_format,
 )
 from airflow_batch_scoring.runtime import commit, passthrough, resume
-from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.runtime.planner import plan_shards
 from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES, preflight
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.schema import ModelSchema
 
 IF_EXISTS = ("replace", "fail")
-
-
-class Launcher(Protocol):
-    """Runs the replicas of a job (:class:`LocalLauncher`, or the Kubernetes launcher)."""
-
-    def run(self, job_path: str, replicas: int, secrets: Any = None, env: Any = None, shards: Any = None) -> None: ...
-
-    def kill(self) -> None: ...
 
 
 DEFAULT_BATCH_SIZE = 100_000
@@ -360,8 +353,8 @@ def execute_job(
     Nothing is published unless every shard succeeded, the input is unchanged since it was listed, and this attempt
     still holds the run's lease (see :mod:`airflow_batch_scoring.runtime.resume`).
 
-    :param launcher: runs the replicas: a :class:`LocalLauncher` (default), or any object with its
-        ``run(job_path, replicas, secrets=..., shards=...)`` and ``kill()`` (the Kubernetes launcher).
+    :param launcher: runs the replicas (:class:`~airflow_batch_scoring.driver.launcher.Launcher`): a
+        :class:`LocalLauncher` (default), or the Kubernetes launcher.
     :param resume_shards: reuse shards an earlier attempt of the same ``job_id`` completed, when the model, the input
         listing and the options are unchanged.
     :param keep_on_failure: on failure, keep the completed shards in the staging folder for a retry to resume
@@ -369,13 +362,10 @@ def execute_job(
     """
     options = storage_options or {}
     launcher = launcher or LocalLauncher(log)
-    runtime = getattr(launcher, "runtime", "local")
-    if hasattr(launcher, "finish_siblings"):  # a retry will come: running replicas may finish their shards first
-        launcher.finish_siblings = keep_on_failure
-    if hasattr(launcher, "prestart"):  # the replicas load the model during the preflight (a no-op if started already)
-        launcher.prestart(
-            job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_schema
-        )
+    runtime = launcher.runtime
+    launcher.finish_siblings = keep_on_failure  # a retry will come: running replicas may finish their shards first
+    # The replicas load the model during the preflight (a no-op if started already, or for a launcher that cannot).
+    launcher.prestart(job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_schema)
     try:
         start = begin_job(
             job, files, storage_options=options, log=log, if_exists=if_exists, resume_shards=resume_shards,
@@ -395,8 +385,7 @@ def execute_job(
             keep_on_failure=keep_on_failure, runtime=runtime, launch=launch,
         )
     finally:
-        if hasattr(launcher, "discard"):
-            launcher.discard()  # prestarted replicas never given a shard
+        launcher.discard()  # prestarted replicas never given a shard
 
 
 def job_summary(

@@ -111,6 +111,8 @@ class LocalLauncher:
     :param log: receives every line the replicas print (progress, warnings).
     """
 
+    runtime = "local"
+
     def __init__(self, log: Callable[[str], None] = print, grace_s: float | None = None):
         self.log = log
         #: after a failure a retry can change, let the running replicas finish their shards (up to ``grace_s``).

@@ -1,0 +1,201 @@
+"""Where a scoring task's replicas run: the :class:`ScoringRuntime` the operator holds, and the registry of runtimes.
+
+The operator resolves its stage and arguments once into a frozen :class:`ResolvedTask` (in ``execute`` and again,
+identically, in ``execute_complete``), picks the runtime by name from :data:`RUNTIMES`, and talks to it only through
+the protocol: ``check_locations``, ``prepare`` (prestart), ``run``, ``resume`` (after a deferral), ``kill`` and
+``close``. :class:`LocalRuntime` (processes on the worker) lives here; the Kubernetes runtime lives in
+:mod:`airflow_batch_scoring.kubernetes.runtime` and is imported only when a task uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_batch_scoring.driver.local import LocalLauncher
+from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.runtime.driver import execute_job
+from airflow_batch_scoring.stages import Stage, model_for_stage
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_batch_scoring.io.files import InputFile
+    from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
+
+#: runtime name -> ``module:class`` of its :class:`ScoringRuntime` (imported when a task uses it).
+RUNTIMES: dict[str, str] = {
+    "local": "airflow_batch_scoring.operators.runtimes:LocalRuntime",
+    "kubernetes": "airflow_batch_scoring.kubernetes.runtime:KubernetesRuntime",
+}
+DEFAULT_RUNTIME = "local"
+
+
+@dataclass(frozen=True)
+class ResolvedTask:
+    """A scoring task's arguments after its stage applied: what ``execute`` and ``execute_complete`` both act on.
+
+    :param model: the model reference to score (a stage's alias applied).
+    :param runtime: the runtime's name (a key of :data:`RUNTIMES`).
+    :param replicas: the replicas (an int, or the rendered text the driver checks).
+    :param kubernetes: the Kubernetes pod settings (the stage's under the task's own).
+    :param if_exists: ``replace`` or ``fail``.
+    :param keep_on_failure: Airflow will retry this try: completed shards stay staged for the retry, and running
+        replicas may finish their shards after one failed.
+    :param stage: the stage's name, or ``None``.
+    :param deferrable: the Kubernetes runtime waits in the triggerer.
+    :param kubernetes_conn_id: the Airflow connection of the cluster.
+    :param poll_interval: seconds between two looks at a Kubernetes Job.
+    """
+
+    model: Any
+    runtime: str
+    replicas: Any
+    kubernetes: Mapping[str, Any] = field(default_factory=dict)
+    if_exists: str = "replace"
+    keep_on_failure: bool = False
+    stage: str | None = None
+    deferrable: bool = False
+    kubernetes_conn_id: str | None = None
+    poll_interval: float | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        model: Any,
+        runtime: str | None,
+        replicas: Any,
+        kubernetes: Mapping[str, Any] | None,
+        stage: Stage | None,
+        try_number: int,
+        retries: int | None,
+        **arguments: Any,
+    ) -> ResolvedTask:
+        """Apply ``stage`` (its alias, and its runtime, replicas and Kubernetes settings where the task sets none).
+
+        :param arguments: the other fields (``if_exists``, ``deferrable``, ...), as the operator has them.
+        :raises ConfigurationError: for an unknown runtime, or a model a stage cannot pick through an alias.
+        """
+        model = model if isinstance(model, Mapping) else str(model)
+        settings = dict(kubernetes or {})
+        if stage is not None:
+            model = model_for_stage(str(model), stage)
+            runtime = runtime or stage.runtime
+            replicas = replicas if replicas is not None else stage.replicas
+            settings = {**stage.kubernetes, **settings}
+        runtime = runtime or DEFAULT_RUNTIME
+        runtime_class(runtime)  # an unknown runtime fails here, naming the known ones
+        return cls(
+            model=model,
+            runtime=runtime,
+            replicas=replicas if replicas is not None else 1,
+            kubernetes=settings,
+            keep_on_failure=try_number <= (retries or 0),
+            stage=stage.name if stage is not None else None,
+            **arguments,
+        )
+
+
+class ScoringRuntime(Protocol):
+    """Runs a resolved scoring task's replicas somewhere, for the operator.
+
+    A runtime is built per ``execute`` (or ``execute_complete``) as ``cls(task, context, log)``.
+    """
+
+    name: str
+
+    @classmethod
+    def check_settings(cls, kubernetes: Mapping[str, Any] | None) -> None:
+        """Refuse, when the DAG is parsed, settings this runtime cannot use (before templates are rendered)."""
+        ...
+
+    def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
+        """Refuse a source or sink the replicas cannot reach, before the model is fetched."""
+        ...
+
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+        """Get ready while the driver lists and plans (the local runtime prestarts its replicas)."""
+        ...
+
+    def run(
+        self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Score ``job`` and publish it; return the summary.
+
+        :raises TaskDeferred: (a deferrable runtime) the task resumes in :meth:`resume`.
+        """
+        ...
+
+    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Finish a deferred run (the trigger's ``event``): judge it, publish, return the summary."""
+        ...
+
+    def kill(self) -> None:
+        """Stop every replica (the task was killed)."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`prepare` started and :meth:`run` did not use (called when ``execute`` ends)."""
+        ...
+
+
+def runtime_class(name: str) -> type[ScoringRuntime]:
+    """The runtime registered as ``name`` in :data:`RUNTIMES`.
+
+    :raises ConfigurationError: for an unknown name, listing the known ones.
+    """
+    from importlib import import_module
+
+    if name not in RUNTIMES:
+        raise ConfigurationError(f"runtime must be one of {tuple(RUNTIMES)}, got {name!r}.")
+    module, _, attribute = RUNTIMES[name].partition(":")
+    runtime: type[ScoringRuntime] = getattr(import_module(module), attribute)
+    return runtime
+
+
+def runtime_for(task: ResolvedTask, context: Context, log: Callable[[str], None]) -> ScoringRuntime:
+    """Build the runtime ``task`` runs on."""
+    return runtime_class(task.runtime)(task, context, log)  # type: ignore[call-arg]
+
+
+class LocalRuntime:
+    """The embedded default: each replica a local process on the worker (:class:`LocalLauncher`), prestarted so
+    that the model loads while the input is listed and planned."""
+
+    name = "local"
+
+    def __init__(self, task: ResolvedTask, context: Context, log: Callable[[str], None]):
+        self.task = task
+        self.log = log
+        self.launcher = LocalLauncher(log)
+
+    @classmethod
+    def check_settings(cls, kubernetes: Mapping[str, Any] | None) -> None:
+        """Nothing to check: the local runtime ignores the Kubernetes settings (a stage may bring them)."""
+
+    def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
+        """Every location the worker can reach is fine."""
+
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+        """Start the replicas now: they load the model while the input is listed, planned and checked."""
+        self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
+
+    def run(self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]) -> dict[str, Any]:
+        return execute_job(
+            job, files, storage_options=options, log=self.log, launcher=self.launcher, if_exists=self.task.if_exists,
+            # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
+            keep_on_failure=self.task.keep_on_failure,
+        )
+
+    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+        raise ReplicaError(
+            f"A task on the local runtime never defers, but it resumed (event {dict(event or {})!r}); retry it."
+        )
+
+    def kill(self) -> None:
+        self.launcher.kill()
+
+    def close(self) -> None:
+        self.launcher.discard()  # prestarted replicas a failure before the launch left waiting
