@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.flavors.processing import local_path
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink
