@@ -121,3 +121,33 @@ def test_output_link():
     assert output_location_url("s3://b/p/", "http://127.0.0.1:9000") == "http://127.0.0.1:9000/b/p/"
     assert output_location_url("gs://b/p") == "https://console.cloud.google.com/storage/browser/b/p"
     assert output_location_url("file:///tmp/x/") == "file:///tmp/x/"
+
+
+def test_a_changed_artifact_on_the_store_is_refused(s3_store: Store, models: Models, tmp_path: Path):
+    """The scoring side checks the digest of what it fetched; a missing artifact says what to do."""
+    from airflow_batch_scoring.errors import ModelError
+    from airflow_batch_scoring.operators import ProcessArtifactOperator
+    from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
+
+    run = uuid.uuid4().hex[:8]
+    target = s3_store.uri(f"{run}/artifacts")
+    operator = ProcessArtifactOperator(task_id="process", model=str(models.classifier_path), target=target,
+                                       target_conn_id=s3_store.conn_id)
+    result = operator.execute({})
+    assert result["path"] == f"{target}/artifact/{models.classifier_path.name}"
+    fetched = fetch_processed_model(result, str(tmp_path / "a"))
+    assert fetched["path"] == str(tmp_path / "a" / models.classifier_path.name)
+    assert Path(fetched["path"]).read_bytes() == models.classifier_path.read_bytes()
+    assert operator.execute({})["digest"] == result["digest"]  # a retry replaces its own output
+    s3_store.fs.pipe_file(f"{s3_store.bucket}/{run}/artifacts/artifact/{models.classifier_path.name}", b"changed")
+    with pytest.raises(ModelError, match="digest"):
+        fetch_processed_model(result, str(tmp_path / "b"))
+    s3_store.fs.rm(f"{s3_store.bucket}/{run}/artifacts", recursive=True)
+    with pytest.raises(ModelError, match="Run the ProcessArtifactOperator task again"):
+        fetch_processed_model(result, str(tmp_path / "c"))
+    # a store folder the operator did not write is refused, and kept
+    s3_store.fs.pipe_file(f"{s3_store.bucket}/{run}/other/keep.txt", b"mine")
+    operator.target = s3_store.uri(f"{run}/other")
+    with pytest.raises(Exception, match="not empty and was not written by ProcessArtifactOperator"):
+        operator.execute({})
+    assert s3_store.fs.cat_file(f"{s3_store.bucket}/{run}/other/keep.txt") == b"mine"

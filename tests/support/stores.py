@@ -1,5 +1,6 @@
 """The object stores of the store tests (SeaweedFS as S3 and as MinIO, fake GCS, Azurite), each with an Airflow
-connection, and scoring through them. tests/conftest.py registers the fixtures ``store`` and ``failing_moves``."""
+connection, and scoring through them. tests/conftest.py registers the fixtures ``store``,
+``s3_store`` and ``failing_moves``."""
 
 from __future__ import annotations
 
@@ -112,3 +113,12 @@ def score_on(store: Store, model: str, source: dict, sink: dict, tmp_path: Path,
     job, files = prepare_job(job_id=f"t-{uuid.uuid4().hex[:6]}", model=process_model(model, str(tmp_path)),
                              source=source, sink=sink, storage_options=options, passthrough_columns=["id"], **kwargs)
     return execute_job(job, files, storage_options=options, log=lambda line: None)
+
+
+@pytest.fixture
+def s3_store(seaweedfs, s3_bucket, monkeypatch) -> Store:
+    env_connection(monkeypatch, "s3_artifacts", {"conn_type": "aws", "login": S3_KEY, "password": S3_SECRET,
+                                                  "extra": {"endpoint_url": seaweedfs.endpoint}})
+    fs = fsspec.filesystem("s3", key=S3_KEY, secret=S3_SECRET, endpoint_url=seaweedfs.endpoint,
+                           skip_instance_cache=True)
+    return Store("s3", "s3", s3_bucket, "s3_artifacts", fs)

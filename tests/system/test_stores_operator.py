@@ -85,3 +85,43 @@ def test_wrong_credentials_name_the_connection_not_the_secret(
     logs = capfd.readouterr()
     assert "connection 's3_bad'" in logs.out + logs.err
     assert wrong not in logs.out + logs.err
+
+
+@pytest.fixture(scope="module")
+def store_artifact_dag(airflow_db):
+    from tests.system.dags.store_artifact_test_dag import dag
+
+    return dag
+
+
+def test_a_model_processed_into_an_object_store_is_scored_from_there(
+    store_artifact_dag, s3_store: Store, models: Models, tmp_path: Path, monkeypatch, capfd
+):
+    """ProcessArtifactOperator writes to s3:// (distributed executors: the scoring task runs elsewhere); the scoring
+    task fetches the artifact (an MLflow model folder) from the store, checks its digest and scores exactly it."""
+    run = uuid.uuid4().hex[:8]
+    cache = tmp_path / "worker-disk"
+    monkeypatch.setenv("BATCH_SCORING_ARTIFACTS_DIR", str(cache))  # where a local default target would go
+    frame = make_frame(640, seed=61)
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    target = s3_store.uri(f"{run}/artifacts")
+    dag_run = store_artifact_dag.test(run_conf={
+        "model": f"models:/{models.registry_name}@champion",
+        "target": target,
+        "conn_id": s3_store.conn_id,
+        "source": source_spec("csv", (tmp_path / "in.csv").as_uri()),
+        "sink": {"uri": s3_store.uri(f"{run}/out"), "format": "parquet", "conn_id": s3_store.conn_id},
+    })
+    assert dag_run.state == "success"
+    processed = xcom_of(dag_run, "process")
+    assert processed["path"] == f"{target}/artifact/model" and processed["storage_conn_id"] == s3_store.conn_id
+    assert processed["source_model_version"] == models.registry_version
+    s3_store.fs.invalidate_cache()
+    marker = json.loads(s3_store.fs.cat_file(f"{s3_store.bucket}/{run}/artifacts/_artifact.json"))
+    assert marker == processed
+    assert not cache.exists()  # nothing of the artifact stayed on the processing worker's disk
+    check_predictions(frame, s3_store.read_output(f"{run}/out", "parquet", []), models.classifier)
+    summary = xcom_of(dag_run, "score")
+    assert summary["model_digest"] == processed["digest"]
+    logs = capfd.readouterr()
+    assert S3_SECRET not in logs.out + logs.err and S3_SECRET not in json.dumps(processed)

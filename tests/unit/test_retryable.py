@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airflow_batch_scoring.errors import InputError, ModelError, ReplicaError, StorageError, is_retryable
-from airflow_batch_scoring.runtime.local import error_from_marker
+from airflow_batch_scoring.runtime.protocol import error_from_marker
 
 
 def test_what_a_replica_reports_keeps_whether_a_retry_can_help():
