@@ -242,7 +242,8 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     import pyarrow as pa
 
     from airflow_batch_scoring.flavors import load_predictor
-    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.io.readers import make_reader
+    from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.io.textblocks import iter_blocks
     from airflow_batch_scoring.io.writers import make_writer
     from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob

@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
-from airflow_batch_scoring.io.bad_rows import BadRowPolicy
+from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage

@@ -26,9 +26,10 @@ import pyarrow as pa
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, ModelError
 from airflow_batch_scoring.flavors import Predictor
-from airflow_batch_scoring.io.bad_rows import open_error_output
+from airflow_batch_scoring.io.bad_rows.quarantine import open_error_output
 from airflow_batch_scoring.io.files import filesystem, is_local
-from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
+from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers.columns import ReadPlan, column_types_of
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
-from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.io.sql_source import SqlReader, SqlSource
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job

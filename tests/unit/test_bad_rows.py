@@ -26,7 +26,8 @@ import pytest
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.bad_rows import MAX_RAW_CHARS, BadRowPolicy, salvage
+from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
+from airflow_batch_scoring.io.bad_rows.quarantine import MAX_RAW_CHARS, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec
 from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.bad_rows import (
@@ -863,8 +864,10 @@ def test_a_replaced_output_loses_its_old_errors(processed, tmp_path: Path):
     [
         ({"on_bad_rows": "skip"}, "on_bad_rows must be one of ('fail', 'quarantine')"),
         ({"on_bad_rows": "quarantine", "max_bad_rows": -1}, "max_bad_rows must be 0 or more"),
-        ({"on_bad_rows": "quarantine", "max_bad_rows": "many"}, "max_bad_rows must be a number"),
+        ({"on_bad_rows": "quarantine", "max_bad_rows": "many"}, "max_bad_rows must be a whole number, got 'many'"),
         ({"on_bad_rows": "quarantine", "max_bad_fraction": 1.5}, "max_bad_fraction must be between 0 and 1"),
+        ({"on_bad_rows": "quarantine", "max_bad_fraction": "most"}, "max_bad_fraction must be a number, got 'most'"),
+        ({"on_bad_rows": "quarantine", "max_bad_fraction": True}, "max_bad_fraction must be a number"),
         ({"on_bad_rows": "quarantine", "max_bad_rows": 2.5}, "max_bad_rows must be a whole number"),
     ],
 )

@@ -287,7 +287,8 @@ def test_json_lines_passthrough_text_rule(tmp_path: Path):
     """Each JSON value as its text, whatever the block's other values (blocks of 64 bytes: many blocks)."""
     import fsspec
 
-    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.io.readers import make_reader
+    from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.job import Piece
     from airflow_batch_scoring.schema import Column, ColumnType
 
@@ -310,7 +311,8 @@ def test_json_lines_passthrough_text_rule(tmp_path: Path):
 def test_csv_passthrough_is_the_text_as_written(tmp_path: Path):
     import fsspec
 
-    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.io.readers import make_reader
+    from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.job import Piece
     from airflow_batch_scoring.schema import Column, ColumnType
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from airflow_batch_scoring.errors import InputError, SchemaError
-from airflow_batch_scoring.io.readers import CsvReader, ReadPlan, coerce, resolve_columns
+from airflow_batch_scoring.io.readers.columns import ReadPlan, coerce, resolve_columns
+from airflow_batch_scoring.io.readers.csv import CsvReader
 from airflow_batch_scoring.job import DataSpec, Piece
 from airflow_batch_scoring.schema import ColumnType, ModelSchema
 
