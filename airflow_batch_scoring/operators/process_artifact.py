@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 from airflow.sdk import BaseOperator
 
-from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
+from airflow_batch_scoring.flavors.processing import local_path
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
 from airflow_batch_scoring.io.files import check_user_info, filesystem
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink
