@@ -13,7 +13,7 @@ It checks the claim "outputs larger than one upload part use multipart upload; n
 - Each run is one child Python process that calls ``runtime.driver.prepare_job`` / ``execute_job`` (the same calls
   the operator makes) with S3 storage options (key, secret, endpoint_url) for the sink, and in one set of cases for
   the source too; the replicas are the local runtime's processes (``python -m airflow_batch_scoring.runtime
-  run-shard``). ``bench_scoring.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
+  run-shard``). ``harness.measure.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
   from ``/proc/<pid>/status``), so the driver and each replica get their own peak.
 - Output: CSV of ``id``, 12 passthrough features and the prediction (~122 bytes a row): 500k rows -> ~61 MB,
   2M rows -> ~244 MB, 8M rows -> ~980 MB, so the output grows 4x and 16x with the same row width and batch size
@@ -53,25 +53,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_scoring import (  # noqa: E402
-    BATCH,
-    DATA,
-    FEATURES,
-    NAMES,
-    NOISE,
-    _json_tail,
-    _role,
-    _self_rss,
-    _vm_hwm_kb,
-    code_state,
-    data_file,
-    generate_data,
-    machine_info,
-    measure,
-    train_models,
-    wait_quiet,
-    write_results,
-)
+from harness.data import BATCH, DATA, FEATURES, NAMES, data_file, generate_data, warm_page_cache  # noqa: E402
+from harness.measure import json_tail, measure, role, self_rss, vm_hwm_kb  # noqa: E402
+from harness.models import train_models  # noqa: E402
+from harness.noise import NOISE, wait_quiet  # noqa: E402
+from harness.provenance import code_state, machine_info  # noqa: E402
+from harness.report import write_results  # noqa: E402
 from servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
 
 # No cloud probes from boto/botocore in this process, the driver or the replicas (they inherit the environment).
@@ -142,7 +129,7 @@ def child_job(spec_path: str) -> dict[str, Any]:
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         launcher = StagedPartsLauncher(log)
         summary = execute_job(job, files, storage_options=options, log=log, launcher=launcher)
-    return {"summary": summary, "staged": launcher.staged, "driver_s": time.perf_counter() - started, **_self_rss()}
+    return {"summary": summary, "staged": launcher.staged, "driver_s": time.perf_counter() - started, **self_rss()}
 
 
 def child_client_cost(endpoint: str) -> dict[str, Any]:
@@ -153,7 +140,7 @@ def child_client_cost(endpoint: str) -> dict[str, Any]:
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.io.uploads import S3ConcurrentWriter
 
-    before = _vm_hwm_kb(os.getpid())
+    before = vm_hwm_kb(os.getpid())
     fs, path = filesystem(f"s3://{BUCKET}/probe/", {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": endpoint})
     fs.pipe_file(f"{path}/small", b"x" * 1024)
     writer = S3ConcurrentWriter(fs, f"{path}/multipart", 5 * MIB, 2)
@@ -161,7 +148,7 @@ def child_client_cost(endpoint: str) -> dict[str, Any]:
     writer.parts[0].result()
     writer.abort()
     fs.ls(path)
-    after_first = _vm_hwm_kb(os.getpid())
+    after_first = vm_hwm_kb(os.getpid())
     fs.rm(path, recursive=True)
     return {"hwm_after_imports": (before or 0) * 1024, "hwm_after_s3_requests": (after_first or 0) * 1024}
 
@@ -283,12 +270,12 @@ class ReplicaSampler(threading.Thread):
                                    if self.marker in (p.info["cmdline"] or [])), None)
                     continue
                 for child in driver.children(recursive=True):
-                    role = _role(child.cmdline())
-                    if role == "replica-prestarted":  # its shard is not on its command line: tell them apart by pid
-                        role = f"replica-pid{child.pid}"
-                    if role.startswith("replica-"):
+                    who = role(child.cmdline())
+                    if who == "replica-prestarted":  # its shard is not on its command line: tell them apart by pid
+                        who = f"replica-pid{child.pid}"
+                    if who.startswith("replica-"):
                         point = [round(time.perf_counter() - started, 1), round(child.memory_info().rss / MIB)]
-                        self.timeline.setdefault(role, []).append(point)
+                        self.timeline.setdefault(who, []).append(point)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
 
@@ -327,7 +314,7 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
         sampler.stop.set()
         sampler.join()
     spec_path.unlink()
-    child = _json_tail(m["stdout"])
+    child = json_tail(m["stdout"])
     driver = next(p for p in m["processes"] if p["role"] == "main")
     replicas = sorted((p for p in m["processes"] if p["role"].startswith("replica-")), key=lambda p: p["role"])
     output = output_of(case, sink, fs, child["staged"])
@@ -344,7 +331,7 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
         "replica_peak_rss": [p["vm_hwm"] for p in replicas],
         "replica_polled_rss": [p["max_rss"] for p in replicas],
         "replica_rss_timeline_mib": sampler.timeline,
-        "replica_halves_max_rss": {role: halves_max(points) for role, points in sampler.timeline.items()},
+        "replica_halves_max_rss": {who: halves_max(points) for who, points in sampler.timeline.items()},
         # the driver's own end-of-work VmHWM, or the polled one if larger (the child reads it before it exits)
         "driver_peak_rss": max((child.get("self_hwm_kb") or 0) * 1024, driver["vm_hwm"]),
         "wall_s": m["wall_s"],
@@ -591,16 +578,14 @@ def main() -> int:
         fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=server.endpoint, skip_instance_cache=True)
         inputs: dict[tuple[str, int], str] = {}
         for rows, path in local_inputs.items():
-            with open(path, "rb") as f:  # warm the page cache
-                while f.read(64 * MIB):
-                    pass
+            warm_page_cache(path)
             inputs[("file", rows)] = path.as_uri()
             if any(c["source"] == "s3" and c["rows"] == rows for c in cases):
                 fs.put_file(str(path), f"{BUCKET}/in/{path.name}")
                 inputs[("s3", rows)] = f"s3://{BUCKET}/in/{path.name}"
         log(f"inputs: {[f'{p.name} {p.stat().st_size / 1e6:,.0f} MB' for p in local_inputs.values()]}")
         m = measure([sys.executable, str(Path(__file__).resolve()), "--child-client-cost", server.endpoint])
-        client_cost = _json_tail(m["stdout"])
+        client_cost = json_tail(m["stdout"])
         client_cost["s3_client_fixed"] = client_cost["hwm_after_s3_requests"] - client_cost["hwm_after_imports"]
         log(f"S3 client in a replica-like process: {client_cost}")
         for round_index in range(args.rounds):
