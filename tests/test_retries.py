@@ -15,7 +15,7 @@ from helpers import Models, assert_nothing_published, make_frame, read_output, s
 from test_faults import check_exactly_once
 
 from airflow_batch_scoring.errors import InputError, ModelError, ReplicaError, StorageError, is_retryable
-from airflow_batch_scoring.runtime.local import error_from_marker
+from airflow_batch_scoring.runtime.protocol import error_from_marker
 
 TESTS = Path(__file__).parent
 
