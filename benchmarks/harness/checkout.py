@@ -4,8 +4,9 @@ comparisons in the same run.
 A git revision is exported read-only (``git archive <commit> airflow_batch_scoring pyproject.toml``) into
 ``benchmarks/data/compare/<commit>/``: no worktree, branch, index or file of this checkout is touched. Both sides run
 with the same interpreter and libraries (this virtualenv) and ``PYTHONPATH`` pointing at their own checkout, which
-comes before the editable install's path, so the CLI and every replica it starts import that checkout's package
-(checked by :meth:`Checkout.verify`). Both sides get their bytecode compiled first, so neither pays for compiling.
+comes before the editable install's path (and ``PYTHONSAFEPATH``, so the working directory does not), so the CLI and
+every replica it starts import that checkout's package (checked by :meth:`Checkout.verify`). Both sides get their
+bytecode compiled first, so neither pays for compiling.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class Checkout:
     revision: str
 
     def env(self) -> dict[str, str]:
-        """This process's environment with ``PYTHONPATH`` starting at the checkout."""
+        """This process's environment with ``PYTHONPATH`` starting at the checkout, and ``PYTHONSAFEPATH`` set: the
+        CLI (``python -c``) and the replicas (``python -m``) would otherwise put the working directory first."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONSAFEPATH"] = "1"
         return env
 
     def cli(self) -> list[str]:
