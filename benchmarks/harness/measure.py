@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,34 @@ def run_script(script: Path, *args: str, env: dict[str, str] | None = None) -> d
         foreign_cores=m["foreign_cores"],
     )
     return result
+
+
+class ReplicaSampler(threading.Thread):
+    """Samples the RSS of every replica of the driver whose command line holds ``marker`` every ``interval`` s, for
+    a timeline (``measure`` keeps only each process's peak): does the peak level off or keep growing?"""
+
+    def __init__(self, marker: str, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.marker, self.interval = marker, interval
+        self.stop = threading.Event()
+        self.timeline: dict[str, list[list[float]]] = {}
+
+    def run(self) -> None:
+        import psutil
+
+        started, driver = time.perf_counter(), None
+        while not self.stop.wait(self.interval):
+            try:
+                if driver is None:
+                    driver = next((p for p in psutil.process_iter(["cmdline"])
+                                   if self.marker in (p.info["cmdline"] or [])), None)
+                    continue
+                for child in driver.children(recursive=True):
+                    who = role(child.cmdline())
+                    if who == "replica-prestarted":  # its shard is not on its command line: tell them apart by pid
+                        who = f"replica-pid{child.pid}"
+                    if who.startswith("replica-"):
+                        point = [round(time.perf_counter() - started, 1), round(child.memory_info().rss / 2**20)]
+                        self.timeline.setdefault(who, []).append(point)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
