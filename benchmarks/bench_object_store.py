@@ -7,7 +7,7 @@ It checks the claim "outputs larger than one upload part use multipart upload; n
 
 - A SeaweedFS server (``weed mini``, a real S3 API) is started on 127.0.0.1 the way the tests start it
   (``tests/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
-- Input: the CSV files of ``bench_scoring.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
+- Input: the CSV files of ``harness/data.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
   390 MB and 1.57 GB, the same first rows), generated into ``benchmarks/data/`` when missing (and removed at the end
   unless ``--keep-data``); the model is its LogisticRegression (``benchmarks/data/models/lr.joblib``).
 - Each run is one child Python process that calls ``runtime.driver.prepare_job`` / ``execute_job`` (the same calls
