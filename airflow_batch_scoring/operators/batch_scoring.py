@@ -13,12 +13,13 @@ from airflow.sdk import BaseOperator
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
-from airflow_batch_scoring.io.bad_rows import BadRowPolicy
+from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
+from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, prepare_job, safe_job_id
@@ -27,6 +28,7 @@ from airflow_batch_scoring.stages import get_stage
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
 
 class BatchScoringOperator(BaseOperator):
     """Score every row of a source with a model and publish the predictions to a sink.
@@ -237,7 +239,7 @@ class BatchScoringOperator(BaseOperator):
         self._runtime = runtime  # for on_kill
         try:
             model = process_model(
-                task.model,
+                fetch_processed_model(task.model, os.path.join(work, "processed")),  # from a store target
                 os.path.join(work, "model"),
                 tracking_uri=self.mlflow_tracking_uri or None,
             )
@@ -276,7 +278,8 @@ class BatchScoringOperator(BaseOperator):
                     sum(f.size for f in files),
                 )
             summary = runtime.run(job, files, options)  # a deferrable runtime defers; execute_complete commits
-            self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+            self._lineage = record_lineage(context, self.outlets, source, sink, summary, options,
+                                           self.mlflow_tracking_uri)
             return summary
         finally:
             runtime.close()  # prestarted replicas a failure before the launch left waiting
@@ -319,7 +322,7 @@ class BatchScoringOperator(BaseOperator):
             summary = runtime.resume(event, options)
         finally:
             self._runtime = None
-        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options, self.mlflow_tracking_uri)
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

@@ -20,9 +20,11 @@ from typing import Any
 from airflow_batch_scoring.driver.launcher import Launcher
 from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.errors import ConfigurationError, InputError, is_retryable
-from airflow_batch_scoring.io import bad_rows, locations
+from airflow_batch_scoring.io import locations
+from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.io.files import InputFile, check_sink_root, filesystem, list_inputs
-from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import (
     AUTO,
     DEFAULT_PART_SIZE,

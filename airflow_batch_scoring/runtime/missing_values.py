@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_batch_scoring.errors import BatchScoringError, InputError, ModelError
-from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io.bad_rows import quarantine
 from airflow_batch_scoring.io.files import filesystem
-from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
 
 #: the kinds of values a model may refuse.
@@ -113,8 +114,8 @@ def refused_value_error(
     if not job.source.is_sql:
         scan_plan = dataclasses.replace(plan, reject_missing=MISSING in kinds, reject_infinite=INFINITE in kinds)
 
-        def on_bad_row(bad: bad_rows.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
-            if bad.reason in (bad_rows.MISSING_VALUE, bad_rows.INFINITE_VALUE):
+        def on_bad_row(bad: quarantine.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
+            if bad.reason in (quarantine.MISSING_VALUE, quarantine.INFINITE_VALUE):
                 raise InputError(bad.message or "", path=bad.file, line=bad.line, row=bad.row, column=bad.column)
 
         source_fs, _ = filesystem(job.source.uri, source_options)

@@ -1,0 +1,201 @@
+"""BatchScoringOperator and its runtimes with the runtime, the model processing and the hooks mocked (no DB, no
+servers): what the operator hands to its runtime, and what the runtimes do with the launchers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.operators import BatchScoringOperator
+from airflow_batch_scoring.operators import batch_scoring as module
+from airflow_batch_scoring.operators.runtimes import LocalRuntime, ResolvedTask, runtime_class
+
+IMAGE = "registry.example.com/scoring:1"
+
+
+def context(try_number: int = 1) -> dict[str, Any]:
+    return {"ti": SimpleNamespace(try_number=try_number, dag_id="dag", task_id="score", run_id="run1", map_index=-1)}
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The operator's collaborators mocked: model processing, planning, credentials, links, lineage, the runtime."""
+    runtime = mock.MagicMock(name="runtime")
+    runtime.run.return_value = {"rows_out": 3}
+    runtime.resume.return_value = {"rows_out": 4}
+    mocks = SimpleNamespace(
+        runtime=runtime,
+        runtime_for=mock.MagicMock(return_value=runtime),
+        process_model=mock.MagicMock(return_value=SimpleNamespace(resolved_uri="m", path="/m", flavor="sklearn",
+                                                                  digest="d")),
+        prepare_job=mock.MagicMock(return_value=(SimpleNamespace(replicas=3), [])),
+    )
+    monkeypatch.setattr(module, "runtime_for", mocks.runtime_for)
+    monkeypatch.setattr(module, "prepare_job", mocks.prepare_job)
+    monkeypatch.setattr("airflow_batch_scoring.artifacts.process_model", mocks.process_model)
+    monkeypatch.setattr(module, "fetch_processed_model", lambda reference, folder: reference)
+    monkeypatch.setattr(module, "storage_options", lambda uri, conn_id: {})
+    monkeypatch.setattr(module, "record_lineage", lambda *args: None)
+    monkeypatch.setattr(module.OutputLocationLink, "persist", classmethod(lambda cls, *args: None))
+    monkeypatch.setattr(module.ModelVersionLink, "persist", classmethod(lambda cls, *args: None))
+    return mocks
+
+
+def operator(**arguments: Any) -> BatchScoringOperator:
+    return BatchScoringOperator(
+        task_id="score", model="/models/m.joblib", source="s3://in/", sink="s3://out/", **arguments
+    )
+
+
+def test_execute_hands_one_resolved_task_to_the_runtime_and_changes_no_argument(mocked):
+    task = operator(replicas=3, retries=2)
+    assert task.execute(context(try_number=1)) == {"rows_out": 3}
+
+    resolved = mocked.runtime_for.call_args.args[0]
+    assert resolved == ResolvedTask(model="/models/m.joblib", runtime="local", replicas=3, keep_on_failure=True)
+    model = mocked.process_model.return_value
+    mocked.runtime.check_locations.assert_called_once()
+    mocked.runtime.prepare.assert_called_once_with(model, probabilities=False, output_schema=None)
+    assert mocked.prepare_job.call_args.kwargs["replicas"] == 3
+    job, files = mocked.prepare_job.return_value
+    mocked.runtime.run.assert_called_once_with(job, files, {"source": {}, "sink": {}})
+    mocked.runtime.close.assert_called_once_with()
+    assert (task.runtime, task.replicas, task._runtime) == (None, 3, None)
+
+
+def test_the_last_try_does_not_keep_its_shards(mocked):
+    operator(retries=2).execute(context(try_number=3))
+    assert mocked.runtime_for.call_args.args[0].keep_on_failure is False
+
+
+def test_a_failure_before_the_launch_closes_the_runtime_and_fails_without_retries(mocked):
+    mocked.prepare_job.side_effect = ConfigurationError("no such column 'x'")
+    with pytest.raises(AirflowFailException, match="no such column"):
+        operator(retries=2).execute(context())
+    mocked.runtime.run.assert_not_called()
+    mocked.runtime.close.assert_called_once_with()
+
+
+def test_on_kill_kills_the_running_runtime(mocked):
+    task = operator()
+    mocked.runtime.run.side_effect = lambda *args: task.on_kill()
+    task.execute(context())
+    mocked.runtime.kill.assert_called_once_with()
+    task.on_kill()  # after the run: nothing to kill
+    mocked.runtime.kill.assert_called_once_with()
+
+
+def test_execute_complete_resolves_the_same_task_and_resumes_the_runtime(mocked, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__BATCH_SCORING__STAGES", '{"PROD": {"alias": "champion", "runtime": "kubernetes", '
+                       '"replicas": 8, "kubernetes": {"namespace": "ns"}}}')
+    task = operator(stage="prod", kubernetes={"image": IMAGE}, retries=1)
+    task.model = "models:/churn"
+    event = {"status": "complete", "resume": {"reference": {"name": "j", "namespace": "ns"}}}
+    assert task.execute_complete(context(), event) == {"rows_out": 4}
+    resolved = mocked.runtime_for.call_args.args[0]
+    assert (resolved.model, resolved.runtime, resolved.replicas, resolved.stage) == (
+        "models:/churn@champion", "kubernetes", 8, "PROD"
+    )
+    assert resolved.kubernetes == {"namespace": "ns", "image": IMAGE}
+    mocked.runtime.resume.assert_called_once_with(event, {"source": {}, "sink": {}})
+    assert task._runtime is None
+
+
+def test_the_runtime_is_looked_up_in_the_registry():
+    from airflow_batch_scoring.kubernetes.runtime import KubernetesRuntime
+
+    assert runtime_class("local") is LocalRuntime
+    assert runtime_class("kubernetes") is KubernetesRuntime
+    with pytest.raises(ConfigurationError, match=r"runtime must be one of \('local', 'kubernetes'\), got 'cloud'"):
+        runtime_class("cloud")
+    with pytest.raises(ConfigurationError, match="runtime must be one of"):
+        operator(runtime="cloud")
+    with pytest.raises(ConfigurationError, match=r"Unknown kubernetes setting\(s\) \['imag'\]"):
+        operator(runtime="kubernetes", kubernetes={"imag": IMAGE})
+
+
+def test_local_runtime_prestarts_with_the_task_replicas_and_discards_what_it_did_not_use(monkeypatch):
+    launcher = mock.MagicMock(name="LocalLauncher")
+    monkeypatch.setattr("airflow_batch_scoring.operators.runtimes.LocalLauncher", lambda log: launcher)
+    runtime = LocalRuntime(ResolvedTask(model="m", runtime="local", replicas=4), context(), print)
+    runtime.prepare("model", probabilities=True, output_schema=None)
+    launcher.prestart.assert_called_once_with("model", 4, probabilities=True, output_schema=None)
+    runtime.close()
+    launcher.discard.assert_called_once_with()
+    runtime.kill()
+    launcher.kill.assert_called_once_with()
+    with pytest.raises(ReplicaError, match="never defers"):
+        runtime.resume({}, {})
+
+
+def kubernetes_task(**settings: Any) -> ResolvedTask:
+    return ResolvedTask(model="m", runtime="kubernetes", replicas=2, kubernetes={"image": IMAGE, **settings},
+                        keep_on_failure=True)
+
+
+def test_kubernetes_runtime_defers_by_raising_task_deferred_with_what_the_resumption_needs(monkeypatch):
+    from airflow_batch_scoring.kubernetes import runtime as kubernetes_runtime
+    from airflow_batch_scoring.runtime.driver import JobStart
+
+    monkeypatch.setattr(kubernetes_runtime, "begin_job",
+                        lambda *args, **kwargs: JobStart(todo=[0, 1], resumed=[], started="2026-01-01T00:00:00"))
+    reference = {"name": "job-x", "namespace": "ns", "shards": [0, 1]}
+    start = mock.MagicMock(return_value=reference)
+    monkeypatch.setattr(kubernetes_runtime.KubernetesLauncher, "start", start)
+    runtime = kubernetes_runtime.KubernetesRuntime(kubernetes_task(deferrable=True, poll_interval=3), context(), print)
+    job = SimpleNamespace(staging_uri="s3://out/_staging", attempt="try1", replicas=2, to_json=lambda: "{}")
+    monkeypatch.setattr(kubernetes_runtime, "replace", lambda job, **changes: job)
+    with pytest.raises(TaskDeferred) as deferred:
+        runtime.run(job, [], {"sink": {}})  # type: ignore[arg-type]
+    assert deferred.value.method_name == "execute_complete"
+    trigger = deferred.value.trigger
+    assert (trigger.name, trigger.namespace, trigger.poll_interval) == ("job-x", "ns", 3.0)
+    assert trigger.resume["reference"] == reference and trigger.resume["attempt"] == "try1"
+    assert runtime.launcher is not None and runtime.launcher.finish_siblings is True
+
+
+def test_kubernetes_runtime_resumes_on_a_reattached_launcher(monkeypatch):
+    from airflow_batch_scoring.kubernetes import runtime as kubernetes_runtime
+
+    seen: dict[str, Any] = {}
+
+    def read_spec(launcher):
+        seen.update(name=launcher.name, namespace=launcher.namespace, shards=launcher.shards)
+        return SimpleNamespace(attempt="try2"), [{"uri": "s3://in/a.csv", "size": 1}]
+
+    def finish_job(job, files, start, **kwargs):
+        seen.update(attempt=job.attempt, todo=start.todo, runtime=kwargs["runtime"])
+        return {"rows_out": 1}
+
+    monkeypatch.setattr(kubernetes_runtime.KubernetesLauncher, "read_spec", read_spec)
+    monkeypatch.setattr(kubernetes_runtime, "finish_job", finish_job)
+    monkeypatch.setattr(kubernetes_runtime, "replace", lambda job, **changes: SimpleNamespace(**changes))
+    runtime = kubernetes_runtime.KubernetesRuntime(kubernetes_task(), context(), print)
+    event = {"status": "complete", "resume": {
+        "reference": {"name": "job-x", "namespace": "ns", "shards": [1, 3]}, "attempt": "try1",
+        "start": {"todo": [1, 3], "resumed": [0], "started": "2026-01-01T00:00:00"}}}
+    assert runtime.resume(event, {}) == {"rows_out": 1}
+    assert seen == {"name": "job-x", "namespace": "ns", "shards": [1, 3], "attempt": "try1", "todo": [1, 3],
+                    "runtime": "kubernetes"}
+    with pytest.raises(ReplicaError, match="without its Kubernetes Job's reference"):
+        runtime.resume({"status": "complete"}, {})
+
+
+def test_a_reattached_launcher_deletes_its_job_when_killed(monkeypatch):
+    from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
+    from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
+
+    launcher = KubernetesLauncher.reattach(KubernetesSettings(image=IMAGE), {"name": "job-x", "namespace": "ns"})
+    deleted = mock.MagicMock()
+    monkeypatch.setattr(launcher, "_delete", deleted)
+    launcher.kill()
+    deleted.assert_called_once_with("Foreground")
+    fresh = KubernetesLauncher(KubernetesSettings(image=IMAGE), name="job-y")
+    monkeypatch.setattr(fresh, "_delete", deleted)
+    fresh.kill()  # never started: nothing to delete
+    deleted.assert_called_once_with("Foreground")
