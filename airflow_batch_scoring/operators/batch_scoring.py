@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -73,6 +74,9 @@ class BatchScoringOperator(BaseOperator):
     :param predict_probabilities: add a ``probability_<class>`` column per class (classifiers). (templated)
     :param if_exists: ``"replace"`` a previous output in the sink folder, or ``"fail"``.
     :param mlflow_tracking_uri: the MLflow tracking/registry URI; default ``MLFLOW_TRACKING_URI``. (templated)
+    :param mlflow_conn_id: an ``mlflow`` connection (tracking and registry URIs, token) instead of
+        ``mlflow_tracking_uri``, as for ``ProcessArtifactOperator``; the token is visible to MLflow only while the model
+        is resolved.
     :param part_size: bytes per read request and per upload part (multipart uploads use at least 5 MiB), and the
         unit in which large text files are split between replicas. (templated)
     :param write_concurrency: parts of one output object uploaded at once to S3 or an S3-compatible store (GCS and
@@ -136,6 +140,7 @@ class BatchScoringOperator(BaseOperator):
         predict_probabilities: bool = False,
         if_exists: str = "replace",
         mlflow_tracking_uri: str | None = None,
+        mlflow_conn_id: str | None = None,
         part_size: int | str = DEFAULT_PART_SIZE,
         write_concurrency: int | str = DEFAULT_WRITE_CONCURRENCY,
         on_bad_rows: str = "fail",
@@ -165,6 +170,7 @@ class BatchScoringOperator(BaseOperator):
         self.predict_probabilities = predict_probabilities
         self.if_exists = if_exists
         self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
         self.part_size = part_size
         self.write_concurrency = write_concurrency
         self.on_bad_rows = on_bad_rows
@@ -238,16 +244,18 @@ class BatchScoringOperator(BaseOperator):
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         self._runtime = runtime  # for on_kill
         try:
-            model = process_model(
-                fetch_processed_model(task.model, os.path.join(work, "processed")),  # from a store target
-                os.path.join(work, "model"),
-                tracking_uri=self.mlflow_tracking_uri or None,
-            )
+            with self._mlflow() as (tracking_uri, registry_uri):
+                model = process_model(
+                    fetch_processed_model(task.model, os.path.join(work, "processed")),  # from a store target
+                    os.path.join(work, "model"),
+                    tracking_uri=tracking_uri,
+                    registry_uri=registry_uri,
+                )
             self.log.info(
                 "Model %s resolved to %s (%s, %s)", self.model, model.resolved_uri or model.path, model.flavor,
                 model.digest,
             )
-            ModelVersionLink.persist(context, model, self.mlflow_tracking_uri)
+            ModelVersionLink.persist(context, model, tracking_uri, registry_uri)
             probabilities = flag(self.predict_probabilities, "predict_probabilities")
             # The local replicas start and load the model while the input is listed, planned and checked.
             runtime.prepare(model, probabilities=probabilities, output_schema=self.output_schema)
@@ -279,12 +287,24 @@ class BatchScoringOperator(BaseOperator):
                 )
             summary = runtime.run(job, files, options)  # a deferrable runtime defers; execute_complete commits
             self._lineage = record_lineage(context, self.outlets, source, sink, summary, options,
-                                           self.mlflow_tracking_uri)
+                                           registry_uri or tracking_uri)
             return summary
         finally:
             runtime.close()  # prestarted replicas a failure before the launch left waiting
             self._runtime = None
             shutil.rmtree(work, ignore_errors=True)
+
+    @contextmanager
+    def _mlflow(self) -> Iterator[tuple[str | None, str | None]]:
+        """The MLflow tracking and registry URIs: from ``mlflow_conn_id`` (its token set for the block only), else
+        ``mlflow_tracking_uri`` (else MLflow's own ``MLFLOW_TRACKING_URI``)."""
+        if not self.mlflow_conn_id:
+            yield self.mlflow_tracking_uri or None, None
+            return
+        from airflow_batch_scoring.hooks.mlflow import MlflowHook
+
+        with MlflowHook(self.mlflow_conn_id).environment() as settings:
+            yield settings.tracking_uri, settings.registry_uri
 
     def _check_sink_allowed(self, sink: DataSpec) -> None:
         """Refuse a sink outside ``allowed_sink_prefixes`` (before anything is fetched, read or written)."""
@@ -322,7 +342,9 @@ class BatchScoringOperator(BaseOperator):
             summary = runtime.resume(event, options)
         finally:
             self._runtime = None
-        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options, self.mlflow_tracking_uri)
+        with self._mlflow() as (tracking_uri, registry_uri):
+            registry = registry_uri or tracking_uri
+        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options, registry)
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

@@ -199,3 +199,29 @@ def test_a_reattached_launcher_deletes_its_job_when_killed(monkeypatch):
     monkeypatch.setattr(fresh, "_delete", deleted)
     fresh.kill()  # never started: nothing to delete
     deleted.assert_called_once_with("Foreground")
+
+
+def test_mlflow_conn_id_gives_the_tracking_and_registry_uris_while_the_model_is_resolved(mocked, monkeypatch):
+    from contextlib import contextmanager
+
+    entered: list[str] = []
+
+    class FakeHook:
+        def __init__(self, conn_id: str):
+            entered.append(conn_id)
+
+        @contextmanager
+        def environment(self):
+            yield SimpleNamespace(tracking_uri="http://mlflow:5000", registry_uri="http://registry:5000")
+
+    monkeypatch.setattr("airflow_batch_scoring.hooks.mlflow.MlflowHook", FakeHook)
+    operator(mlflow_conn_id="mlflow_prod").execute(context())
+    assert entered == ["mlflow_prod"]
+    kwargs = mocked.process_model.call_args.kwargs
+    assert (kwargs["tracking_uri"], kwargs["registry_uri"]) == ("http://mlflow:5000", "http://registry:5000")
+
+
+def test_without_mlflow_conn_id_the_tracking_uri_argument_is_used(mocked):
+    operator(mlflow_tracking_uri="http://tracking:5000").execute(context())
+    kwargs = mocked.process_model.call_args.kwargs
+    assert (kwargs["tracking_uri"], kwargs["registry_uri"]) == ("http://tracking:5000", None)
