@@ -29,10 +29,11 @@ from helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_fra
 from test_scoring import check_predictions
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.bad_rows import MAX_RAW_CHARS, BadRowPolicy, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.engine import run_shard
 
 COLUMNS = ["id", *FEATURES]
@@ -698,7 +699,7 @@ def test_records_with_line_breaks_are_never_cut_between_blocks(processed, models
 def test_preflight_samples_whole_records(processed, tmp_path: Path):
     """The preflight reads the head of a large file (256 KiB); when the head's last byte is a line break inside a
     quoted value, the sample stops at the record before it instead of failing on half a record."""
-    from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES
+    from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES
 
     frame = make_frame(10_000, seed=14)
     lines = [f"{row.id},n,{','.join(repr(float(getattr(row, f))) for f in FEATURES)}\n"

@@ -14,10 +14,11 @@ from helpers import SCHEMA, Models, assert_nothing_published, make_frame, read_o
 from test_scoring import check_predictions, score
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.job import DataSpec, compression_of, infer_format
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-from airflow_batch_scoring.runtime.preflight import preflight
+from airflow_batch_scoring.sources.file_preflight import preflight
 
 OPENERS = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 

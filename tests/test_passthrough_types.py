@@ -22,9 +22,10 @@ from helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_fra
 from test_bad_rows import InProcessLauncher
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
 ROWS = 2400
 

@@ -16,10 +16,10 @@ from helpers import SCHEMA, Models, make_frame, write_frame
 from test_scoring import check_predictions
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import InputError, ModelError
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime import engine
-from airflow_batch_scoring.runtime.driver import prepare_job
 from airflow_batch_scoring.runtime.shards import ShardReport
 
 ROWS = 1537

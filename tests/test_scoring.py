@@ -11,8 +11,9 @@ import pytest
 from helpers import FEATURES, FORMATS, Models, make_frame, read_output, source_spec, suffix, write_frame
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
 
 def score(

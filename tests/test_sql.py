@@ -29,14 +29,15 @@ from test_operator import rendered_fields, test_dag, xcom_of  # noqa: F401  (tes
 from test_scoring import check_predictions
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io.readers import ReadPlan
-from airflow_batch_scoring.io.sql_source import SqlReader, SqlSource
 from airflow_batch_scoring.job import DataSpec, ScoringJob
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.engine import run_shard
 from airflow_batch_scoring.runtime.local import LocalLauncher
-from airflow_batch_scoring.runtime.sql_commit import BOOKKEEPING
+from airflow_batch_scoring.sinks.sql_commit import BOOKKEEPING
+from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
 
 
 @dataclass
@@ -493,7 +494,7 @@ def test_connection_errors_name_the_connection_never_the_password(postgres, monk
 
 def _read_shards(db: Database, spec: DataSpec, replicas: int, columns: list[str]) -> list[pa.Table]:
     plan = ReadPlan(model_columns=None, passthrough=[])
-    source = SqlSource(spec, db.secrets()["source"])
+    source = SqlRelation(spec, db.secrets()["source"])
     try:
         shards = source.plan(replicas, plan)
     finally:

@@ -24,11 +24,12 @@ from test_operator import (
 )
 from test_scoring import check_predictions
 
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.hooks.storage import storage_options
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.links import output_location_url
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
 
 @dataclass
