@@ -348,7 +348,7 @@ class ScoringJob:
         uploads), and the unit in which a large text file is split between replicas.
     :param write_concurrency: parts of one output object uploaded at once (S3 and S3-compatible stores).
     :param on_bad_rows: ``"fail"`` at the first bad row, or ``"quarantine"`` bad rows into ``<sink>/_errors/``
-        (see :mod:`airflow_batch_scoring.io.bad_rows`).
+        (see :mod:`airflow_batch_scoring.io.bad_rows.policy`).
     :param max_bad_rows: quarantine: the run fails when more rows are bad (``None``: no count limit).
     :param max_bad_fraction: quarantine: the run fails when a larger share of the rows read is bad.
     """

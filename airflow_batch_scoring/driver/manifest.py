@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
 

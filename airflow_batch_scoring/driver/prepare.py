@@ -11,9 +11,10 @@ from typing import Any
 
 from airflow_batch_scoring.coercion import to_positive_int
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.io import bad_rows, locations
+from airflow_batch_scoring.io import locations
+from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.io.files import InputFile
-from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import (
     AUTO,
     DEFAULT_PART_SIZE,

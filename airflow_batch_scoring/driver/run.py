@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from airflow_batch_scoring.driver.manifest import build_manifest, job_summary, policy_of
 from airflow_batch_scoring.errors import ConfigurationError, InputError, is_retryable
-from airflow_batch_scoring.io import bad_rows
+from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.local import LocalLauncher

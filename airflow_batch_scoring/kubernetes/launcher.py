@@ -24,7 +24,7 @@ from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-from airflow_batch_scoring.runtime.local import error_from_marker
+from airflow_batch_scoring.runtime.protocol import error_from_marker
 from airflow_batch_scoring.runtime.remote_model import is_remote, staged_model_uri, upload_model
 
 #: How long a retry waits for the previous attempt's Job to be deleted before creating its own.

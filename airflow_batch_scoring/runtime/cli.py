@@ -24,7 +24,7 @@ import traceback
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, is_retryable, is_unreachable
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.runtime.local import ERROR_MARKER
+from airflow_batch_scoring.runtime.protocol import ERROR_MARKER
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
 from airflow_batch_scoring.runtime.secrets import read_secrets
 

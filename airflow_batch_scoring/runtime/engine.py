@@ -24,12 +24,12 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, ModelError
-from airflow_batch_scoring.io.readers import ReadPlan, column_types_of
+from airflow_batch_scoring.flavors import Predictor
+from airflow_batch_scoring.io.readers.columns import ReadPlan, column_types_of
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error
-from airflow_batch_scoring.runtime.predictor import Predictor
-from airflow_batch_scoring.runtime.predictors import load_predictor
 from airflow_batch_scoring.runtime.shards import ShardReport
+from airflow_batch_scoring.runtime.verified import load_verified
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sinks import open_sink
 from airflow_batch_scoring.sources import open_source
@@ -175,7 +175,7 @@ class Preloaded:
         cls, model: ModelSpec, *, probabilities: bool, output_schema: list[dict[str, str]] | None
     ) -> Preloaded:
         t0 = time.perf_counter()
-        predictor = load_predictor(model, probabilities=probabilities, output_schema=ModelSchema.parse(output_schema))
+        predictor = load_verified(model, probabilities=probabilities, output_schema=ModelSchema.parse(output_schema))
         return cls(model, probabilities, output_schema, predictor, time.perf_counter() - t0)
 
     def serves(self, job: ScoringJob) -> bool:
@@ -251,7 +251,7 @@ def _score_shard(
             report.load_s = preloaded.load_s
             return preloaded.predictor
         t0 = time.perf_counter()
-        loaded = load_predictor(
+        loaded = load_verified(
             job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
         )
         report.load_s = time.perf_counter() - t0

@@ -26,11 +26,11 @@ from typing import Any
 
 from airflow_batch_scoring import errors
 from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.runtime.protocol import ERROR_MARKER, error_from_marker
 from airflow_batch_scoring.runtime.remote_model import is_remote
 from airflow_batch_scoring.runtime.shards import threads_per_replica
 from airflow_batch_scoring.schema import ModelSchema
 
-ERROR_MARKER = "BATCH_SCORING_ERROR "
 #: seconds the running replicas may take to finish their shards after one failed, when the run will be retried.
 GRACE_VARIABLE = "BATCH_SCORING_REPLICA_GRACE_S"
 DEFAULT_GRACE_S = 300.0
@@ -46,19 +46,6 @@ def replica_command(job_path: str, shard: int) -> list[str]:
 def prestarted_command() -> list[str]:
     """The command line of a prestarted replica (it reads the model, then its job and shard, from stdin)."""
     return [sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--await-job"]
-
-
-def error_from_marker(payload: str) -> Exception:
-    """Rebuild the exception a replica reported (same class when it is one of ours, and whether a retry can help)."""
-    data = json.loads(payload)
-    cls = getattr(errors, data.get("type", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.BatchScoringError)):
-        cls = errors.ReplicaError
-    error = cls.__new__(cls)
-    Exception.__init__(error, data.get("message", "the replica failed"))
-    if isinstance(data.get("retryable"), bool):  # what the replica knew (a store it could not reach, say)
-        error.retryable = data["retryable"]
-    return error
 
 
 def grace_period_s(environ: Mapping[str, str] | None = None) -> float:

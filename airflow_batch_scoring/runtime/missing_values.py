@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_batch_scoring.errors import BatchScoringError, InputError, ModelError
-from airflow_batch_scoring.io import bad_rows
-from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.bad_rows import quarantine
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.sources.base import Source
 
@@ -113,8 +113,8 @@ def refused_value_error(
     if source.row_errors:  # (a SQL source does not locate single values yet)
         scan_plan = dataclasses.replace(plan, reject_missing=MISSING in kinds, reject_infinite=INFINITE in kinds)
 
-        def on_bad_row(bad: bad_rows.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
-            if bad.reason in (bad_rows.MISSING_VALUE, bad_rows.INFINITE_VALUE):
+        def on_bad_row(bad: quarantine.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
+            if bad.reason in (quarantine.MISSING_VALUE, quarantine.INFINITE_VALUE):
                 raise InputError(bad.message or "", path=bad.file, line=bad.line, row=bad.row, column=bad.column)
 
         scanner = source.open_reader(

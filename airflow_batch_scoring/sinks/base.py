@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from airflow_batch_scoring.io.bad_rows import ErrorOutput
+from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
 

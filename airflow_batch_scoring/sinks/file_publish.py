@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError, StorageError
-from airflow_batch_scoring.io.bad_rows import ERRORS_FOLDER
+from airflow_batch_scoring.io.bad_rows.policy import ERRORS_FOLDER
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, published_name, report_name

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_batch_scoring.io.bad_rows import ErrorOutput, open_error_output
+from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput, open_error_output
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import DataSpec, ScoringJob

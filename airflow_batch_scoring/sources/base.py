@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from airflow_batch_scoring.io.files import InputFile
-from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
 from airflow_batch_scoring.schema import ModelSchema
 

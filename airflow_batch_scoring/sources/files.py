@@ -21,7 +21,9 @@ import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, list_inputs
-from airflow_batch_scoring.io.readers import PieceReader, ReadPlan, make_reader
+from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers.base import PieceReader
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob, infer_format
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema

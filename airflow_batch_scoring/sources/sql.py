@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_batch_scoring.io.files import InputFile
-from airflow_batch_scoring.io.readers import ReadPlan
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.io.sql import connect_error, database_url, describe_table, display_url
 from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough

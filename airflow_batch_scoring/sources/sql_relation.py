@@ -23,8 +23,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_batch_scoring.coercion import ColumnIndex
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.readers import ColumnMap, ReadPlan, _CastFailure, coerce
+from airflow_batch_scoring.io.readers.casts import CastFailure
+from airflow_batch_scoring.io.readers.columns import ColumnMap, ReadPlan, coerce, resolve_columns
 from airflow_batch_scoring.io.sql import (
     arrow_type_of_oid,
     arrow_type_of_sql,
@@ -182,30 +184,17 @@ class SqlRelation:
         :raises InputError: naming the table (or query) and the first missing column.
         """
         available = [name for name, _ in self.columns(connection)]
-        by_key: dict[str, str] = {}
-        for name in available:
-            by_key.setdefault(name.lower(), name)
-        passthrough = []
-        for name in plan.passthrough:
-            if name.lower() not in by_key:
-                raise InputError(
-                    f"{self.what}: the passthrough column {name!r} does not exist; its columns are {available}. "
-                    "Fix passthrough_columns."
-                )
-            passthrough.append(by_key[name.lower()])
-        if plan.model_columns is None:
-            keep = {p.lower() for p in passthrough}
-            return ColumnMap([(n, n, None) for n in available if n.lower() not in keep], passthrough)
-        model = []
-        for column in plan.model_columns:
-            source = by_key.get(column.name.lower())
-            if source is None:
-                raise InputError(
-                    f"{self.what}: the model's input column {column.name!r} does not exist; its columns are "
-                    f"{available}. Add it (or alias a column to it in source['query']), or fix the input schema."
-                )
-            model.append((column.name, source, column.type.arrow_type if plan.coerce else None))
-        return ColumnMap(model, passthrough)
+
+        def missing(kind: str, name: str, columns: list[str]) -> InputError:
+            if kind == "passthrough":
+                return InputError(f"{self.what}: the passthrough column {name!r} does not exist; its columns are "
+                                  f"{columns}. Fix passthrough_columns.")
+            return InputError(
+                f"{self.what}: the model's input column {name!r} does not exist; its columns are {columns}. Add it "
+                "(or alias a column to it in source['query']), or fix the input schema."
+            )
+
+        return resolve_columns(available, plan, self.what, missing=missing, typed_passthrough=False)
 
     # -- planning -----------------------------------------------------------------------------------------------
 
@@ -234,13 +223,14 @@ class SqlRelation:
             self.column_map(connection, plan)
             column = self.spec.partition_column
             if column is not None:
-                names = {name.lower(): name for name, _ in self.columns(connection)}
-                if column.lower() not in names:
+                index = ColumnIndex(name for name, _ in self.columns(connection))
+                found = index.get(column)
+                if found is None:
                     raise InputError(
                         f"{self.what}: the partition column {column!r} does not exist; its columns are "
-                        f"{list(names.values())}. Fix source['partition_column']."
+                        f"{index.names}. Fix source['partition_column']."
                     )
-                column = names[column.lower()]
+                column = found
             elif replicas > 1:
                 column, _ = self._fallback_column(connection)
             shards: list[list[Piece]] = [[] for _ in range(replicas)]
@@ -331,7 +321,7 @@ class SqlReader:
                     table = self._table(rows, names, declared)
                     try:
                         table = coerce(table, columns)
-                    except _CastFailure as failure:
+                    except CastFailure as failure:
                         raise InputError(
                             f"{source.what}, column {failure.column!r} (row {row_number + failure.index + 1} of "
                             f"{self._range_text(piece)}): {failure.message()}"
