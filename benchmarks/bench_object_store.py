@@ -10,7 +10,8 @@ It checks the claim "outputs larger than one upload part use multipart upload; n
 - Input: the CSV files of ``harness/data.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
   390 MB and 1.57 GB, the same first rows), generated into ``benchmarks/data/`` when missing (and removed at the end
   unless ``--keep-data``); the model is its LogisticRegression (``benchmarks/data/models/lr.joblib``).
-- Each run is one child Python process that calls ``runtime.driver.prepare_job`` / ``execute_job`` (the same calls
+- Each run is one child Python process that calls ``driver.prepare.prepare_job`` / ``driver.run.execute_job``
+  (the same calls
   the operator makes) with S3 storage options (key, secret, endpoint_url) for the sink, and in one set of cases for
   the source too; the replicas are the local runtime's processes (``python -m airflow_batch_scoring.runtime
   run-shard``). ``harness.measure.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
@@ -83,9 +84,10 @@ REPLICAS = (1, 2)
 def child_job(spec_path: str) -> dict[str, Any]:
     """Run one job with ``prepare_job`` / ``execute_job``; S3 options (the test server's key) for s3:// sides."""
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
+    from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.job import DataSpec
-    from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
     from airflow_batch_scoring.runtime.local import LocalLauncher
 
     class StagedPartsLauncher(LocalLauncher):

@@ -14,10 +14,10 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import InputError, ModelError
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime import engine
-from airflow_batch_scoring.runtime.driver import prepare_job
 from airflow_batch_scoring.runtime.shards import ShardReport
 from tests.support.helpers import SCHEMA, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
