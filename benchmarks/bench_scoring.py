@@ -241,13 +241,13 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     import fsspec
     import pyarrow as pa
 
+    from airflow_batch_scoring.flavors import load_predictor
     from airflow_batch_scoring.io.readers import make_reader
     from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.io.textblocks import iter_blocks
     from airflow_batch_scoring.io.writers import make_writer
     from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
     from airflow_batch_scoring.runtime.engine import rebatch
-    from airflow_batch_scoring.runtime.predictors import load_predictor
 
     fields = ScoringJob.__dataclass_fields__  # the engine's read block size (renamed part_size at some point)
     block_size = (fields.get("part_size") or fields.get("read_block_size")).default

@@ -23,7 +23,7 @@ if shutil.which("java") is None:
 
 @pytest.fixture(scope="module")
 def jar() -> str:
-    from airflow_batch_scoring.artifacts.h2o_mojo import genmodel_jar
+    from airflow_batch_scoring.flavors.mojo import genmodel_jar
 
     try:
         return genmodel_jar()

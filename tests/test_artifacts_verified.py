@@ -20,7 +20,7 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.artifacts.digest import sha256_of, verified_copy
 from airflow_batch_scoring.errors import ModelError, ReplicaError
 from airflow_batch_scoring.runtime import verified
-from airflow_batch_scoring.runtime.predictors import load_predictor
+from airflow_batch_scoring.runtime.verified import load_verified
 
 
 class Tampered:
@@ -51,7 +51,7 @@ def test_a_swapped_mlflow_model_file_is_refused_by_every_replica(mlflow_folder, 
         score_spec(spec, make_frame(60), tmp_path / "w", replicas=2)
     assert not marker.exists()
     with pytest.raises(ModelError, match=rf"has digest sha256:[0-9a-f]{{64}}, but {spec.digest} was expected"):
-        load_predictor(spec, probabilities=False, output_schema=None)  # what each replica does first
+        load_verified(spec, probabilities=False, output_schema=None)  # what each replica does first
     assert not marker.exists()
     pickle.loads((Path(spec.path) / "model.pkl").read_bytes())  # the test is meaningful: loading it runs its code
     assert marker.exists()
@@ -60,7 +60,7 @@ def test_a_swapped_mlflow_model_file_is_refused_by_every_replica(mlflow_folder, 
 def test_the_replica_loads_a_private_copy_of_the_bytes_it_hashed(mlflow_folder, models: Models, tmp_path: Path):
     spec = mlflow_folder
     verified.discard_verified_copies()
-    predictor = load_predictor(spec, probabilities=False, output_schema=None)
+    predictor = load_verified(spec, probabilities=False, output_schema=None)
     [copy] = [Path(folder) for folder in verified._FOLDERS]
     assert stat.S_IMODE(copy.stat().st_mode) == 0o700  # only the replica's user can open it
     loaded = copy / Path(spec.path).name

@@ -22,8 +22,8 @@ from test_scoring import check_predictions
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_MODULES = [
-    "airflow_batch_scoring.runtime.cli", "airflow_batch_scoring.runtime.engine",
-    "airflow_batch_scoring.runtime.predictors", "airflow_batch_scoring.runtime.remote_model",
+    "airflow_batch_scoring.runtime.cli", "airflow_batch_scoring.runtime.engine", "airflow_batch_scoring.flavors",
+    "airflow_batch_scoring.runtime.verified", "airflow_batch_scoring.runtime.remote_model",
     "airflow_batch_scoring.io.readers", "airflow_batch_scoring.io.bad_rows.quarantine",
     "airflow_batch_scoring.io.writers", "airflow_batch_scoring.io.files",
     "s3fs", "gcsfs", "adlfs", "mlflow.sklearn", "mlflow.pyfunc", "skops.io", "onnxruntime", "sqlalchemy",

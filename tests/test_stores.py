@@ -286,3 +286,94 @@ def test_output_link():
     assert output_location_url("s3://b/p/", "http://127.0.0.1:9000") == "http://127.0.0.1:9000/b/p/"
     assert output_location_url("gs://b/p") == "https://console.cloud.google.com/storage/browser/b/p"
     assert output_location_url("file:///tmp/x/") == "file:///tmp/x/"
+
+
+@pytest.fixture
+def s3_store(seaweedfs, s3_bucket, monkeypatch) -> Store:
+    _env_connection(monkeypatch, "s3_artifacts", {"conn_type": "aws", "login": S3_KEY, "password": S3_SECRET,
+                                                  "extra": {"endpoint_url": seaweedfs.endpoint}})
+    fs = fsspec.filesystem("s3", key=S3_KEY, secret=S3_SECRET, endpoint_url=seaweedfs.endpoint,
+                           skip_instance_cache=True)
+    return Store("s3", "s3", s3_bucket, "s3_artifacts", fs)
+
+
+@pytest.fixture(scope="module")
+def store_artifact_dag(airflow_db):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "dags"))
+    from store_artifact_test_dag import dag
+
+    return dag
+
+
+def _task_xcom(dag_run, task_id: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id,
+                                                  key="return_value").one().value
+
+
+def test_a_model_processed_into_an_object_store_is_scored_from_there(
+    store_artifact_dag, s3_store: Store, models: Models, tmp_path: Path, monkeypatch, capfd
+):
+    """ProcessArtifactOperator writes to s3:// (distributed executors: the scoring task runs elsewhere); the scoring
+    task fetches the artifact (an MLflow model folder) from the store, checks its digest and scores exactly it."""
+    run = uuid.uuid4().hex[:8]
+    cache = tmp_path / "worker-disk"
+    monkeypatch.setenv("BATCH_SCORING_ARTIFACTS_DIR", str(cache))  # where a local default target would go
+    frame = make_frame(640, seed=61)
+    write_frame(frame, tmp_path / "in.csv", "csv")
+    target = s3_store.uri(f"{run}/artifacts")
+    dag_run = store_artifact_dag.test(run_conf={
+        "model": f"models:/{models.registry_name}@champion",
+        "target": target,
+        "conn_id": s3_store.conn_id,
+        "source": source_spec("csv", (tmp_path / "in.csv").as_uri()),
+        "sink": {"uri": s3_store.uri(f"{run}/out"), "format": "parquet", "conn_id": s3_store.conn_id},
+    })
+    assert dag_run.state == "success"
+    processed = _task_xcom(dag_run, "process")
+    assert processed["path"] == f"{target}/artifact/model" and processed["storage_conn_id"] == s3_store.conn_id
+    assert processed["source_model_version"] == models.registry_version
+    s3_store.fs.invalidate_cache()
+    marker = json.loads(s3_store.fs.cat_file(f"{s3_store.bucket}/{run}/artifacts/_artifact.json"))
+    assert marker == processed
+    assert not cache.exists()  # nothing of the artifact stayed on the processing worker's disk
+    check_predictions(frame, s3_store.read_output(f"{run}/out", "parquet", []), models.classifier)
+    summary = _task_xcom(dag_run, "score")
+    assert summary["model_digest"] == processed["digest"]
+    logs = capfd.readouterr()
+    assert S3_SECRET not in logs.out + logs.err and S3_SECRET not in json.dumps(processed)
+
+
+def test_a_changed_artifact_on_the_store_is_refused(s3_store: Store, models: Models, tmp_path: Path):
+    """The scoring side checks the digest of what it fetched; a missing artifact says what to do."""
+    from airflow_batch_scoring.errors import ModelError
+    from airflow_batch_scoring.operators import ProcessArtifactOperator
+    from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
+
+    run = uuid.uuid4().hex[:8]
+    target = s3_store.uri(f"{run}/artifacts")
+    operator = ProcessArtifactOperator(task_id="process", model=str(models.classifier_path), target=target,
+                                       target_conn_id=s3_store.conn_id)
+    result = operator.execute({})
+    assert result["path"] == f"{target}/artifact/{models.classifier_path.name}"
+    fetched = fetch_processed_model(result, str(tmp_path / "a"))
+    assert fetched["path"] == str(tmp_path / "a" / models.classifier_path.name)
+    assert Path(fetched["path"]).read_bytes() == models.classifier_path.read_bytes()
+    assert operator.execute({})["digest"] == result["digest"]  # a retry replaces its own output
+    s3_store.fs.pipe_file(f"{s3_store.bucket}/{run}/artifacts/artifact/{models.classifier_path.name}", b"changed")
+    with pytest.raises(ModelError, match="digest"):
+        fetch_processed_model(result, str(tmp_path / "b"))
+    s3_store.fs.rm(f"{s3_store.bucket}/{run}/artifacts", recursive=True)
+    with pytest.raises(ModelError, match="Run the ProcessArtifactOperator task again"):
+        fetch_processed_model(result, str(tmp_path / "c"))
+    # a store folder the operator did not write is refused, and kept
+    s3_store.fs.pipe_file(f"{s3_store.bucket}/{run}/other/keep.txt", b"mine")
+    operator.target = s3_store.uri(f"{run}/other")
+    with pytest.raises(Exception, match="not empty and was not written by ProcessArtifactOperator"):
+        operator.execute({})
+    assert s3_store.fs.cat_file(f"{s3_store.bucket}/{run}/other/keep.txt") == b"mine"

@@ -8,8 +8,9 @@ The entry point's name is the artifact type users write (``artifact_type="acme/m
 
 ``SOURCE_PATH`` is the model as the user named it (downloaded first when it is an MLflow URI); ``TARGET_PATH`` is an
 empty folder the processor fills with a model this package can score: an MLflow model folder, a ``.onnx`` file, a
-``.joblib``/``.pkl`` file or an H2O MOJO ``.zip``. A callable may return a mapping that says more: ``artifact_type``
-(the built-in type of what it wrote), ``path`` (the artifact inside the folder), ``input_schema``,
+``.joblib``/``.pkl`` file, an H2O MOJO ``.zip``, or an artifact of a flavour a plug-in adds
+(:mod:`airflow_batch_scoring.flavors`). A callable may return a mapping that says more: ``artifact_type`` (the
+flavour's artifact type of what it wrote), ``path`` (the artifact inside the folder), ``input_schema``,
 ``output_schema`` and ``metadata`` (recorded as source metadata).
 
 Shared with the runtime: never imports Airflow.

@@ -1,5 +1,8 @@
 """Process a model: name -> artifact type -> processed artifact (pinned version, digest, schema) as a ModelSpec.
 
+The artifact type names a model flavour (:mod:`airflow_batch_scoring.flavors`, built in or a plug-in), which detects
+and processes it, or an artifact processor plug-in (:mod:`.plugins`) that turns it into a flavour's artifact first.
+
 ``process_model`` is what both operators call. It accepts the model as the user names it (an MLflow URI, a folder, a
 file) or the mapping ``ProcessArtifactOperator`` returns (its XCom output), which it checks and returns as it is.
 
@@ -9,32 +12,17 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import os
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from airflow_batch_scoring import flavors
 from airflow_batch_scoring.artifacts import plugins
-from airflow_batch_scoring.artifacts.base import (
-    ARTIFACT_TYPES,
-    MLFLOW,
-    MOJO,
-    MOJO_SUFFIXES,
-    ONNX,
-    ONNX_SUFFIXES,
-    SKLEARN,
-    SKLEARN_SUFFIXES,
-    TYPE_ALIASES,
-    ArtifactRequest,
-    json_safe,
-    local_path,
-    schema_json,
-)
-from airflow_batch_scoring.artifacts.digest import verify_digest
-from airflow_batch_scoring.artifacts.mlflow_model import download, is_mlflow_folder, is_mlflow_uri, process_mlflow
-from airflow_batch_scoring.artifacts.onnx_model import process_onnx
-from airflow_batch_scoring.artifacts.sklearn_model import process_sklearn
+from airflow_batch_scoring.artifacts.digest import sha256_of, verify_digest
 from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.flavors.base import Flavor
+from airflow_batch_scoring.flavors.mlflow import download, is_mlflow_uri
+from airflow_batch_scoring.flavors.processing import ArtifactRequest, json_safe, local_path, schema_json
 from airflow_batch_scoring.io.files import check_user_info
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import ModelSchema
@@ -42,36 +30,15 @@ from airflow_batch_scoring.schema import ModelSchema
 AUTO = "auto"
 
 
-def _process_mojo(request: ArtifactRequest) -> ModelSpec:
-    from airflow_batch_scoring.artifacts.h2o_mojo import process_mojo
-
-    return process_mojo(request)
-
-
-BUILTIN: dict[str, Callable[[ArtifactRequest], ModelSpec]] = {
-    MLFLOW: process_mlflow,
-    SKLEARN: process_sklearn,
-    ONNX: process_onnx,
-    MOJO: _process_mojo,
-}
-
-
-def is_mojo(path: str) -> bool:
-    """Whether ``path`` is an H2O MOJO: a zip archive with a ``model.ini``."""
-    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return "model.ini" in archive.namelist()
-
-
 def detect_type(uri: str) -> str:
-    """The built-in artifact type ``uri`` is (``artifact_type="auto"``).
+    """The artifact type of the flavour ``uri`` is (``artifact_type="auto"``).
 
-    :raises ModelError: when the path does not exist, or nothing tells its type.
+    :raises ModelError: when the path does not exist, or no flavour recognises it.
     """
-    if is_mlflow_uri(uri):
-        return MLFLOW
     path = local_path(uri)
+    found = flavors.detect(uri, path if path is not None and os.path.exists(path) else None)
+    if found is not None:
+        return found.artifact_type
     if path is None:
         raise ModelError(
             f"Cannot load a model from {uri!r}: use models:/name@alias, models:/name/version, runs:/<run>/<path>, "
@@ -82,31 +49,31 @@ def detect_type(uri: str) -> str:
             f"The model path {path!r} does not exist. Give an existing MLflow model folder, a .joblib/.pkl, .onnx "
             "or MOJO .zip file, or a registry URI such as models:/name@alias."
         )
-    lower = path.lower()
-    if is_mlflow_folder(path):
-        return MLFLOW
-    if os.path.isfile(path) and lower.endswith(SKLEARN_SUFFIXES):
-        return SKLEARN
-    if os.path.isfile(path) and lower.endswith(ONNX_SUFFIXES):
-        return ONNX
-    if lower.endswith(MOJO_SUFFIXES) and is_mojo(path):
-        return MOJO
+    kinds = [flavor.description for flavor in flavors.installed() if flavor.description]
     raise ModelError(
-        f"Cannot tell the artifact type of {path!r}: it is neither an MLflow model folder (with an MLmodel file), a "
-        f"scikit-learn file ({', '.join(SKLEARN_SUFFIXES)}), an ONNX file (.onnx) nor an H2O MOJO (.zip with "
-        f"model.ini). Set artifact_type to one of {', '.join(known_types())}."
+        f"Cannot tell the artifact type of {path!r}: it is neither {', '.join(kinds[:-1])} nor {kinds[-1]}. Set "
+        f"artifact_type to one of {', '.join(known_types())}."
     )
 
 
 def known_types() -> list[str]:
-    """The built-in artifact types and those installed plug-ins add."""
-    return [*ARTIFACT_TYPES, *(name for name in plugins.plugin_names() if name not in ARTIFACT_TYPES)]
+    """The artifact types of the installed flavours, then the names of the installed artifact processors."""
+    types = [flavor.artifact_type for flavor in flavors.installed()]
+    return [*types, *(name for name in plugins.plugin_names() if name not in types)]
 
 
 def normalize_type(artifact_type: str | None) -> str:
     """The canonical name of ``artifact_type`` (case-insensitive; ``mlflow`` -> ``python/mlflow`` ...)."""
     value = str(artifact_type or AUTO).strip().lower()
-    return TYPE_ALIASES.get(value, value)
+    flavor = flavors.flavor_for_type(value) if value != AUTO else None
+    return flavor.artifact_type if flavor is not None else value
+
+
+def _process_as(flavor: Flavor, request: ArtifactRequest) -> ModelSpec:
+    """The flavour's processed model, its artifact's digest pinned (every replica checks it before loading)."""
+    spec = flavor.process(request)
+    spec.digest = sha256_of(spec.path)
+    return spec
 
 
 def spec_from_mapping(value: Mapping[str, Any]) -> ModelSpec:
@@ -198,14 +165,13 @@ def process_model(
         verify_digest(source_path, expected_sha256, "The model file")
     if kind == AUTO:
         kind = detect_type(uri)
-    if kind in BUILTIN:
-        spec = BUILTIN[kind](request)
-    else:
-        spec = _process_with_plugin(kind, request)
+    flavor = flavors.flavor_for_type(kind)
+    spec = _process_as(flavor, request) if flavor is not None else _process_with_plugin(kind, request)
     if expected_sha256 and (source_path is None or not os.path.exists(source_path)):
         verify_digest(spec.path, expected_sha256, "The downloaded model")
     spec = apply_schemas(spec, input_schema, output_schema)
-    if require_input_schema and spec.input_schema is None and spec.flavor != "sklearn":
+    schema_at_load = flavors.flavor_named(spec.flavor).input_schema_from_model  # e.g. scikit-learn feature names
+    if require_input_schema and spec.input_schema is None and not schema_at_load:
         raise ModelError(
             f"The input schema of the model {uri!r} ({spec.artifact_type}) is unknown: it has no signature and no "
             'input_schema metadata. Give input_schema=[{"name": "x", "type": "Float64"}, ...] (types: Boolean, '
@@ -220,7 +186,8 @@ def _process_with_plugin(name: str, request: ArtifactRequest) -> ModelSpec:
     if processor is None:
         raise ModelError(
             f"Unknown artifact type {name!r}: use one of {', '.join([AUTO, *known_types()])}, or install a package "
-            f"that provides it through the {plugins.ENTRY_POINT_GROUP!r} entry point."
+            f"that provides it through the {plugins.ENTRY_POINT_GROUP!r} (a processor) or "
+            f"{flavors.ENTRY_POINT_GROUP!r} (a model flavour) entry point."
         )
     uri = request.uri
     if is_mlflow_uri(uri):
@@ -235,12 +202,14 @@ def _process_with_plugin(name: str, request: ArtifactRequest) -> ModelSpec:
         name, processor, source_path, os.path.join(request.target_dir, "processed"), request.options
     )
     produced = normalize_type(result.get("artifact_type") or detect_type(result["path"]))
-    if produced not in BUILTIN:
+    flavor = flavors.flavor_for_type(produced)
+    if flavor is None:
+        types = [flavor.artifact_type for flavor in flavors.installed()]
         raise ModelError(
             f"The artifact processor {name!r} says it wrote a {produced!r} model; it must write one of "
-            f"{', '.join(ARTIFACT_TYPES)}."
+            f"{', '.join(types)}."
         )
-    spec = BUILTIN[produced](ArtifactRequest(uri=result["path"], target_dir=request.target_dir))
+    spec = _process_as(flavor, ArtifactRequest(uri=result["path"], target_dir=request.target_dir))
     spec.uri = uri
     spec.artifact_type = name
     spec.source_metadata = json_safe(

@@ -19,6 +19,7 @@ from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURREN
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
+from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.params import flag
 from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
@@ -250,7 +251,7 @@ class BatchScoringOperator(BaseOperator):
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         try:
             model = process_model(
-                model_reference,
+                fetch_processed_model(model_reference, os.path.join(work, "processed")),  # from a store target
                 os.path.join(work, "model"),
                 tracking_uri=self.mlflow_tracking_uri or None,
             )

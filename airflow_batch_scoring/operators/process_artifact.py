@@ -3,6 +3,10 @@
 Its XCom return value describes the processed artifact (location, artifact type, runtime flavor, sha256 digest,
 input and output schema, registry name and version, source metadata); ``BatchScoringOperator(model=process.output)``
 takes it as it is, checks the digest and scores exactly that artifact.
+
+The target is a local folder or a folder on an object store (``s3://``, ``gs://``, ``abfs://``, through an Airflow
+connection as sources and sinks are): on Celery or Kubernetes executors the scoring task usually runs on another
+machine, and fetches the artifact from the store (:func:`fetch_processed_model`), checking its digest.
 """
 
 from __future__ import annotations
@@ -14,20 +18,25 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import fsspec
 from airflow.sdk import BaseOperator
 
-from airflow_batch_scoring.artifacts.base import local_path
 from airflow_batch_scoring.artifacts.process import process_model
-from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.hooks.storage import mask_uri_credentials
-from airflow_batch_scoring.io.files import check_user_info
+from airflow_batch_scoring.errors import ConfigurationError, ModelError
+from airflow_batch_scoring.flavors.processing import local_path
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
+from airflow_batch_scoring.io.files import check_user_info, filesystem
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
+from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote, put_model
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 MARKER = "_artifact.json"
+#: The key of the XCom value that names the Airflow connection of an object-store target (the scoring task fetches
+#: the artifact with it).
+CONN_KEY = "storage_conn_id"
 
 
 class ProcessArtifactOperator(BaseOperator):
@@ -40,9 +49,13 @@ class ProcessArtifactOperator(BaseOperator):
         a ``.joblib``/``.pkl`` file, a ``.onnx`` file or an H2O MOJO ``.zip`` (a path or ``file://``). (templated)
     :param artifact_type: ``"auto"`` (from the reference and the file), ``"python/mlflow"``, ``"sklearn/joblib"``,
         ``"onnx"``, ``"h2o3/mojo"``, or the name of an installed plug-in processor. (templated)
-    :param target: the folder the processed artifact is written to; every worker that scores must be able to read
-        it. It must be empty or hold a previous output of this operator (which is replaced). Default:
-        ``$BATCH_SCORING_ARTIFACTS_DIR`` (or the temp folder) ``/<dag_id>/<run_id>/<task_id>``. (templated)
+    :param target: the folder the processed artifact is written to: a local folder every scoring worker can read,
+        or an object-store URI (``s3://``, ``gs://``, ``abfs://`` ...; see ``target_conn_id``) that any worker can
+        fetch it from. It must be empty or hold a previous output of this operator (which is replaced). Default:
+        ``$BATCH_SCORING_ARTIFACTS_DIR`` (a folder or a store URI; else the temp folder)
+        ``/<dag_id>/<run_id>/<task_id>``. (templated)
+    :param target_conn_id: the Airflow connection of an object-store target (as a source's or sink's ``conn_id``);
+        the scoring task fetches the artifact through the same connection. (templated)
     :param expected_sha256: the artifact's sha256 (``sha256sum FILE``); a file that differs is refused before it is
         read. Strongly advised for pickles, which run code when loaded. (templated)
     :param input_schema: the input columns, ``[{"name": ..., "type": ...}]`` (Boolean, Time64, Float32, Float64,
@@ -62,6 +75,7 @@ class ProcessArtifactOperator(BaseOperator):
         "model",
         "artifact_type",
         "target",
+        "target_conn_id",
         "expected_sha256",
         "input_schema",
         "output_schema",
@@ -80,6 +94,7 @@ class ProcessArtifactOperator(BaseOperator):
         model: str,
         artifact_type: str = "auto",
         target: str | None = None,
+        target_conn_id: str | None = None,
         expected_sha256: str | None = None,
         input_schema: Any = None,
         output_schema: Any = None,
@@ -95,6 +110,7 @@ class ProcessArtifactOperator(BaseOperator):
         self.model = model
         self.artifact_type = artifact_type
         self.target = target
+        self.target_conn_id = target_conn_id
         self.expected_sha256 = expected_sha256
         self.input_schema = input_schema
         self.output_schema = output_schema
@@ -110,14 +126,18 @@ class ProcessArtifactOperator(BaseOperator):
         # Credentials written into a URI (refused when the task runs) never reach the log or the rendered fields.
         mask_uri_credentials([self.model, self.target])
 
-    def _target_dir(self, context: Context) -> str:
+    def _target(self, context: Context) -> str:
+        """The target folder: a local path, or an object-store URI (without a trailing slash)."""
         if self.target:
-            check_user_info(str(self.target), "target")
-            path = local_path(str(self.target).strip())
+            target = str(self.target).strip()
+            check_user_info(target, "target")
+            if is_remote(target):
+                return target.rstrip("/")
+            path = local_path(target)
             if path is None:
                 raise ConfigurationError(
-                    f"target must be a local folder or a file:// URI that every scoring worker can read, got "
-                    f"{self.target!r}."
+                    f"target must be a local folder, a file:// URI or an object-store URI (s3://, gs://, abfs://), "
+                    f"got {self.target!r}."
                 )
             return path
         ti = context["ti"]
@@ -127,21 +147,25 @@ class ProcessArtifactOperator(BaseOperator):
         parts = [ti.dag_id, ti.run_id, ti.task_id]
         if getattr(ti, "map_index", -1) >= 0:
             parts.append(str(ti.map_index))
+        if is_remote(base):
+            return "/".join([base.rstrip("/"), *(p.replace("/", "_") for p in parts)])
         return os.path.join(base, *(p.replace(os.sep, "_") for p in parts))
 
     @staticmethod
-    def _prepare(target: str) -> None:
+    def _prepare(target: str, options: Mapping[str, Any] | None = None) -> None:
         """Empty ``target`` when it holds a previous output of this operator; refuse any other content."""
-        if os.path.isdir(target) and os.listdir(target):
-            if not os.path.exists(os.path.join(target, MARKER)):
+        fs, folder = filesystem(target, options) if is_remote(target) else (fsspec.filesystem("file"), target)
+        if fs.isdir(folder) and fs.ls(folder, detail=False):
+            if not fs.exists(f"{folder}/{MARKER}"):
                 raise ConfigurationError(
                     f"The target folder {target!r} is not empty and was not written by ProcessArtifactOperator; "
                     "name an empty folder (e.g. one per run: '/models/processed/{{ run_id }}')."
                 )
-            shutil.rmtree(target)
-        os.makedirs(target, exist_ok=True)
-        with open(os.path.join(target, MARKER), "w") as f:
+            fs.rm(folder, recursive=True)
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(f"{folder}/{MARKER}", "w") as f:
             json.dump({"status": "processing"}, f)
+        fs.invalidate_cache()
 
     def execute(self, context: Context) -> dict[str, Any]:
         setattr(self, LINKS_ATTRIBUTE, {})  # the links this run stores (read by the links when the task ends)
@@ -149,22 +173,40 @@ class ProcessArtifactOperator(BaseOperator):
             return self._execute(context)
 
     def _execute(self, context: Context) -> dict[str, Any]:
-        target = self._target_dir(context)
-        self._prepare(target)
-        artifact_dir = os.path.join(target, "artifact")
+        target = self._target(context)
+        if not is_remote(target):
+            self._prepare(target)
+            return self._process_into(context, os.path.join(target, "artifact"), target)
+        options = storage_options(target, self.target_conn_id)
+        self._prepare(target, options)
+        work = tempfile.mkdtemp(prefix="batch-scoring-artifact-")
+        try:  # processed on this worker, then uploaded: no copy stays on this worker
+            # (an MLflow model folder is uploaded as <target>/artifact/model, a file as <target>/artifact/<its name>)
+            return self._process_into(context, os.path.join(work, "model"), target, options)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _process_into(self, context: Context, artifact_dir: str, target: str,
+                      options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Process the model into the local ``artifact_dir``; for a remote ``target``, upload it there."""
         tracking_uri, registry_uri = self.mlflow_tracking_uri or None, self.mlflow_registry_uri or None
-        options = dict(self.processor_options or {})
+        processor_options = dict(self.processor_options or {})
         if self.mlflow_conn_id:
             from airflow_batch_scoring.hooks.mlflow import MlflowHook
 
             with MlflowHook(self.mlflow_conn_id).environment() as settings:
                 tracking_uri, registry_uri = settings.tracking_uri, registry_uri or settings.registry_uri
-                spec = self._process(artifact_dir, tracking_uri, registry_uri, options)
+                spec = self._process(artifact_dir, tracking_uri, registry_uri, processor_options)
         else:
-            spec = self._process(artifact_dir, tracking_uri, registry_uri, options)
+            spec = self._process(artifact_dir, tracking_uri, registry_uri, processor_options)
         ModelVersionLink.persist(context, spec, tracking_uri, registry_uri)
+        if is_remote(target):
+            spec.path = put_model(spec.path, f"{target}/artifact", options, spec.digest)
         result = spec.to_dict()
-        with open(os.path.join(target, MARKER), "w") as f:
+        if is_remote(target):
+            result[CONN_KEY] = self.target_conn_id
+        fs, folder_path = filesystem(target, options) if is_remote(target) else (fsspec.filesystem("file"), target)
+        with fs.open(f"{folder_path}/{MARKER}", "w") as f:
             json.dump(result, f, indent=2)
         version = f" version {spec.source_model_version}" if spec.source_model_version else ""
         self.log.info(
@@ -199,3 +241,26 @@ class ProcessArtifactOperator(BaseOperator):
             copy=True,
             options=options,
         )
+
+
+def fetch_processed_model(model: Any, into: str) -> Any:
+    """The processed model a scoring task was given, on this worker: a ProcessArtifactOperator output whose artifact
+    is on an object store is fetched into the local folder ``into`` (its digest checked) and returned with its local
+    path; anything else is returned as it is.
+
+    :raises ModelError: when the artifact is missing from the store or its digest differs.
+    :raises ConfigurationError: when the target's connection cannot be used.
+    """
+    if not isinstance(model, Mapping) or not is_remote(str(model.get("path") or "")):
+        return model
+    uri = str(model["path"])
+    options = storage_options(uri, model.get(CONN_KEY))
+    fs, path = filesystem(uri, options)
+    if not fs.exists(path):
+        raise ModelError(
+            f"The processed model {uri!r} (from {model.get('uri')!r}) does not exist: the processing task's target "
+            "was removed or overwritten. Run the ProcessArtifactOperator task again."
+        )
+    os.makedirs(into, exist_ok=True)
+    local = fetch_model(uri, options, into, model.get("digest"))
+    return {**model, "path": local}

@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, ModelError
+from airflow_batch_scoring.flavors import Predictor
 from airflow_batch_scoring.io.bad_rows.quarantine import open_error_output
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.io.readers import make_reader
@@ -32,9 +33,8 @@ from airflow_batch_scoring.io.readers.columns import ReadPlan, column_types_of
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error
-from airflow_batch_scoring.runtime.predictor import Predictor
-from airflow_batch_scoring.runtime.predictors import load_predictor
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
+from airflow_batch_scoring.runtime.verified import load_verified
 from airflow_batch_scoring.schema import ModelSchema
 
 _DONE = object()
@@ -178,7 +178,7 @@ class Preloaded:
         cls, model: ModelSpec, *, probabilities: bool, output_schema: list[dict[str, str]] | None
     ) -> Preloaded:
         t0 = time.perf_counter()
-        predictor = load_predictor(model, probabilities=probabilities, output_schema=ModelSchema.parse(output_schema))
+        predictor = load_verified(model, probabilities=probabilities, output_schema=ModelSchema.parse(output_schema))
         return cls(model, probabilities, output_schema, predictor, time.perf_counter() - t0)
 
     def serves(self, job: ScoringJob) -> bool:
@@ -254,7 +254,7 @@ def _score_shard(
             report.load_s = preloaded.load_s
             return preloaded.predictor
         t0 = time.perf_counter()
-        loaded = load_predictor(
+        loaded = load_verified(
             job.model, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
         )
         report.load_s = time.perf_counter() - t0

@@ -40,8 +40,19 @@ def upload_model(
     :return: the model's URI on the store.
     :raises InputError: when the staging folder cannot be written.
     """
-    target_uri = staged_model_uri(staging_uri, local_path)
-    fs, folder = filesystem(f"{staging_uri.rstrip('/')}/{MODEL_FOLDER}", storage_options)
+    return put_model(local_path, f"{staging_uri.rstrip('/')}/{MODEL_FOLDER}", storage_options, digest)
+
+
+def put_model(local_path: str, folder_uri: str, storage_options: Mapping[str, Any] | None, digest: str | None) -> str:
+    """Upload the model at ``local_path`` (a file or a folder) as ``<folder_uri>/<its name>``, with its digest in
+    ``<folder_uri>/_digest`` (skipped when that digest is there already; ``folder_uri`` is replaced otherwise).
+
+    :return: the model's URI on the store.
+    :raises InputError: when the folder cannot be written.
+    """
+    folder_uri = folder_uri.rstrip("/")
+    target_uri = f"{folder_uri}/{os.path.basename(local_path.rstrip('/'))}"
+    fs, folder = filesystem(folder_uri, storage_options)
     _, target = filesystem(target_uri, storage_options)
     marker = f"{folder}/{DIGEST_FILE}"
     try:
@@ -61,8 +72,7 @@ def upload_model(
             f.write((digest or "").encode())
     except PermissionError as err:
         raise InputError(
-            f"cannot stage the model in {target_uri!r} ({err}); check that the sink's connection may write under "
-            "the sink folder."
+            f"cannot upload the model to {target_uri!r} ({err}); check that the connection may write there."
         ) from None
     fs.invalidate_cache()
     return target_uri

@@ -10,12 +10,15 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import replace
 
 from airflow_batch_scoring.artifacts.digest import verified_copy
+from airflow_batch_scoring.flavors import Predictor, load_predictor
 from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.schema import ModelSchema
 
 _FOLDERS: list[str] = []
 
@@ -35,6 +38,17 @@ def verified_model(spec: ModelSpec) -> ModelSpec:
         raise
     _FOLDERS.append(folder)
     return replace(spec, path=path)
+
+
+def load_verified(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:
+    """Load the model of ``spec`` as a replica does: every flavour from a verified private copy (a pickle, or a
+    model's code, runs when it is loaded), so an artifact changed since it was processed is refused, never loaded.
+
+    :raises ModelError: when the artifact is missing or changed, or holds no loadable model.
+    """
+    if os.path.exists(spec.path):  # else load_predictor says what is missing
+        spec = verified_model(spec)
+    return load_predictor(spec, probabilities=probabilities, output_schema=output_schema)
 
 
 def discard_verified_copies() -> None:

@@ -1,4 +1,5 @@
-"""MLflow models (``python/mlflow``): registry versions and aliases, run artifacts, and model folders.
+"""MLflow models (flavor ``mlflow``, artifact type ``python/mlflow``): registry versions and aliases, run artifacts,
+and model folders.
 
 - ``models:/name/version`` is checked against the registry; ``models:/name@alias`` is resolved to the version the
   alias points to *now*, and that fixed version is downloaded: every replica of the run scores it, even if the alias
@@ -7,8 +8,10 @@
   copied into the target.
 - The schema comes from the model's signature, or from ``input_schema`` / ``output_schema`` in the MLmodel's
   ``metadata`` or in the registry version's tags (JSON ``[{"name": ..., "type": ...}]``); those win over the signature.
+- A replica loads a model with the ``sklearn`` flavour as the raw estimator (through MLflow, so that MLflow 3's skops
+  format with trusted types works), every other one as a pyfunc; class probabilities: :mod:`.mlflow_probabilities`.
 
-Shared with the runtime: never imports Airflow.
+Never imports Airflow; MLflow is imported only when a model is processed or loaded.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import os
 import re
 from typing import Any
 
-from airflow_batch_scoring.artifacts.base import (
-    MLFLOW,
+from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.flavors.base import Flavor, Predictor
+from airflow_batch_scoring.flavors.mlflow_probabilities import probability_predictor
+from airflow_batch_scoring.flavors.processing import (
     ArtifactRequest,
     first_schema,
     json_safe,
@@ -28,8 +33,7 @@ from airflow_batch_scoring.artifacts.base import (
     schemas_from_metadata,
     stage,
 )
-from airflow_batch_scoring.artifacts.digest import sha256_of
-from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.flavors.sklearn import EstimatorPredictor, feature_schema
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import ModelSchema
 
@@ -148,6 +152,27 @@ def read_schemas(path: str, tags: dict[str, Any] | None = None) -> tuple[ModelSc
     return first_schema(tag_in, meta_in, sig_in), first_schema(tag_out, meta_out, sig_out)
 
 
+class MlflowFlavor(Flavor):
+    """An MLflow model: a registry version or alias, a run artifact, or a model folder (with an ``MLmodel`` file)."""
+
+    name = "mlflow"
+    artifact_type = "python/mlflow"
+    aliases = ("mlflow", "pyfunc", "python/pyfunc")
+    description = "an MLflow model folder (with an MLmodel file)"
+
+    def claims_uri(self, uri: str) -> bool:
+        return is_mlflow_uri(uri)
+
+    def detect(self, path: str) -> bool:
+        return is_mlflow_folder(path)
+
+    def process(self, request: ArtifactRequest) -> ModelSpec:
+        return process_mlflow(request)
+
+    def load(self, spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:
+        return load_mlflow(spec, probabilities=probabilities, output_schema=output_schema)
+
+
 def process_mlflow(request: ArtifactRequest) -> ModelSpec:
     """Process an MLflow model reference or folder (see the module docstring).
 
@@ -187,15 +212,51 @@ def process_mlflow(request: ArtifactRequest) -> ModelSpec:
     return ModelSpec(
         uri=uri,
         path=path,
-        flavor="mlflow",
+        flavor=MlflowFlavor.name,
         resolved_uri=resolved,
         name=name,
         version=version,
-        digest=sha256_of(path),
         input_schema=schema_json(inputs),
         output_schema=schema_json(outputs),
-        artifact_type=MLFLOW,
+        artifact_type=MlflowFlavor.artifact_type,
         source_model_name=name,
         source_model_version=version,
         source_metadata=json_safe(source_metadata) or None,
     )
+
+
+def load_mlflow(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:
+    """Load the MLflow model folder at ``spec.path`` (see the module docstring).
+
+    :raises ModelError: when it is not a loadable MLflow model, or has no class probabilities but they are asked.
+    """
+    from mlflow.models import Model
+
+    try:
+        meta = Model.load(os.path.join(spec.path, "MLmodel"))
+    except Exception as err:
+        raise ModelError(f"{spec.path!r} is not an MLflow model folder (no readable MLmodel file): {err}") from err
+    signature = meta.signature
+    input_schema = ModelSchema.from_mlflow(signature.inputs) if signature is not None else None
+    if output_schema is None and signature is not None and signature.outputs is not None:
+        declared = ModelSchema.from_mlflow(signature.outputs)
+        output_schema = declared if declared is not None and len(declared) > 1 else None
+    try:
+        if "sklearn" in meta.flavors:
+            import mlflow.sklearn
+
+            model: Any = mlflow.sklearn.load_model(spec.path)
+            wants_frame = getattr(model, "feature_names_in_", None) is not None
+        else:
+            import mlflow.pyfunc
+
+            model = mlflow.pyfunc.load_model(spec.path)
+            wants_frame = True
+    except Exception as err:
+        raise ModelError(f"Cannot load the MLflow model at {spec.path!r} ({type(err).__name__}: {err}).") from err
+    input_schema = input_schema or (feature_schema(model) if "sklearn" in meta.flavors else None)
+    if probabilities:  # the flavour's native classifier, or an output that already is per-class probabilities
+        return probability_predictor(
+            model, meta, input_schema=input_schema, output_schema=output_schema, wants_frame=wants_frame
+        )
+    return EstimatorPredictor(model, input_schema=input_schema, output_schema=output_schema, wants_frame=wants_frame)

@@ -1,7 +1,8 @@
-"""What every artifact processor shares: the request, local paths, staging into the target, schema metadata.
+"""What every flavour's processing shares: the request, local paths, staging into the target, schema metadata.
 
-A processor turns the model the user named (SOURCE_PATH) into a processed artifact under the target folder
-(TARGET_PATH) that a runtime loads, and describes it as a :class:`~airflow_batch_scoring.job.ModelSpec`.
+A flavour's :meth:`~airflow_batch_scoring.flavors.base.Flavor.process` turns the model the user named into a processed
+artifact (under the target folder when it is downloaded or copied) that a replica loads, and describes it as a
+:class:`~airflow_batch_scoring.job.ModelSpec`.
 
 Shared with the runtime: never imports Airflow.
 """
@@ -18,31 +19,6 @@ from urllib.parse import unquote, urlparse
 
 from airflow_batch_scoring.errors import ModelError, SchemaError
 from airflow_batch_scoring.schema import ModelSchema
-
-MLFLOW = "python/mlflow"
-SKLEARN = "sklearn/joblib"
-ONNX = "onnx"
-MOJO = "h2o3/mojo"
-#: The artifact types this package processes itself; plug-ins add more (see :mod:`.plugins`).
-ARTIFACT_TYPES = (MLFLOW, SKLEARN, ONNX, MOJO)
-#: Other spellings accepted for the built-in types (case-insensitive).
-TYPE_ALIASES = {
-    "mlflow": MLFLOW,
-    "pyfunc": MLFLOW,
-    "python/pyfunc": MLFLOW,
-    "sklearn": SKLEARN,
-    "joblib": SKLEARN,
-    "pickle": SKLEARN,
-    "sklearn/pickle": SKLEARN,
-    "onnx": ONNX,
-    "mojo": MOJO,
-    "h2o": MOJO,
-    "h2o3": MOJO,
-    "h2o/mojo": MOJO,
-}
-SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")
-ONNX_SUFFIXES = (".onnx",)
-MOJO_SUFFIXES = (".zip", ".mojo")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""H2O-3 MOJO models (``h2o3/mojo``): a ``.zip`` with a ``model.ini``, scored by Java with the genmodel classes.
+"""H2O-3 MOJO models (flavor ``mojo``, artifact type ``h2o3/mojo``): a ``.zip`` with a ``model.ini``, scored by
+Java with the genmodel classes.
 
 Processing reads ``model.ini`` without Java: the feature columns (the first ``n_features`` of ``[columns]``; a
 supervised model's response comes after them) and their types (a column with a domain is categorical -> ``String``,
@@ -6,9 +7,13 @@ every other is numeric -> ``Float64``), the model category, and the response's c
 or metadata) wins over that.
 
 Scoring needs ``java`` (``JAVA_HOME`` or the PATH) and a jar with ``hex.genmodel``: ``BATCH_SCORING_H2O_JAR``, or
-the ``h2o.jar`` the PyPI package ``h2o`` ships (``pip install 'airflow-batch-scoring[h2o]'``).
+the ``h2o.jar`` the PyPI package ``h2o`` ships (``pip install 'airflow-batch-scoring[h2o]'``). Each batch goes
+through ``hex.genmodel.tools.PredictCsv`` as a CSV file, with a header (H2O matches columns by name); PredictCsv
+writes ``predict`` and, for classifiers, one probability column per class, in decimal (shortest round-trip form, so
+the doubles are exact). ``predict`` becomes ``prediction``; with ``probabilities`` the class columns become
+``probability_<class>``.
 
-Shared with the runtime: never imports Airflow.
+Never imports Airflow.
 """
 
 from __future__ import annotations
@@ -17,14 +22,48 @@ import configparser
 import importlib.util
 import os
 import shutil
+import subprocess
+import tempfile
 import zipfile
 from typing import Any
 
-from airflow_batch_scoring.artifacts.base import MOJO, ArtifactRequest, require_local, schema_json, stage
-from airflow_batch_scoring.artifacts.digest import sha256_of
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
 from airflow_batch_scoring.errors import ModelError
+from airflow_batch_scoring.flavors.base import PREDICTION, PROBABILITY_PREFIX, Flavor, Predictor, output_table
+from airflow_batch_scoring.flavors.processing import ArtifactRequest, require_local, schema_json, stage
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import Column, ColumnType, ModelSchema
+
+PREDICT_CSV = "hex.genmodel.tools.PredictCsv"
+SUFFIXES = (".zip", ".mojo")
+
+
+class MojoFlavor(Flavor):
+    """An H2O-3 MOJO zip scored by Java."""
+
+    name = "mojo"
+    artifact_type = "h2o3/mojo"
+    aliases = ("mojo", "h2o", "h2o3", "h2o/mojo")
+    description = "an H2O MOJO (.zip with model.ini)"
+
+    def detect(self, path: str) -> bool:
+        return path.lower().endswith(SUFFIXES) and is_mojo(path)
+
+    def process(self, request: ArtifactRequest) -> ModelSpec:
+        return process_mojo(request)
+
+    def load(self, spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:
+        return MojoPredictor(spec, probabilities=probabilities, output_schema=output_schema)
+
+
+def is_mojo(path: str) -> bool:
+    """Whether ``path`` is an H2O MOJO: a zip archive with a ``model.ini``."""
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "model.ini" in archive.namelist()
 
 
 def read_model_ini(path: str) -> dict[str, Any]:
@@ -117,7 +156,7 @@ def process_mojo(request: ArtifactRequest) -> ModelSpec:
 
     :raises ModelError: when it is not a MOJO zip.
     """
-    path = require_local(request.uri, MOJO, "MOJO .zip file")
+    path = require_local(request.uri, MojoFlavor.artifact_type, "MOJO .zip file")
     if not os.path.isfile(path):
         raise ModelError(f"An H2O MOJO is one .zip file, but {path!r} is a folder. Name the zip itself.")
     ini = read_model_ini(path)
@@ -127,10 +166,9 @@ def process_mojo(request: ArtifactRequest) -> ModelSpec:
     return ModelSpec(
         uri=request.uri,
         path=path,
-        flavor="mojo",
-        digest=sha256_of(path),
+        flavor=MojoFlavor.name,
         input_schema=schema_json(inputs),
-        artifact_type=MOJO,
+        artifact_type=MojoFlavor.artifact_type,
         source_metadata={
             "algo": info.get("algo"),
             "category": info.get("category"),
@@ -141,3 +179,57 @@ def process_mojo(request: ArtifactRequest) -> ModelSpec:
             "classes": classes,
         },
     )
+
+
+class MojoPredictor(Predictor):
+    """An H2O-3 MOJO scored by ``java -cp h2o.jar hex.genmodel.tools.PredictCsv``."""
+
+    def __init__(self, spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None):
+        ini = read_model_ini(spec.path)
+        inputs, self.response, self.classes = mojo_schemas(ini)
+        if probabilities and not self.classes:
+            raise ModelError(
+                f"predict_probabilities=True, but the MOJO is a {ini['info'].get('category', 'non-classifier')} model "
+                "without classes; use a classifier or switch predict_probabilities off."
+            )
+        self.command = [
+            java_command(),
+            f"-Xmx{os.environ.get('BATCH_SCORING_JAVA_XMX', '1g')}",
+            "-cp",
+            genmodel_jar(),
+            PREDICT_CSV,
+            "--mojo",
+            spec.path,
+            "--decimal",
+        ]
+        super().__init__(input_schema=inputs, output_schema=output_schema, probabilities=probabilities)
+
+    def predict(self, features: pa.Table) -> pa.Table:
+        with tempfile.TemporaryDirectory(prefix="mojo-batch-") as folder:
+            source, target = os.path.join(folder, "in.csv"), os.path.join(folder, "out.csv")
+            pa_csv.write_csv(features, source)
+            done = subprocess.run(
+                [*self.command, "--input", source, "--output", target], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0 or not os.path.exists(target):
+                tail = (done.stderr or done.stdout or "").strip()[-2000:]
+                raise ModelError(f"H2O PredictCsv failed on a batch (exit code {done.returncode}): {tail}")
+            types = {"predict": pa.string()} if self.classes else {}
+            result = pa_csv.read_csv(target, convert_options=pa_csv.ConvertOptions(column_types=types))
+        if result.num_rows != features.num_rows:
+            raise ModelError(
+                f"H2O PredictCsv returned {result.num_rows} rows for a batch of {features.num_rows}; check that no "
+                "input value holds a line break."
+            )
+        names, arrays = [], []
+        for name in result.column_names:
+            if name == "predict":
+                names.append(PREDICTION)
+            elif self.classes and name in self.classes:
+                if not self.probabilities:
+                    continue
+                names.append(f"{PROBABILITY_PREFIX}{name}")
+            else:
+                names.append(name)
+            arrays.append(result.column(name).combine_chunks())
+        return output_table(names, arrays, self.output_schema)

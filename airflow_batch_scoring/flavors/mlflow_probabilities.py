@@ -22,7 +22,8 @@ import pandas as pd
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ModelError
-from airflow_batch_scoring.runtime.predictor import PREDICTION, PROBABILITY_PREFIX, Predictor, apply_output_schema
+from airflow_batch_scoring.flavors.base import PREDICTION, Predictor, output_table
+from airflow_batch_scoring.flavors.sklearn import EstimatorPredictor
 from airflow_batch_scoring.schema import ModelSchema
 
 #: How far a row of probabilities may sum from 1 (float32 softmax outputs round).
@@ -81,7 +82,7 @@ def _native_classifier(model: Any) -> Any | None:
     return raw if hasattr(raw, "predict_proba") else None
 
 
-def mlflow_predictor(
+def probability_predictor(
     model: Any,
     meta: Any,
     *,
@@ -98,7 +99,7 @@ def mlflow_predictor(
     if native is not None:
         if native is not model:  # the raw model gets a DataFrame, as its pyfunc wrapper gives it
             wants_frame = True
-        return Predictor(
+        return EstimatorPredictor(
             native, input_schema=input_schema, output_schema=output_schema, probabilities=True, wants_frame=wants_frame
         )
     width = _signature_width(meta)
@@ -112,7 +113,7 @@ def mlflow_predictor(
     )
 
 
-class OutputProbabilityPredictor(Predictor):
+class OutputProbabilityPredictor(EstimatorPredictor):
     """A model without ``predict_proba`` whose output is one probability per class (see the module docstring)."""
 
     def __init__(
@@ -142,17 +143,11 @@ class OutputProbabilityPredictor(Predictor):
                 )
 
     def predict(self, features: pa.Table) -> pa.Table:
-        result = self.model.predict(self._features(features))
+        result = self.model.predict(self.features(features))
         classes, proba = self._probabilities(result)
         label_type = pa.int64() if all(isinstance(c, int) for c in classes) else pa.string()
-        names = [PREDICTION]
-        arrays = [pa.array([classes[i] for i in np.argmax(proba, axis=1)], type=label_type)]
-        for index, label in enumerate(classes):
-            names.append(f"{PROBABILITY_PREFIX}{label}")
-            arrays.append(pa.array(proba[:, index]))
-        if self.prediction_schema is not None:
-            names, arrays = apply_output_schema(self.prediction_schema, names, arrays)
-        return pa.Table.from_arrays(arrays, names=names)
+        prediction = pa.array([classes[i] for i in np.argmax(proba, axis=1)], type=label_type)
+        return output_table([PREDICTION], [prediction], self.prediction_schema, classes=classes, probabilities=proba)
 
     def _probabilities(self, result: Any) -> tuple[list[Any], np.ndarray]:
         """The classes and the ``[rows, classes]`` matrix of ``result``, checked to be probabilities."""
