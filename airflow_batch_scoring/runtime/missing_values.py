@@ -116,7 +116,7 @@ def refused_value_error(
 
         def on_bad_row(bad: quarantine.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
             if bad.reason in (quarantine.MISSING_VALUE, quarantine.INFINITE_VALUE):
-                raise InputError(bad.message or "", path=bad.file, line=bad.line, row=bad.row, column=bad.column)
+                raise bad.error()
 
         source_fs, _ = filesystem(job.source.uri, source_options)
         scanner = make_reader(
