@@ -307,7 +307,8 @@ class BatchScoringOperator(BaseOperator):
                     # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
                     keep_on_failure=context["ti"].try_number <= (self.retries or 0),
                 )
-            self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+            self._lineage = record_lineage(context, self.outlets, source, sink, summary, options,
+                                           self.mlflow_tracking_uri)
             return summary
         finally:
             if isinstance(self._launcher, LocalLauncher):
@@ -355,7 +356,7 @@ class BatchScoringOperator(BaseOperator):
             )
         finally:
             self._launcher = None
-        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options)
+        self._lineage = record_lineage(context, self.outlets, source, sink, summary, options, self.mlflow_tracking_uri)
         return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
