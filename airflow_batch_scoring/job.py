@@ -295,7 +295,7 @@ class Piece:
     end: int = -1
     row_groups: list[int] | None = None
     rows: int | None = None
-    #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.io.sql_source`).
+    #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.sources.sql_relation`).
     sql_range: dict[str, Any] | None = None
 
 
@@ -340,7 +340,7 @@ class ScoringJob:
 
     :param job_id: unique per run (every attempt of one run shares it); names the staging folder.
     :param attempt: names this attempt of the run (``try2``); staged part names carry it, and only the attempt
-        holding the run's lease may publish (see :mod:`airflow_batch_scoring.runtime.resume`).
+        holding the run's lease may publish (see :mod:`airflow_batch_scoring.sinks.file_staging`).
     :param runtime_image: the container image the replicas run in (the Kubernetes runtime), for the manifest.
     :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.

@@ -1,1 +1,4 @@
-"""The driver side of a scoring run (the Airflow worker, or the shell of ``batch-scoring score``)."""
+"""The driver side of a run (an Airflow worker, or a shell): prepare, begin, launch and finish a job.
+
+Shared with the runtime: never imports Airflow.
+"""

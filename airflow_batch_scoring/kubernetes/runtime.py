@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from airflow_batch_scoring.driver.run import JobStart, begin_job, execute_job, finish_job
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.io.files import InputFile, normalize_uri, scheme_of
 from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-from airflow_batch_scoring.runtime import commit
-from airflow_batch_scoring.runtime.driver import JobStart, begin_job, execute_job, finish_job
+from airflow_batch_scoring.sinks import open_sink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -126,7 +126,7 @@ class KubernetesRuntime:
                     reference = launcher.start(job_path, job.replicas, secrets=options, shards=start.todo)
             except Exception:
                 if not keep:
-                    commit.discard(job, options.get("sink"))
+                    open_sink(job, options.get("sink")).discard()
                 raise
         if reference is None:
             return finish_job(job, files, start, storage_options=options, log=self.log, if_exists=self.task.if_exists,

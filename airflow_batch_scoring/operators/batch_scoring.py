@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_batch_scoring.driver.prepare import DEFAULT_BATCH_SIZE, prepare_job, safe_job_id
+from airflow_batch_scoring.driver.run import IF_EXISTS
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
@@ -23,7 +25,6 @@ from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.params import flag
-from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, prepare_job, safe_job_id
 from airflow_batch_scoring.stages import get_stage
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ class BatchScoringOperator(BaseOperator):
             passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
         options = self._storage_options(source, sink)
         if sink.is_sql:  # the database (no credentials) and the table
-            from airflow_batch_scoring.runtime.sql_commit import sink_location
+            from airflow_batch_scoring.sinks.sql import sink_location
 
             OutputLocationLink.persist(context, sink_location(sink, options["sink"]))
         else:

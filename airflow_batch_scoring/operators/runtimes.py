@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_batch_scoring.driver.local import LocalLauncher
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
-from airflow_batch_scoring.runtime.driver import execute_job
 from airflow_batch_scoring.stages import Stage, model_for_stage
 
 if TYPE_CHECKING:

@@ -25,11 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.bad_rows.quarantine import MAX_RAW_CHARS, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.bad_rows import (
     COLUMNS,
     csv_with_bad_lines,
@@ -640,7 +641,7 @@ def test_records_with_line_breaks_are_never_cut_between_blocks(processed, models
 def test_preflight_samples_whole_records(processed, tmp_path: Path):
     """The preflight reads the head of a large file (256 KiB); when the head's last byte is a line break inside a
     quoted value, the sample stops at the record before it instead of failing on half a record."""
-    from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES
+    from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES
 
     frame = make_frame(10_000, seed=14)
     lines = [f"{row.id},n,{','.join(repr(float(getattr(row, f))) for f in FEATURES)}\n"

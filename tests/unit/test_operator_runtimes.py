@@ -139,8 +139,8 @@ def kubernetes_task(**settings: Any) -> ResolvedTask:
 
 
 def test_kubernetes_runtime_defers_by_raising_task_deferred_with_what_the_resumption_needs(monkeypatch):
+    from airflow_batch_scoring.driver.run import JobStart
     from airflow_batch_scoring.kubernetes import runtime as kubernetes_runtime
-    from airflow_batch_scoring.runtime.driver import JobStart
 
     monkeypatch.setattr(kubernetes_runtime, "begin_job",
                         lambda *args, **kwargs: JobStart(todo=[0, 1], resumed=[], started="2026-01-01T00:00:00"))

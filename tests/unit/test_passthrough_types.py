@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_frame
 from tests.support.launchers import InProcessLauncher
 
