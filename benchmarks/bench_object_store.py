@@ -6,7 +6,7 @@
 It checks the claim "outputs larger than one upload part use multipart upload; nothing is buffered whole in memory":
 
 - A SeaweedFS server (``weed mini``, a real S3 API) is started on 127.0.0.1 the way the tests start it
-  (``tests/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
+  (``tests/support/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
 - Input: the CSV files of ``harness/data.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
   390 MB and 1.57 GB, the same first rows), generated into ``benchmarks/data/`` when missing (and removed at the end
   unless ``--keep-data``); the model is its LogisticRegression (``benchmarks/data/models/lr.joblib``).
@@ -50,7 +50,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests.support package: the test suite's SeaweedFS
 
 from harness.data import BATCH, DATA, FEATURES, NAMES, data_file, generate_data, warm_page_cache  # noqa: E402
 from harness.measure import ReplicaSampler, json_tail, measure, self_rss, vm_hwm_kb  # noqa: E402
@@ -59,7 +59,8 @@ from harness.noise import NOISE, wait_quiet  # noqa: E402
 from harness.provenance import code_state, machine_info  # noqa: E402
 from harness.report import write_results  # noqa: E402
 from object_store_report import analyse, combine, markdown, mib  # noqa: E402
-from servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
+
+from tests.support.servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
 
 # No cloud probes from boto/botocore in this process, the driver or the replicas (they inherit the environment).
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")

@@ -133,7 +133,7 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     results = []
     for batch in batches:
         a = time.perf_counter()
-        features = predictor._features(batch.select(names))
+        features = predictor.features(batch.select(names))  # an EstimatorPredictor (scikit-learn)
         b = time.perf_counter()
         predictor.model.predict(features)
         to_pandas_s += b - a

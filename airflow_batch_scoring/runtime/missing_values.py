@@ -115,7 +115,7 @@ def refused_value_error(
 
         def on_bad_row(bad: quarantine.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
             if bad.reason in (quarantine.MISSING_VALUE, quarantine.INFINITE_VALUE):
-                raise InputError(bad.message or "", path=bad.file, line=bad.line, row=bad.row, column=bad.column)
+                raise bad.error()
 
         scanner = source.open_reader(
             job, scan_plan, batch_size=job.batch_size,

@@ -60,13 +60,6 @@ def test_a_sql_table_is_named_by_its_connections_hook_without_credentials(monkey
     assert spec_dataset_name({"conn_id": "local_db", "table": "churn"}) == ("sqlite:///data/scores.db", "churn")
 
 
-def test_a_table_without_schema_is_in_the_databases_current_schema(postgres, monkeypatch: pytest.MonkeyPatch):
-    """The hook asks the database (PostgresHook: ``SELECT CURRENT_SCHEMA``), as the common.sql operators do."""
-    monkeypatch.setenv("AIRFLOW_CONN_LINEAGE_PG", json.dumps(postgres.connection()))
-    assert spec_dataset_name({"conn_id": "lineage_pg", "table": "churn"}) == spec(
-        Postgres("127.0.0.1", str(postgres.port), postgres.database, "public", "churn"))
-
-
 def test_operator_facets_on_complete_from_a_real_run(models: Models, tmp_path: Path):
     """The facets the OpenLineage listener gets: datasets, schema (from the published manifest) and row count."""
     from airflow.providers.openlineage.extractors.base import DefaultExtractor

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from airflow_batch_scoring.coercion import ColumnIndex
 from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.io.csv_header import OTHER_DELIMITERS
 from airflow_batch_scoring.io.readers.casts import (
     CastFailure,
     InfiniteValue,
@@ -96,7 +97,7 @@ class ColumnMap:
 def _delimiter_hint(available: list[str]) -> str:
     """A hint when a CSV header was read as one column because the file uses another delimiter."""
     if len(available) == 1:
-        for delimiter in (";", "\t", "|"):
+        for delimiter in OTHER_DELIMITERS:
             if delimiter in available[0]:
                 return f" The header seems to use {delimiter!r} as its delimiter, where a comma is expected."
     return ""

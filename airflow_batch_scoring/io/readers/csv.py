@@ -22,6 +22,7 @@ from airflow_batch_scoring.io.textblocks import (
     last_line_end,
     last_record_end,
     split_lines,
+    split_records,
 )
 from airflow_batch_scoring.job import AUTO, Piece
 
@@ -49,22 +50,6 @@ def _unclosed_quote(line: bytes) -> bool:
     except csv.Error as err:
         return "unexpected end of data" in str(err)
     return False
-
-def _csv_records(block: bytes) -> list[bytes]:
-    """Cut a block into CSV records whose quoted values may hold line breaks (a record ends on an even quote count)."""
-    records: list[bytes] = []
-    pending: list[bytes] = []
-    quotes = 0
-    for line in split_lines(block):
-        pending.append(line)
-        quotes += line.count(b'"')
-        if quotes % 2 == 0:
-            records.append(b"".join(pending))
-            pending, quotes = [], 0
-    if pending:
-        records.append(b"".join(pending))
-    return records
-
 
 class CsvReader(TextReader):
     """CSV with or without a header line; without one, columns are named by ``source['columns']`` or the schema."""
@@ -145,7 +130,7 @@ class CsvReader(TextReader):
         return self.spec.newlines_in_values
 
     def units(self, block: bytes) -> list[bytes]:
-        return _csv_records(block) if self.spec.newlines_in_values else split_lines(block)
+        return split_records(block) if self.spec.newlines_in_values else split_lines(block)
 
     def undecodable_value(self, line: bytes) -> tuple[str | None, str | None]:
         for index, value in enumerate(_csv_fields(line, self.encoding, errors="surrogateescape")):
@@ -220,8 +205,8 @@ class CsvReader(TextReader):
             text = line.decode("utf-8")
             if len(values) == 1:
                 hints.extend(
-                    f"it seems to use {d!r} as its delimiter, where a comma is expected" for d in (";", "\t", "|")
-                    if d in text
+                    f"it seems to use {d!r} as its delimiter, where a comma is expected"
+                    for d in csv_header.OTHER_DELIMITERS if d in text
                 )
             if not line.endswith((b"\n", b"\r")) and len(values) < len(self._names):
                 hints.append("it is the file's last line and has no line break: the file may have been cut short")

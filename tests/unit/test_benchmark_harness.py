@@ -1,22 +1,22 @@
 """The benchmark harness's before/after logic (``benchmarks/harness``): no timing is measured here.
 
 - a change is flagged only beyond the noise the same code showed in the run, never with one run a side;
-- rounds re-measure a configuration with too few clean runs, and the comparison's order keeps both sides together;
-- ``--compare-with`` exports a revision read-only and its processes import that export, not this checkout.
+- rounds re-measure a configuration with too few clean runs, and the comparison's order keeps both sides together.
+
+The second checkout of ``--compare-with`` is tested in ``tests/integration/test_benchmark_checkout.py``.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import checkout, noise  # noqa: E402
+from harness import noise  # noqa: E402
 from harness.compare import comparison_markdown, spread, summarize_comparison, verdict  # noqa: E402
 from harness.rounds import run_rounds  # noqa: E402
 
@@ -78,22 +78,3 @@ def test_rounds_remeasure_disturbed_configurations_and_keep_pairs_together(monke
     assert seen == [["a@before", "a@after"], ["a@before"]]  # round 2: only the disturbed side was due...
     assert [len(raw[name]) for name in walls] == [2, 2]  # ...and both sides ran again
     assert [r["round"] for r in raw["a@after"]] == [0, 1]
-
-
-def test_compare_with_a_revision_exports_it_read_only_and_imports_that_export(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkout, "DATA", tmp_path)
-    monkeypatch.chdir(ROOT)  # the CLI runs as `python -c`, which puts the working directory (this checkout) first
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    side = checkout.other_checkout("HEAD", "before")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert side.root == tmp_path / "compare" / head[:12] and side.revision == head[:12]
-    assert (side.root / "airflow_batch_scoring" / "__init__.py").is_file()
-    assert side.verify() == (side.root / "airflow_batch_scoring").resolve()  # not this checkout's package
-    assert side.cli()[:2] == [sys.executable, "-c"] and "airflow_batch_scoring.cli" in side.cli()[2]
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout == status
-    assert checkout.this_checkout().verify() == (ROOT / "airflow_batch_scoring").resolve()
-
-
-def test_compare_with_something_that_is_neither_a_revision_nor_a_checkout_says_what_to_give(tmp_path):
-    with pytest.raises(SystemExit, match=r"neither a directory holding airflow_batch_scoring/.*git log --oneline"):
-        checkout.other_checkout(str(tmp_path / "no-such-revision"))
