@@ -10,6 +10,7 @@ secret masker before the URL goes anywhere; the URL reaches the replicas only on
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.sql import URL_KEY
@@ -30,6 +31,10 @@ def get_db_hook(conn_id: str) -> Any:
     :raises ConfigurationError: when the connection does not exist, its type has no installed hook, or its hook is
         not a SQL hook.
     """
+    return _connection_and_hook(conn_id)[1]
+
+
+def _connection_and_hook(conn_id: str) -> tuple[Any, Any]:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import BaseHook
 
@@ -55,7 +60,45 @@ def get_db_hook(conn_id: str) -> Any:
             "is not a SQL hook (airflow.providers.common.sql.hooks.sql.DbApiHook); a SQL source or sink needs a "
             "database connection such as postgres, sqlite, mysql or mssql."
         )
-    return hook
+    return connection, hook
+
+
+def openlineage_table(conn_id: str, table: str) -> tuple[str, str]:
+    """The OpenLineage ``(namespace, name)`` of ``table`` (``table``, ``schema.table`` or ``database.schema.table``)
+    reached through the SQL connection ``conn_id``, as the common.sql operators name it: the namespace and database
+    from the hook's ``get_openlineage_database_info`` (``postgres://host:5432``, ``mysql://host:3306`` ...), a table
+    without a schema in the hook's ``get_openlineage_default_schema``, upper-cased where the database is.
+
+    A hook without OpenLineage support (or without the OpenLineage provider) gives ``<conn type>://host:port`` and the
+    table as written, behind the connection's database. Never includes a credential.
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    connection, hook = _connection_and_hook(conn_id)
+    parts = [p for p in str(table).split(".") if p]
+    try:
+        info = hook.get_openlineage_database_info(connection)
+    except ImportError:  # the OpenLineage provider is not installed
+        info = None
+    if info is None:
+        scheme = (connection.conn_type or "sql").lower()
+        try:
+            authority = DbApiHook.get_openlineage_authority_part(connection) if connection.host else None
+        except ValueError:  # a host that is no network address (sqlite's is the database file)
+            authority = None
+        namespace = f"{scheme}://{unquote(authority)}" if authority else scheme  # sqlite: sqlite:///path/db
+        return namespace, ".".join([connection.schema, *parts] if connection.schema and len(parts) < 3 else parts)
+    namespace = f"{info.scheme}://{info.authority}" if info.authority else info.scheme
+    if len(parts) == 1:
+        try:
+            schema = hook.get_openlineage_default_schema()
+        except Exception:  # the database cannot say (it is only asked for lineage): the hook's static default
+            schema = DbApiHook.get_openlineage_default_schema(hook)
+        parts = [schema, *parts] if schema else parts
+    if len(parts) == 2 and info.database:
+        parts = [info.database, *parts]
+    name = ".".join(parts)
+    return namespace, name.upper() if info.is_uppercase_names else name
 
 
 def sqlalchemy_url(conn_id: str) -> str:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.bad_rows import COLUMNS, csv_with_bad_lines, errors_of, spread_bad_lines
 from tests.support.helpers import Models, make_frame
 from tests.support.scoring import check_predictions

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.job import DataSpec, compression_of, infer_format
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
-from airflow_batch_scoring.runtime.preflight import preflight
+from airflow_batch_scoring.sources.file_preflight import preflight
 from tests.support.helpers import (
     SCHEMA,
     Models,

@@ -13,11 +13,14 @@ import joblib
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError, StorageError
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime import resume
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.local import LocalLauncher
+from airflow_batch_scoring.sinks import file_staging
+from airflow_batch_scoring.sinks.files import FileSink
+from airflow_batch_scoring.sources.files import fingerprint
 from tests.support.fault_models import SlowWhereMarked, check_exactly_once, marked_frame
 from tests.support.helpers import SCHEMA, assert_nothing_published, make_frame, read_output, source_spec, write_frame
 from tests.support.launchers import KillWhenOthersFinish
@@ -103,7 +106,8 @@ class StartsAnotherAttempt(LocalLauncher):
 
     def run(self, *args, **kwargs) -> None:
         super().run(*args, **kwargs)
-        resume.begin_attempt(*self.newer)
+        job, files = self.newer
+        FileSink(job, None).begin_attempt(fingerprint(job, files), reuse=True, log=lambda line: None)
 
 
 def test_an_attempt_superseded_by_a_newer_one_cannot_publish(tmp_path: Path):
@@ -113,8 +117,8 @@ def test_an_attempt_superseded_by_a_newer_one_cannot_publish(tmp_path: Path):
     source = (tmp_path / "in.csv").as_uri()
     old, files = build(tmp_path, SlowWhereMarked(), job_id="run-3", attempt="try1", source=source, sink=sink)
     new, new_files = build(tmp_path, SlowWhereMarked(), job_id="run-3", attempt="try2", source=source, sink=sink)
-    with pytest.raises(resume.SupersededError, match="attempt 'try1' of 'run-3' did not publish: attempt 'try2'"):
-        execute_job(old, files, launcher=StartsAnotherAttempt((new, new_files, None)))
+    with pytest.raises(file_staging.SupersededError, match="attempt 'try1' of 'run-3' did not publish: attempt 'try2'"):
+        execute_job(old, files, launcher=StartsAnotherAttempt((new, new_files)))
     assert not [p for p in sink.iterdir() if not p.name.startswith("_temporary")]  # nothing published
     summary = execute_job(new, new_files, log=lambda line: None)  # the newer attempt reuses the older one's shards
     assert summary["resumed_shards"] == [0, 1, 2]

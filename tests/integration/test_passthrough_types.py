@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_frame
 from tests.support.launchers import InProcessLauncher
 
@@ -287,7 +288,8 @@ def test_json_lines_passthrough_text_rule(tmp_path: Path):
     """Each JSON value as its text, whatever the block's other values (blocks of 64 bytes: many blocks)."""
     import fsspec
 
-    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.io.readers import make_reader
+    from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.job import Piece
     from airflow_batch_scoring.schema import Column, ColumnType
 
@@ -310,7 +312,8 @@ def test_json_lines_passthrough_text_rule(tmp_path: Path):
 def test_csv_passthrough_is_the_text_as_written(tmp_path: Path):
     import fsspec
 
-    from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+    from airflow_batch_scoring.io.readers import make_reader
+    from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.job import Piece
     from airflow_batch_scoring.schema import Column, ColumnType
 

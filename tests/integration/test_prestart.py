@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.runtime.cli import PRELOADED_LINE
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from tests.support.helpers import (
     FEATURES,

@@ -15,11 +15,12 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.locations import check_allowed, normalize_location
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime import commit
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
+from airflow_batch_scoring.sinks import file_publish
 from tests.support.fault_models import Doubler, check_exactly_once
 from tests.support.helpers import make_frame, read_output, source_spec, write_frame
 from tests.support.servers import S3_KEY, S3_SECRET
@@ -246,7 +247,7 @@ def test_a_publish_stopped_part_way_is_finished_by_the_retry(model, tmp_path: Pa
 
     failing_moves(LocalFileSystem, 2)  # the first part moves in, the second fails
     job, files = build(model, (tmp_path / "in.csv").as_uri(), sink.as_uri(), job_id="run-8", replicas=3)
-    with pytest.raises(commit.PublishError) as raised:
+    with pytest.raises(file_publish.PublishError) as raised:
         execute_job(job, files, log=lambda line: None, keep_on_failure=False)
     message = str(raised.value)
     assert "stopped after 5 of 9 step(s) (OSError: the store went away (injected))" in message
@@ -284,7 +285,7 @@ def test_a_publish_stopped_part_way_on_s3_is_finished_by_the_retry(model, seawee
     failing_moves(s3fs.S3FileSystem, 3)
     job, files = build(model, (tmp_path / "in.csv").as_uri(), sink, job_id="run-s3", replicas=3,
                        storage_options=storage)
-    with pytest.raises(commit.PublishError, match="stopped after"):
+    with pytest.raises(file_publish.PublishError, match="stopped after"):
         execute_job(job, files, log=lambda line: None, storage_options=storage)
     fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
     path = sink.removeprefix("s3://")
@@ -357,7 +358,7 @@ def test_another_run_meanwhile_never_mixes_with_a_stopped_publish(model, tmp_pat
     execute_job(*build(model, source, sink.as_uri(), job_id="first", replicas=2), log=lambda line: None)
 
     calls = failing_moves(LocalFileSystem, 2)
-    with pytest.raises(commit.PublishError):
+    with pytest.raises(file_publish.PublishError):
         execute_job(*build(model, source, sink.as_uri(), job_id="x"), log=lambda line: None)
     with pytest.raises(ConfigurationError, match=r"output of run\(s\) x, whose publish stopped part-way: retry"):
         execute_job(*build(model, source, sink.as_uri(), job_id="y"), log=lambda line: None)
@@ -365,7 +366,7 @@ def test_another_run_meanwhile_never_mixes_with_a_stopped_publish(model, tmp_pat
 
     calls[0] = -10**6  # no more faults
     failing_moves(LocalFileSystem, 1)
-    with pytest.raises(commit.PublishError):  # removes x's output, moves nothing
+    with pytest.raises(file_publish.PublishError):  # removes x's output, moves nothing
         execute_job(*build(model, source, sink.as_uri(), job_id="z", replicas=2), log=lambda line: None)
     execute_job(*build(model, source, sink.as_uri(), job_id="w", replicas=1), log=lambda line: None)
     with pytest.raises(ConfigurationError, match=r"Run 'w' published to .* was dropped"):

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from tests.support.helpers import SlowModel, assert_nothing_published, make_frame, source_spec, write_frame
 

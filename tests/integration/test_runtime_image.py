@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_MODULES = [
     "airflow_batch_scoring.runtime.cli", "airflow_batch_scoring.runtime.engine", "airflow_batch_scoring.flavors",
     "airflow_batch_scoring.runtime.verified", "airflow_batch_scoring.runtime.remote_model",
-    "airflow_batch_scoring.io.readers", "airflow_batch_scoring.io.writers", "airflow_batch_scoring.io.files",
+    "airflow_batch_scoring.io.readers", "airflow_batch_scoring.io.bad_rows.quarantine",
+    "airflow_batch_scoring.io.writers", "airflow_batch_scoring.io.files", "airflow_batch_scoring.sources.files",
+    "airflow_batch_scoring.sources.sql", "airflow_batch_scoring.sinks.files", "airflow_batch_scoring.sinks.sql",
     "s3fs", "gcsfs", "adlfs", "mlflow.sklearn", "mlflow.pyfunc", "skops.io", "onnxruntime", "sqlalchemy",
 ]
 
@@ -72,8 +74,8 @@ def test_the_runtime_imports_nothing_of_airflow(image_env: Path):
 def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweedfs, models: Models,  # noqa: F811
                                                  tmp_path: Path):
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.job import DataSpec
-    from airflow_batch_scoring.runtime.driver import prepare_job
     from airflow_batch_scoring.runtime.remote_model import upload_model
     from airflow_batch_scoring.runtime.shards import report_name
 

@@ -24,12 +24,13 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
-from airflow_batch_scoring.io.readers import ReadPlan
-from airflow_batch_scoring.io.sql_source import SqlReader, SqlSource
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from airflow_batch_scoring.runtime.local import LocalLauncher
+from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
 from tests.support.helpers import FEATURES, Models, SlowModel, make_frame, write_frame
 from tests.support.scoring import check_predictions
 from tests.support.sql import Database, as_arrow, score, unique
@@ -298,7 +299,7 @@ def test_connection_errors_name_the_connection_never_the_password(postgres, monk
 
 def _read_shards(db: Database, spec: DataSpec, replicas: int, columns: list[str]) -> list[pa.Table]:
     plan = ReadPlan(model_columns=None, passthrough=[])
-    source = SqlSource(spec, db.secrets()["source"])
+    source = SqlRelation(spec, db.secrets()["source"])
     try:
         shards = source.plan(replicas, plan)
     finally:

@@ -14,11 +14,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.hooks.storage import storage_options
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.links import output_location_url
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.helpers import FEATURES, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
 from tests.support.servers import S3_KEY, S3_SECRET

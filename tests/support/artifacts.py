@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MOJO_FIXTURE = FIXTURES / "gbm_binomial.zip"

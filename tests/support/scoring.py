@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.helpers import FEATURES
 
 

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.launchers import InProcessLauncher
 
 

@@ -104,9 +104,10 @@ def failing_moves(monkeypatch):
 
 def score_on(store: Store, model: str, source: dict, sink: dict, tmp_path: Path, **kwargs) -> dict:
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
+    from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.hooks.storage import storage_options
     from airflow_batch_scoring.job import DataSpec
-    from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 
     source, sink = DataSpec.parse(source, "source"), DataSpec.parse(sink, "sink")
     options = {"source": storage_options(source.uri, source.conn_id), "sink": storage_options(sink.uri, sink.conn_id)}

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from airflow_batch_scoring.runtime.sql_commit import BOOKKEEPING
+from airflow_batch_scoring.sinks.sql_commit import BOOKKEEPING
 from tests.support.dag_runs import rendered_fields, xcom_of
 from tests.support.helpers import Models, make_frame, read_output, write_frame
 from tests.support.scoring import check_predictions

@@ -25,10 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
+from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.bad_rows import MAX_RAW_CHARS, BadRowPolicy, salvage
+from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
+from airflow_batch_scoring.io.bad_rows.quarantine import MAX_RAW_CHARS, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec
-from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
 from tests.support.bad_rows import (
     COLUMNS,
     csv_with_bad_lines,
@@ -639,7 +641,7 @@ def test_records_with_line_breaks_are_never_cut_between_blocks(processed, models
 def test_preflight_samples_whole_records(processed, tmp_path: Path):
     """The preflight reads the head of a large file (256 KiB); when the head's last byte is a line break inside a
     quoted value, the sample stops at the record before it instead of failing on half a record."""
-    from airflow_batch_scoring.runtime.preflight import SAMPLE_BYTES
+    from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES
 
     frame = make_frame(10_000, seed=14)
     lines = [f"{row.id},n,{','.join(repr(float(getattr(row, f))) for f in FEATURES)}\n"
@@ -863,8 +865,10 @@ def test_a_replaced_output_loses_its_old_errors(processed, tmp_path: Path):
     [
         ({"on_bad_rows": "skip"}, "on_bad_rows must be one of ('fail', 'quarantine')"),
         ({"on_bad_rows": "quarantine", "max_bad_rows": -1}, "max_bad_rows must be 0 or more"),
-        ({"on_bad_rows": "quarantine", "max_bad_rows": "many"}, "max_bad_rows must be a number"),
+        ({"on_bad_rows": "quarantine", "max_bad_rows": "many"}, "max_bad_rows must be a whole number, got 'many'"),
         ({"on_bad_rows": "quarantine", "max_bad_fraction": 1.5}, "max_bad_fraction must be between 0 and 1"),
+        ({"on_bad_rows": "quarantine", "max_bad_fraction": "most"}, "max_bad_fraction must be a number, got 'most'"),
+        ({"on_bad_rows": "quarantine", "max_bad_fraction": True}, "max_bad_fraction must be a number"),
         ({"on_bad_rows": "quarantine", "max_bad_rows": 2.5}, "max_bad_rows must be a whole number"),
     ],
 )

@@ -8,7 +8,7 @@ import json
 import pytest
 from openlineage.client.naming.dataset import ABFSS, GCS, S3, LocalFileSystem, Postgres
 
-from airflow_batch_scoring.lineage import dataset_name, emit_asset_events, spec_dataset_name
+from airflow_batch_scoring.lineage import ScoringLineage, dataset_name, emit_asset_events, spec_dataset_name
 from airflow_batch_scoring.links import ModelVersionLink, model_version_url
 
 
@@ -42,13 +42,51 @@ def test_dataset_names_follow_the_openlineage_naming_spec(uri: str, account: str
     assert dataset_name(uri, account_name=account) == expected
 
 
-def test_a_sql_table_is_named_from_its_connection_without_credentials(monkeypatch: pytest.MonkeyPatch):
+def test_a_sql_table_is_named_by_its_connections_hook_without_credentials(monkeypatch: pytest.MonkeyPatch):
+    """PostgresHook.get_openlineage_database_info gives the namespace and the database, as common.sql names them."""
     monkeypatch.setenv("AIRFLOW_CONN_SCORES_PG", "postgresql://scorer:s3cr3t-pw@db.example.com:5433/analytics")
     name = spec_dataset_name({"conn_id": "scores_pg", "table": "marts.churn"})
     assert name == spec(Postgres("db.example.com", "5433", "analytics", "marts", "churn"))
-    assert spec_dataset_name({"conn_id": "scores_pg", "table": "churn"})[1] == "analytics.public.churn"
+    assert spec_dataset_name({"conn_id": "scores_pg", "table": "other_db.marts.churn"}) == (
+        "postgres://db.example.com:5433", "other_db.marts.churn")
+    monkeypatch.setenv("AIRFLOW_CONN_SCORES_PG2", "postgresql://scorer:s3cr3t-pw@db.example.com/analytics")
+    assert spec_dataset_name({"conn_id": "scores_pg2", "table": "marts.churn"})[0] == "postgres://db.example.com:5432"
     assert "s3cr3t" not in json.dumps(name)
     assert spec_dataset_name({"conn_id": "scores_pg", "query": "SELECT 1"}) is None
+    # A hook without OpenLineage support (sqlite): its type and host, and the table as written.
+    monkeypatch.setenv("AIRFLOW_CONN_LOCAL_DB", json.dumps({"conn_type": "sqlite", "host": "/data/scores.db"}))
+    assert spec_dataset_name({"conn_id": "local_db", "table": "churn"}) == ("sqlite:///data/scores.db", "churn")
+
+
+@pytest.mark.parametrize(
+    ("model_uri", "registry", "expected"),
+    [
+        ("models:/churn/3", "http://127.0.0.1:5000", ("http://127.0.0.1:5000", "models:/churn")),
+        ("models:/churn@champion", "sqlite:////data/mlflow.db", ("sqlite:////data/mlflow.db", "models:/churn")),
+        ("runs:/0a1b/model/", "databricks", ("databricks", "runs:/0a1b/model")),
+        ("models:/churn/3", None, ("mlflow", "models:/churn")),
+        ("/models/churn.joblib", None, spec(LocalFileSystem("/models/churn.joblib"))),
+        ("file:///models/churn-mlflow/", None, spec(LocalFileSystem("/models/churn-mlflow"))),
+    ],
+)
+def test_model_dataset_names(model_uri: str, registry: str | None, expected, monkeypatch: pytest.MonkeyPatch):
+    from airflow_batch_scoring.lineage import model_dataset_name
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert model_dataset_name(model_uri, registry) == expected
+
+
+def test_a_file_model_is_versioned_by_its_digest():
+    from airflow_batch_scoring.lineage import operator_lineage
+
+    summary = {"output_uri": "s3://scores/x/", "model_uri": "/models/churn.joblib", "model_version": None,
+               "model_digest": "sha256:" + "cd" * 32}
+    lineage = operator_lineage(ScoringLineage.of("s3://raw/in/", "s3://scores/x/", summary))
+    source, model = lineage.inputs
+    assert (source.namespace, source.name) == spec(S3("raw", "in"))
+    assert (model.namespace, model.name) == ("file", "/models/churn.joblib")
+    assert model.facets["version"].datasetVersion == summary["model_digest"]
+    assert [(o.namespace, o.name) for o in lineage.outputs] == [spec(S3("scores", "x"))]
 
 
 def test_asset_outlets_carry_the_summary_and_aliases_name_the_output():

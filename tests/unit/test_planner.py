@@ -10,7 +10,7 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile, list_inputs
 from airflow_batch_scoring.job import DataSpec
-from airflow_batch_scoring.runtime.planner import plan_shards
+from airflow_batch_scoring.sources.file_planner import plan_shards
 
 
 def text_files(sizes):

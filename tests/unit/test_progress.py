@@ -14,9 +14,9 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.runtime import engine
-from airflow_batch_scoring.runtime.driver import prepare_job
 from airflow_batch_scoring.runtime.engine import Progress, ReadMark, scored_fraction
 from tests.support.helpers import FEATURES, SCHEMA, make_frame, write_frame
 

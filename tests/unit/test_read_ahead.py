@@ -1,7 +1,7 @@
 """Reading while the model loads: when the input schema is known without the model, the reader starts first.
 
 Runs the engine's ``run_shard`` in this process on jobs planned by the real driver, with the real scikit-learn
-files. ``load_predictor`` is wrapped (not replaced) to see which threads run while the model loads.
+files. ``load_verified`` is wrapped (not replaced) to see which threads run while the model loads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from airflow_batch_scoring.artifacts import process_model
+from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import InputError, ModelError
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime import engine
-from airflow_batch_scoring.runtime.driver import prepare_job
 from airflow_batch_scoring.runtime.shards import ShardReport
 from tests.support.helpers import SCHEMA, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
@@ -50,13 +50,13 @@ def read_while_loading(monkeypatch: pytest.MonkeyPatch) -> None:
 def spy_load(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The names of the live threads each time the engine starts loading the model."""
     seen: list[list[str]] = []
-    real = engine.load_predictor
+    real = engine.load_verified
 
-    def load_predictor(*args: Any, **kwargs: Any) -> Any:
+    def load_verified(*args: Any, **kwargs: Any) -> Any:
         seen.append(sorted(t.name for t in threading.enumerate()))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "load_predictor", load_predictor)
+    monkeypatch.setattr(engine, "load_verified", load_verified)
     return seen
 
 

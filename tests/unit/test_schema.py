@@ -7,8 +7,10 @@ from datetime import datetime
 import pyarrow as pa
 import pytest
 
-from airflow_batch_scoring.errors import InputError, SchemaError
-from airflow_batch_scoring.io.readers import CsvReader, ReadPlan, coerce, resolve_columns
+from airflow_batch_scoring.errors import ConfigurationError, InputError, SchemaError
+from airflow_batch_scoring.io.readers import READERS, make_reader
+from airflow_batch_scoring.io.readers.columns import ReadPlan, coerce, resolve_columns
+from airflow_batch_scoring.io.readers.csv import CsvReader
 from airflow_batch_scoring.job import DataSpec, Piece
 from airflow_batch_scoring.schema import ColumnType, ModelSchema
 
@@ -98,3 +100,33 @@ def test_missing_column_lists_what_the_input_has():
     with pytest.raises(InputError, match=r"file f.csv, column 'x': the model's input column is missing; the input has "
                                          r"columns \['a', 'b'\]"):
         resolve_columns(["a", "b"], ReadPlan(list(schema.columns)), "f.csv")
+
+
+def test_each_format_has_one_reader_and_an_unknown_format_is_a_configuration_error(tmp_path):
+    import fsspec
+
+    assert sorted(READERS) == ["csv", "jsonl", "parquet"]
+    plan = ReadPlan(None)
+    for name, reader_class in READERS.items():
+        reader = make_reader(DataSpec(uri=tmp_path.as_uri(), format=name), plan, fsspec.filesystem("file"),
+                             block_size=1 << 20, batch_size=7)
+        assert type(reader) is reader_class and reader.batch_size == 7 and reader.on_bad_row is None
+    with pytest.raises(ConfigurationError, match=r"file format 'avro'.*\['csv', 'jsonl', 'parquet'\]"):
+        make_reader(DataSpec(uri=tmp_path.as_uri(), format="avro"), plan, fsspec.filesystem("file"),
+                    block_size=1 << 20, batch_size=7)
+
+
+def test_the_sql_source_and_the_files_match_columns_alike():
+    schema = ModelSchema.parse([{"name": "f0", "type": "Float64"}])
+    plan = ReadPlan(list(schema.columns), passthrough=["ID"], passthrough_types={"id": pa.int64()})
+    files = resolve_columns(["id", "F0"], plan, "mem", passthrough_default=pa.string())
+    assert files.model == [("f0", "F0", pa.float64())] and files.passthrough == ["id"]
+    assert files.passthrough_types == {"id": pa.int64()}
+    table = resolve_columns(["id", "F0"], plan, "table t", typed_passthrough=False)
+    assert table.model == files.model and table.passthrough == ["id"] and table.passthrough_types == {}
+
+    def missing(kind: str, name: str, available: list[str]) -> InputError:
+        return InputError(f"table t lacks the {kind} column {name!r} ({available})")
+
+    with pytest.raises(InputError, match=r"table t lacks the model column 'f0' \(\['id'\]\)"):
+        resolve_columns(["id"], plan, "table t", missing=missing)

@@ -16,6 +16,7 @@ from airflow_batch_scoring.io.textblocks import (
     last_line_end,
     last_record_end,
     range_bounds,
+    split_records,
 )
 
 
@@ -137,3 +138,8 @@ def test_cr_only_text_tiles_and_reads_as_lines(seed: int):
             read += block.splitlines()
     assert read == lines
     assert count_lines_before(io.BytesIO(data), len(data), newline=b"\r") == len(lines)
+
+
+def test_split_records_keeps_quoted_line_breaks_inside_their_record():
+    block = b'1,"a\nb",x\n2,plain,y\n3,"c ""q""\nd",z\n4,"open\n'
+    assert split_records(block) == [b'1,"a\nb",x\n', b"2,plain,y\n", b'3,"c ""q""\nd",z\n', b'4,"open\n']

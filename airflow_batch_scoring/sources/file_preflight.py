@@ -14,7 +14,8 @@ from typing import Any
 
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.io.files import InputFile, filesystem
-from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob, compression_of
 from airflow_batch_scoring.schema import ModelSchema
 

@@ -1,4 +1,4 @@
-"""Resuming a run: which shards an earlier attempt already finished, and who may publish.
+"""A file sink's staging folder: which shards an earlier attempt of the run finished, and who may publish.
 
 A run (one Airflow task instance of one DAG run, or one ``batch-scoring score --job-id`` name) stages everything in
 ``<sink>/_temporary/<job_id>/``. Every attempt of that run shares the folder:
@@ -16,66 +16,24 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import BatchScoringError, InputError
-from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, is_local, list_inputs
+from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, report_name
+from airflow_batch_scoring.sinks.base import KeepsStaging, Resumption
 
 PLAN = "_plan.json"
 LEASE = "_attempt.json"
 
 
-class SupersededError(BatchScoringError):
+class SupersededError(BatchScoringError, KeepsStaging):
     """A newer attempt of the same run has taken over; this attempt must not publish."""
 
     retryable = True
-
-
-def shards_left(
-    replicas: int, completed: Mapping[int, Any], reason: str | None, log: Callable[[str], None]
-) -> list[int]:
-    """The shards still to score, given those an earlier attempt completed; the log says what is reused, or why
-    nothing is."""
-    if reason:
-        log(f"Not resuming: {reason}.")
-    todo = [shard for shard in range(replicas) if shard not in completed]
-    if completed:
-        log(
-            f"Resuming: shard(s) {sorted(completed)} completed in an earlier attempt and are kept; "
-            f"scoring shard(s) {todo}"
-        )
-    return todo
-
-
-def fingerprint(job: ScoringJob, files: list[InputFile]) -> str:
-    """A digest of everything that decides a shard's output: model digest, input listing, options and shard plan.
-
-    The processed model's local path and the attempt differ between attempts and are left out.
-    """
-    spec = asdict(job)
-    for key in ("job_id", "staging_uri", "attempt"):
-        spec.pop(key, None)
-    spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
-    document = {"job": spec, "inputs": [f.to_dict() for f in files]}
-    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass
-class Resumption:
-    """What an attempt found in the run's staging folder.
-
-    :param completed: reports of the shards an earlier attempt finished (their parts exist), by shard number.
-    :param reason: why nothing was reused, when the folder held an earlier attempt's work that did not match.
-    """
-
-    completed: dict[int, ShardReport] = field(default_factory=dict)
-    reason: str | None = None
 
 
 def read_json(fs: Any, path: str, unreadable: Any = None) -> Any:
@@ -97,7 +55,7 @@ def write_json(fs: Any, path: str, document: Mapping[str, Any]) -> None:
 
 def begin_attempt(
     job: ScoringJob,
-    files: list[InputFile],
+    current: str | None,
     storage_options: Mapping[str, Any] | None,
     *,
     resume: bool = True,
@@ -106,11 +64,12 @@ def begin_attempt(
 
     Writing the plan and the lease is also the sink's writability check: it runs before any replica starts.
 
+    :param current: the run's fingerprint (:meth:`~airflow_batch_scoring.sources.base.Source.fingerprint`; ``None``
+        for a source that cannot be resumed).
     :param resume: reuse completed shards when the fingerprint matches; ``False`` always starts clean.
     :raises InputError: when the staging folder cannot be written (naming the location and what to check).
     """
     fs, staging = filesystem(job.staging_uri, storage_options)
-    current = fingerprint(job, files)
     result = Resumption()
     try:
         plan = read_json(fs, f"{staging}/{PLAN}") if fs.exists(staging) else None
@@ -119,7 +78,7 @@ def begin_attempt(
                 "the model, the input listing or the scoring options changed since the earlier attempt "
                 f"{plan.get('attempt')!r}, so it starts clean"
             )
-        elif plan is not None and resume:
+        elif plan is not None and resume and current is not None:
             result.completed = _completed_shards(fs, staging, job)
         if plan is None or plan.get("fingerprint") != current or not resume:
             if fs.exists(staging):
@@ -171,31 +130,4 @@ def check_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> N
         raise SupersededError(
             f"attempt {job.attempt!r} of {job.job_id!r} did not publish: attempt {holder!r} of the same run has "
             "taken over its staging folder (a retry started while this attempt was still running)."
-        )
-
-
-def check_inputs_unchanged(
-    job: ScoringJob, files: list[InputFile], storage_options: Mapping[str, Any] | None
-) -> None:
-    """List the input again after scoring and refuse to publish when a file was added, removed or changed.
-
-    :raises InputError: naming the files that differ.
-    """
-    now = list_inputs(job.source.uri, storage_options, conn_id=job.source.conn_id)
-    before = {f.uri: f for f in files}
-    after = {f.uri: f for f in now}
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    changed = sorted(u for u in set(before) & set(after) if before[u] != after[u])
-    if added or removed or changed:
-        details = "; ".join(
-            f"{what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
-            for what, names in (("added", added), ("removed", removed), ("changed", changed))
-            if names
-        )
-        raise InputError(
-            f"the input {job.source.uri} changed while it was being scored ({details}); nothing was published. "
-            f"Write inputs completely before the run starts (e.g. land them under a name starting with '_' and "
-            f"rename), then retry ({describe_access(job.source.uri, job.source.conn_id)}).",
-            retryable=True,  # a retry plans the input as it is now
         )

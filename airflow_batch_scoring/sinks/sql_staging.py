@@ -6,7 +6,7 @@ driver before the replicas start). A replica that starts (or starts again) first
 report, so a re-run shard never leaves rows twice. Rows go in with PostgreSQL's ``COPY`` (CSV written by Arrow)
 where the driver is psycopg, and as batched ``executemany`` inserts elsewhere; each batch is committed on its own,
 so SQLite's single write lock is held briefly and replicas take turns. The report, written last, marks the shard as
-complete; the commit step (:mod:`airflow_batch_scoring.runtime.sql_commit`) moves the staged rows into the target.
+complete; the commit (:mod:`airflow_batch_scoring.sinks.sql_commit`) moves the staged rows into the target.
 
 Shared with the runtime: never imports Airflow.
 """
@@ -104,6 +104,8 @@ class SqlStagingWriter:
         self.schema, _ = split_table(job.sink.table or "")
         self.name = staging_table(job, shard)
         self.rows = 0
+        #: a SQL sink does not quarantine bad rows (refused before the replicas start).
+        self.quarantine = None
         self._table: sa.Table | None = None
         self._schema: pa.Schema | None = None
         self._copy = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver in ("psycopg", "psycopg2")

@@ -22,11 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError, StorageError
-from airflow_batch_scoring.io.bad_rows import ERRORS_FOLDER
+from airflow_batch_scoring.io.bad_rows.policy import ERRORS_FOLDER
 from airflow_batch_scoring.io.files import filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.runtime.resume import check_lease, read_json, write_json
 from airflow_batch_scoring.runtime.shards import ShardReport, published_name, report_name
+from airflow_batch_scoring.sinks.base import KeepsStaging
+from airflow_batch_scoring.sinks.file_staging import check_lease, read_json, write_json
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
@@ -35,7 +36,7 @@ STAGING = "_temporary"
 PUBLISH_PLAN = "_publish.json"
 
 
-class PublishError(StorageError):
+class PublishError(StorageError, KeepsStaging):
     """Publishing stopped part-way; the plan is kept in the staging folder and a retry of the same run finishes it."""
 
 

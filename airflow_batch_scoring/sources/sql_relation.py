@@ -1,4 +1,4 @@
-"""SQL sources: a table or a query, split into key ranges between replicas and streamed as Arrow tables.
+"""A table or a query on one database: its columns, its split into key ranges, and its reader of Arrow tables.
 
 Planning (the driver, once): the source's columns are checked against the model's, then the range of the partition
 column is read (``MIN``/``MAX``) and cut into ``replicas`` ranges, as Spark's JDBC reader does: replica 0 reads
@@ -16,19 +16,17 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_batch_scoring.coercion import ColumnIndex
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.io.readers import ColumnMap, ReadPlan, _CastFailure, coerce
+from airflow_batch_scoring.io.readers.casts import CastFailure
+from airflow_batch_scoring.io.readers.columns import ColumnMap, ReadPlan, coerce, resolve_columns
 from airflow_batch_scoring.io.sql import (
     arrow_type_of_oid,
     arrow_type_of_sql,
@@ -42,67 +40,14 @@ from airflow_batch_scoring.io.sql import (
     quote_column,
     quote_table,
 )
-from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
-from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.sources.sql_types import decode, encode, kind_of, split_range, to_arrow
 from airflow_batch_scoring.sql_spec import split_table
 
-#: rows the preflight reads before any replica starts.
-PREFLIGHT_ROWS = 1000
 _QUERY_ALIAS = "_bs_source"
 
 
-def _kind_of(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float" if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return "decimal" if value.is_finite() else None
-    if isinstance(value, datetime):
-        return "datetime"
-    if isinstance(value, date):
-        return "date"
-    return None
-
-
-def _encode(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind in ("date", "datetime"):
-        return value.isoformat()
-    if kind == "decimal":
-        return str(value)
-    return value
-
-
-def _decode(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind == "datetime":
-        return datetime.fromisoformat(value)
-    if kind == "date":
-        return date.fromisoformat(value)
-    if kind == "decimal":
-        return Decimal(value)
-    return value
-
-
-def split_range(low: Any, high: Any, parts: int, kind: str) -> list[Any]:
-    """The inner bounds ``b_1 < ... < b_m`` (``m <= parts - 1``) cutting ``[low, high]`` into near-equal ranges."""
-    bounds: list[Any] = []
-    for i in range(1, parts):
-        if kind in ("int", "date"):  # whole numbers, whole days
-            bound = low + (high - low) * i // parts
-        else:  # float, decimal, datetime (timedelta * int / int)
-            bound = low + (high - low) * i / parts
-        if bound > low and bound <= high and (not bounds or bound > bounds[-1]):
-            bounds.append(bound)
-    return bounds
-
-
-class SqlSource:
+class SqlRelation:
     """A table or a query on one database, with what planning and reading need.
 
     :param spec: the source spec (``table`` or ``query`` + ``parameters``).
@@ -239,30 +184,17 @@ class SqlSource:
         :raises InputError: naming the table (or query) and the first missing column.
         """
         available = [name for name, _ in self.columns(connection)]
-        by_key: dict[str, str] = {}
-        for name in available:
-            by_key.setdefault(name.lower(), name)
-        passthrough = []
-        for name in plan.passthrough:
-            if name.lower() not in by_key:
-                raise InputError(
-                    f"{self.what}: the passthrough column {name!r} does not exist; its columns are {available}. "
-                    "Fix passthrough_columns."
-                )
-            passthrough.append(by_key[name.lower()])
-        if plan.model_columns is None:
-            keep = {p.lower() for p in passthrough}
-            return ColumnMap([(n, n, None) for n in available if n.lower() not in keep], passthrough)
-        model = []
-        for column in plan.model_columns:
-            source = by_key.get(column.name.lower())
-            if source is None:
-                raise InputError(
-                    f"{self.what}: the model's input column {column.name!r} does not exist; its columns are "
-                    f"{available}. Add it (or alias a column to it in source['query']), or fix the input schema."
-                )
-            model.append((column.name, source, column.type.arrow_type if plan.coerce else None))
-        return ColumnMap(model, passthrough)
+
+        def missing(kind: str, name: str, columns: list[str]) -> InputError:
+            if kind == "passthrough":
+                return InputError(f"{self.what}: the passthrough column {name!r} does not exist; its columns are "
+                                  f"{columns}. Fix passthrough_columns.")
+            return InputError(
+                f"{self.what}: the model's input column {name!r} does not exist; its columns are {columns}. Add it "
+                "(or alias a column to it in source['query']), or fix the input schema."
+            )
+
+        return resolve_columns(available, plan, self.what, missing=missing, typed_passthrough=False)
 
     # -- planning -----------------------------------------------------------------------------------------------
 
@@ -291,13 +223,14 @@ class SqlSource:
             self.column_map(connection, plan)
             column = self.spec.partition_column
             if column is not None:
-                names = {name.lower(): name for name, _ in self.columns(connection)}
-                if column.lower() not in names:
+                index = ColumnIndex(name for name, _ in self.columns(connection))
+                found = index.get(column)
+                if found is None:
                     raise InputError(
                         f"{self.what}: the partition column {column!r} does not exist; its columns are "
-                        f"{list(names.values())}. Fix source['partition_column']."
+                        f"{index.names}. Fix source['partition_column']."
                     )
-                column = names[column.lower()]
+                column = found
             elif replicas > 1:
                 column, _ = self._fallback_column(connection)
             shards: list[list[Piece]] = [[] for _ in range(replicas)]
@@ -310,8 +243,8 @@ class SqlSource:
         if low is None:  # no rows, or only NULLs: one replica reads them
             shards[0].append(Piece(path=self.what))
             return shards
-        kind = _kind_of(low)
-        if kind is None or _kind_of(high) != kind:
+        kind = kind_of(low)
+        if kind is None or kind_of(high) != kind:
             if self.spec.partition_column is None:  # the fallback key is not splittable: read in one piece
                 shards[0].append(Piece(path=self.what))
                 return shards
@@ -325,8 +258,8 @@ class SqlSource:
             sql_range = {
                 "column": column,
                 "kind": kind,
-                "lower": _encode(edges[shard], kind),
-                "upper": _encode(edges[shard + 1], kind),
+                "lower": encode(edges[shard], kind),
+                "upper": encode(edges[shard + 1], kind),
                 "nulls": shard == 0,
             }
             shards[shard].append(Piece(path=self.what, sql_range=sql_range))
@@ -344,7 +277,7 @@ class SqlSource:
         kind = sql_range["kind"]
         conditions, values = [], []
         for key, operator in (("lower", ">="), ("upper", "<")):
-            value = _decode(sql_range.get(key), kind)
+            value = decode(sql_range.get(key), kind)
             if value is not None:
                 name = f"_bs_{key}"
                 conditions.append(f"{quoted} {operator} {self.placeholder(name)}")
@@ -357,38 +290,6 @@ class SqlSource:
         return sql, values
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)  # JSON columns stay JSON
-    return str(value)
-
-
-def _as_text(values: list[Any]) -> pa.Array:
-    return pa.array([_text(v) for v in values], pa.string())
-
-
-def _to_arrow(values: list[Any], declared: pa.DataType) -> pa.Array:
-    """One column of Python values as Arrow, of the column's type where the values fit it.
-
-    A value that does not fit (text in a SQLite REAL column, say) leaves the column as read; a model column is then
-    coerced, and the bad value reported, by the schema code.
-    """
-    if pa.types.is_string(declared):
-        return _as_text(values)
-    try:
-        array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return _as_text(values)
-    if array.type != declared:
-        try:
-            array = array.cast(declared)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            pass
-    return array
-
-
 class SqlReader:
     """Streams the pieces of one shard of a SQL source as Arrow tables (the file readers' interface)."""
 
@@ -396,7 +297,7 @@ class SqlReader:
         self.spec = spec
         self.plan = plan
         self.batch_size = batch_size
-        self.source = SqlSource(spec, secrets)
+        self.source = SqlRelation(spec, secrets)
         #: text bytes read so far; a SQL source reports rows only.
         self.bytes_done = 0
 
@@ -420,7 +321,7 @@ class SqlReader:
                     table = self._table(rows, names, declared)
                     try:
                         table = coerce(table, columns)
-                    except _CastFailure as failure:
+                    except CastFailure as failure:
                         raise InputError(
                             f"{source.what}, column {failure.column!r} (row {row_number + failure.index + 1} of "
                             f"{self._range_text(piece)}): {failure.message()}"
@@ -433,7 +334,7 @@ class SqlReader:
 
     @staticmethod
     def _table(rows: list[Any], names: list[str], declared: dict[str, pa.DataType]) -> pa.Table:
-        arrays = [_to_arrow([row[position] for row in rows], declared[name]) for position, name in enumerate(names)]
+        arrays = [to_arrow([row[position] for row in rows], declared[name]) for position, name in enumerate(names)]
         return pa.Table.from_arrays(arrays, names=names)
 
     @staticmethod
@@ -448,82 +349,3 @@ class SqlReader:
 
     def close(self) -> None:
         self.source.close()
-
-
-def read_plan(job: ScoringJob) -> ReadPlan:
-    """The columns the driver knows before a replica loads the model (``input_schema`` or the processed model's)."""
-    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
-    return ReadPlan(
-        model_columns=list(schema.columns) if schema is not None else None,
-        coerce=job.schema_check,
-        passthrough=list(job.passthrough_columns),
-        passthrough_types=job.passthrough_arrow_types(),
-    )
-
-
-def plan_shards(
-    spec: DataSpec, secrets: Mapping[str, Any] | None, replicas: int, plan: ReadPlan,
-    columns: list[tuple[str, pa.DataType]] | None = None,
-) -> list[list[Piece]]:
-    """Check a SQL source's columns and cut it into ``replicas`` shards of key ranges.
-
-    :param columns: receives the source's columns and the Arrow types they are read as, when given.
-    """
-    source = SqlSource(spec, secrets)
-    try:
-        shards = source.plan(replicas, plan)
-        if columns is not None:
-            columns.extend(source._columns or [])
-        return shards
-    except SQLAlchemyError as err:
-        raise connect_error(err, f"the source database {display_url(source.url)}", spec.conn_id) from None
-    finally:
-        source.close()
-
-
-def preflight(job: ScoringJob, secrets: Mapping[str, Any] | None) -> int:
-    """Read the first rows of the first non-empty shard the way a replica will; return how many were read.
-
-    :raises InputError: for a missing column or a value that does not fit the model schema.
-    """
-    reader = SqlReader(job.source, read_plan(job), secrets, batch_size=PREFLIGHT_ROWS)
-    try:
-        for pieces in job.shards:
-            for piece in pieces:
-                for table in reader.read(piece):
-                    return table.num_rows
-        return 0
-    finally:
-        reader.close()
-
-
-def describe_source(spec: DataSpec, secrets: Mapping[str, Any] | None, shards: list[list[Piece]]) -> dict[str, Any]:
-    """The manifest's ``input`` of a SQL source: the database (no credentials), the table or query, the ranges."""
-    ranges = [piece.sql_range for pieces in shards for piece in pieces]
-    column = next((r["column"] for r in ranges if r), None)
-    return {
-        "database": display_url(database_url(spec, secrets, "source")),
-        "conn_id": spec.conn_id,
-        "table": spec.table,
-        "query": spec.query,
-        "parameters": spec.parameters,
-        "partition_column": column,
-        "ranges": ranges,
-    }
-
-
-def plan_text(job: ScoringJob) -> str:
-    """One line saying how the source was split, for the task log."""
-    ranges = [piece.sql_range for pieces in job.shards for piece in pieces]
-    column = next((r["column"] for r in ranges if r), None)
-    what = describe_table(job.source)
-    if column is None:
-        return (
-            f"{what} is read by one replica (no source['partition_column'], and no numeric or date primary key to "
-            "split by); set partition_column to spread it over the replicas"
-            if job.replicas > 1 else f"{what} is read by one replica"
-        )
-    return f"{what} is split by {column!r} into {len(ranges)} range(s) over {job.replicas} replica(s)"
-
-
-__all__ = ["SqlReader", "SqlSource", "plan_shards", "preflight", "describe_source", "plan_text", "split_range"]

@@ -1,38 +1,24 @@
-"""Bad rows: the ``on_bad_rows`` policy, the quarantine's error output, and the thresholds that fail a run.
-
-``on_bad_rows="fail"`` (the default) stops at the first row that cannot be read or coerced, naming its file, line (or
-Parquet row), column, value and expected type. ``on_bad_rows="quarantine"`` sets each such row aside with a reason
-code into an error output (JSON lines, staged beside the parts as ``_errors/part-NNNNN.<attempt>.jsonl`` and published
-as ``<sink>/_errors/part-NNNNN.jsonl``), scores the good rows of the same batch in order, and fails the run only when
-the bad rows exceed ``max_bad_rows`` or their share of the rows read exceeds ``max_bad_fraction``.
-
-Errors about a whole file (it is not Parquet, cannot be opened, lacks a column, is empty, or none of its first lines
-can be read, as with a wrong delimiter) are not row errors: they fail the run in both modes.
-
-Shared with the runtime: never imports Airflow.
+"""Quarantine, replica side: what a bad row is, how a failed block is split into good runs and bad rows, and the
+shard's error output (JSON lines, staged beside the parts as ``_errors/part-NNNNN.<attempt>.jsonl`` and published as
+``<sink>/_errors/part-NNNNN.jsonl``). The policy and the run's thresholds are in
+:mod:`airflow_batch_scoring.io.bad_rows.policy`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.io.bad_rows.policy import ERRORS_FOLDER, EXAMPLES, BadRowPolicy, reasons_text
 from airflow_batch_scoring.io.files import is_local
 from airflow_batch_scoring.io.uploads import open_for_upload
 from airflow_batch_scoring.job import MIN_UPLOAD_PART, ScoringJob
 
-ON_BAD_ROWS = ("fail", "quarantine")
-#: quarantine's default ceiling on the share of bad rows: more is a wrong input, not a few bad rows.
-DEFAULT_MAX_BAD_FRACTION = 0.1
-#: the folder of the error output, inside the staging folder and inside the sink.
-ERRORS_FOLDER = "_errors"
 #: a file whose first LEADING_BAD_LINES lines are all bad (or all of whose lines are bad) fails as a whole.
 LEADING_BAD_LINES = 100
-#: examples of bad rows kept in a shard's report (and quoted in a threshold failure).
-EXAMPLES = 3
 #: characters of a bad row's raw text kept in the error output.
 MAX_RAW_CHARS = 65536
 
@@ -52,63 +38,6 @@ REASONS = (
     TYPE_MISMATCH, MISSING_FIELDS, EXTRA_FIELDS, MALFORMED_ROW, INVALID_JSON, NOT_AN_OBJECT, INVALID_UTF8,
     INVALID_ENCODING, LINE_TOO_LONG, MISSING_VALUE, INFINITE_VALUE,
 )
-
-
-@dataclass(frozen=True)
-class BadRowPolicy:
-    """What to do with a row that cannot be read or coerced.
-
-    :param mode: ``"fail"`` or ``"quarantine"``.
-    :param max_bad_rows: quarantine only: the run fails when more rows than this are bad (``None``: no count limit).
-    :param max_bad_fraction: quarantine only: the run fails when the bad rows' share of the rows read is larger
-        (``None`` in fail mode; :data:`DEFAULT_MAX_BAD_FRACTION` when quarantine is asked without one).
-    """
-
-    mode: str = "fail"
-    max_bad_rows: int | None = None
-    max_bad_fraction: float | None = None
-
-    @property
-    def quarantine(self) -> bool:
-        return self.mode == "quarantine"
-
-    @classmethod
-    def parse(cls, on_bad_rows: Any = "fail", max_bad_rows: Any = None, max_bad_fraction: Any = None) -> BadRowPolicy:
-        """Validate the three parameters (templated values arrive as strings).
-
-        :raises ConfigurationError: naming the parameter that is wrong.
-        """
-        mode = str(on_bad_rows if on_bad_rows not in (None, "") else "fail").strip().lower()
-        if mode not in ON_BAD_ROWS:
-            raise ConfigurationError(f"on_bad_rows must be one of {ON_BAD_ROWS}, got {on_bad_rows!r}.")
-        count = _optional_number(max_bad_rows, "max_bad_rows", int)
-        if count is not None and count < 0:
-            raise ConfigurationError(f"max_bad_rows must be 0 or more (or None for no limit), got {max_bad_rows!r}.")
-        share = _optional_number(max_bad_fraction, "max_bad_fraction", float)
-        if share is not None and not 0.0 <= share <= 1.0:
-            raise ConfigurationError(
-                f"max_bad_fraction must be between 0 and 1 (0.01 is 1% of the rows read), got {max_bad_fraction!r}."
-            )
-        if mode == "fail":
-            return cls("fail", None, None)  # the limits only apply to quarantined rows
-        return cls(mode, count, DEFAULT_MAX_BAD_FRACTION if share is None else share)
-
-    def limits(self) -> str:
-        return f"max_bad_rows={self.max_bad_rows}, max_bad_fraction={self.max_bad_fraction}"
-
-
-def _optional_number(value: Any, name: str, kind: type) -> Any:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        return None
-    if isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be a number, got {value!r}.")
-    try:
-        number = kind(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be a number, got {value!r}.") from None
-    if kind is int and isinstance(value, float) and value != number:
-        raise ConfigurationError(f"{name} must be a whole number, got {value!r}.")
-    return number
 
 
 @dataclass
@@ -139,9 +68,36 @@ class BadRow:
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str, ensure_ascii=False)
 
+    def error(self) -> InputError:
+        """The error fail mode raises for this row (``file ..., line 12, column 'f2': message``)."""
+        return InputError(self.message, path=self.file, line=self.line, row=self.row, column=self.column)
+
     def describe(self) -> str:
         """``file ..., line 12, column 'f2': message`` (as a fail-mode error would say it)."""
-        return str(InputError(self.message, path=self.file, line=self.line, row=self.row, column=self.column))
+        return str(self.error())
+
+
+@dataclass
+class Diagnosis:
+    """Why one line (or row) cannot be read: a reason code (one of :data:`REASONS`), a message, and the column, value
+    and expected type when one value is at fault. Where the row is comes with :meth:`bad_row` or :meth:`error`."""
+
+    reason: str
+    message: str
+    column: str | None = None
+    value: Any = None
+    expected: str | None = None
+
+    def bad_row(self, file: str, *, line: int | None = None, row: int | None = None, raw: str | None = None) -> BadRow:
+        """The quarantined row of this diagnosis, at ``line`` (text formats) or ``row`` (Parquet) of ``file``."""
+        return BadRow(
+            self.reason, file, line=line, row=row, column=self.column, value=self.value,
+            expected_type=self.expected, message=self.message, raw=raw,
+        )
+
+    def error(self, file: str, *, line: int | None = None, row: int | None = None) -> InputError:
+        """The error fail mode raises for the row of this diagnosis."""
+        return InputError(self.message, path=file, line=line, row=row, column=self.column)
 
 
 def raw_text(data: bytes, encoding: str = "utf-8") -> str:
@@ -231,7 +187,7 @@ class ErrorOutput:
         if self.max_bad_rows is not None and self.counter.count > self.max_bad_rows:
             raise InputError(
                 f"too many bad rows: this shard alone found more than max_bad_rows={self.max_bad_rows} "
-                f"({_reasons_text(self.counter.reasons)}); nothing was published. First: "
+                f"({reasons_text(self.counter.reasons)}); nothing was published. First: "
                 f"{'; '.join(self.counter.examples)}. Fix the input, or raise max_bad_rows."
             )
 
@@ -271,66 +227,3 @@ def open_error_output(job: ScoringJob, shard: int, fs: Any, staging: str) -> Err
         return open_for_upload(fs, f"{staging}/{name}", max(job.part_size, MIN_UPLOAD_PART), 1)
 
     return ErrorOutput(open_file, name, policy.max_bad_rows)
-
-
-def _reasons_text(reasons: Mapping[str, int]) -> str:
-    ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
-    return ", ".join(f"{reason}: {count:,}" for reason, count in ordered)
-
-
-def totals(reports: Sequence[Any]) -> dict[str, Any]:
-    """Sum the shards' bad-row counts: ``{"rows_bad", "reasons", "examples"}``."""
-    reasons: dict[str, int] = {}
-    examples: list[str] = []
-    for report in reports:
-        for reason, count in (getattr(report, "bad_reasons", None) or {}).items():
-            reasons[reason] = reasons.get(reason, 0) + count
-        examples.extend(getattr(report, "bad_examples", None) or [])
-    rows_bad = sum(getattr(r, "rows_bad", 0) or 0 for r in reports)
-    return {"rows_bad": rows_bad, "reasons": dict(sorted(reasons.items())), "examples": examples[:EXAMPLES]}
-
-
-def check_thresholds(policy: BadRowPolicy, rows_good: int, reports: Sequence[Any]) -> None:
-    """Fail the run when the quarantined rows exceed ``max_bad_rows`` or their share exceeds ``max_bad_fraction``.
-
-    :param rows_good: the rows read that were not bad; the share is ``bad / (good + bad)``.
-    :raises InputError: with the counts, the limits and the first reasons; nothing is published.
-    """
-    summary = totals(reports)
-    bad = summary["rows_bad"]
-    if not bad:
-        return
-    read = rows_good + bad
-    share = bad / read
-    over = []
-    if policy.max_bad_rows is not None and bad > policy.max_bad_rows:
-        over.append(f"more than max_bad_rows={policy.max_bad_rows}")
-    if policy.max_bad_fraction is not None and share > policy.max_bad_fraction:
-        over.append(f"more than max_bad_fraction={policy.max_bad_fraction:g} ({policy.max_bad_fraction:.2%})")
-    if not over:
-        return
-    raise InputError(
-        f"too many bad rows: {bad:,} of the {read:,} rows read ({share:.2%}) are bad, {' and '.join(over)}; "
-        f"nothing was published. Reasons: {_reasons_text(summary['reasons'])}. First: "
-        f"{'; '.join(summary['examples'])}. Fix the input, or raise the limits (on_bad_rows='quarantine', "
-        "max_bad_rows, max_bad_fraction)."
-    )
-
-
-def manifest_section(policy: BadRowPolicy, reports: Sequence[Any], sink_uri: str) -> dict[str, Any]:
-    """The manifest's ``bad_rows`` entry: the policy, the counts by reason, and where the error output is."""
-    summary = totals(reports)
-    parts = sorted(p for r in reports for p in (getattr(r, "error_parts", None) or []))
-    return {
-        "on_bad_rows": policy.mode,
-        "max_bad_rows": policy.max_bad_rows,
-        "max_bad_fraction": policy.max_bad_fraction,
-        "rows_bad": summary["rows_bad"],
-        "reasons": summary["reasons"],
-        "errors_uri": errors_uri(sink_uri) if parts else None,
-    }
-
-
-def errors_uri(sink_uri: str) -> str:
-    """Where the error output is published: ``<sink>/_errors/``."""
-    return f"{sink_uri.rstrip('/')}/{ERRORS_FOLDER}/"
