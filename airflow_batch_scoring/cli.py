@@ -110,8 +110,9 @@ def _spec(value: str, role: str, **flags: object) -> dict:
 
 def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
+    from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.job import DataSpec
-    from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
     from airflow_batch_scoring.runtime.local import LocalLauncher
 
     source = DataSpec.parse(
@@ -160,7 +161,7 @@ def _score(args: argparse.Namespace) -> dict:
 
 def _manifest(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.io.files import filesystem
-    from airflow_batch_scoring.runtime.commit import MANIFEST, SUCCESS
+    from airflow_batch_scoring.sinks.file_publish import MANIFEST, SUCCESS
 
     fs, path = filesystem(args.output, read_storage_options(args.storage_options)["sink"])
     path = path.rstrip("/")

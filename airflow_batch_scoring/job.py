@@ -295,7 +295,7 @@ class Piece:
     end: int = -1
     row_groups: list[int] | None = None
     rows: int | None = None
-    #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.io.sql_source`).
+    #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.sources.sql_relation`).
     sql_range: dict[str, Any] | None = None
 
 
@@ -340,7 +340,7 @@ class ScoringJob:
 
     :param job_id: unique per run (every attempt of one run shares it); names the staging folder.
     :param attempt: names this attempt of the run (``try2``); staged part names carry it, and only the attempt
-        holding the run's lease may publish (see :mod:`airflow_batch_scoring.runtime.resume`).
+        holding the run's lease may publish (see :mod:`airflow_batch_scoring.sinks.file_staging`).
     :param runtime_image: the container image the replicas run in (the Kubernetes runtime), for the manifest.
     :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.
@@ -348,7 +348,7 @@ class ScoringJob:
         uploads), and the unit in which a large text file is split between replicas.
     :param write_concurrency: parts of one output object uploaded at once (S3 and S3-compatible stores).
     :param on_bad_rows: ``"fail"`` at the first bad row, or ``"quarantine"`` bad rows into ``<sink>/_errors/``
-        (see :mod:`airflow_batch_scoring.io.bad_rows`).
+        (see :mod:`airflow_batch_scoring.io.bad_rows.policy`).
     :param max_bad_rows: quarantine: the run fails when more rows are bad (``None``: no count limit).
     :param max_bad_fraction: quarantine: the run fails when a larger share of the rows read is bad.
     """

@@ -10,7 +10,7 @@ This module is shared with the runtime and never imports Airflow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -202,11 +202,3 @@ class ModelSchema:
 
     def __len__(self) -> int:
         return len(self.columns)
-
-
-def match_columns(wanted: Sequence[str], available: Sequence[str]) -> dict[str, str | None]:
-    """Map each wanted column name to the available name that equals it ignoring case (or ``None``)."""
-    by_key: dict[str, str] = {}
-    for name in available:
-        by_key.setdefault(name.lower(), name)
-    return {name: by_key.get(name.lower()) for name in wanted}

@@ -1,10 +1,10 @@
 """Engine-only re-measurement: ``batch-scoring score`` on the 2M-row data set, LR and HGB, replicas 1 and 2.
 
-Reuses ``bench_scoring.py``'s data, models, process measurement and noise control, and runs only the engine CLI,
-in interleaved rounds, in two variants: as ``bench_scoring.py`` runs it (the joblib models' input schema is known
-only after loading them) and with ``--input-schema`` (f0..f19 Float64: the schema is known before the model loads,
-so the replica starts reading while it loads the model). Writes ``results/<name>.json`` (every run) and prints the
-medians of the 3 least disturbed runs of each configuration.
+Reuses the harness (data, models, process measurement, noise control, interleaved rounds) and runs only the engine
+CLI, in two variants: as ``bench_scoring.py`` runs it (the joblib models' input schema is known only after loading
+them) and with ``--input-schema`` (f0..f19 Float64: the schema is known before the model loads, so the replica starts
+reading while it loads the model). Writes ``results/<name>.json`` (every run) and prints the medians of the 3 least
+disturbed runs of each configuration.
 
 .. code-block:: bash
 
@@ -20,9 +20,15 @@ import sys
 import time
 from typing import Any
 
-import bench_scoring as b
+from harness.data import DATA, FEATURES, RESULTS, generate_data, warm_page_cache
+from harness.models import train_models
+from harness.noise import least_disturbed, set_patience
+from harness.provenance import code_state, machine_info
+from harness.rounds import Config, run_rounds
+from harness.summary import median_of
+from workloads import run_engine
 
-SCHEMA = json.dumps([{"name": name, "type": "Float64"} for name in b.FEATURES])
+SCHEMA = json.dumps([{"name": name, "type": "Float64"} for name in FEATURES])
 VARIANTS = {"as_bench": [], "input_schema": ["--input-schema", SCHEMA]}
 
 
@@ -38,51 +44,46 @@ def main() -> int:
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - clock:7.1f}s] {text}", file=sys.stderr, flush=True)
 
-    b.NOISE["deadline"] = time.monotonic() + args.patience * 60
-    code = b.code_state()
-    data = b.generate_data(args.rows, log)
-    models = b.train_models(log)
-    (b.DATA / "out").mkdir(parents=True, exist_ok=True)
-    with open(data, "rb") as f:
-        while f.read(64 << 20):
-            pass
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for round_ in range(args.rounds):
-        for variant, extra in VARIANTS.items():
-            for key, model in models.items():
-                for replicas in (1, 2):
-                    label = f"engine_{key}_r{replicas}_{variant}"
-                    run = b.measured(
-                        functools.partial(b.run_engine, model, data, replicas, label, extra_args=extra), label, log
-                    )
-                    run.pop("processes", None)
-                    runs.setdefault(label, []).append(run)
-                    shards = ", ".join(
-                        f"load {s['load_s']:.2f} read {s['read_s']:.2f} predict {s['predict_s']:.2f} of "
-                        f"{s['duration_s']:.2f}"
-                        for s in run["shards"]
-                    )
-                    log(
-                        f"round {round_ + 1} {label}: wall {run['wall_s']:.2f}s, duration_s {run['duration_s']:.2f}, "
-                        f"others {run['foreign_cores']:.2f}; {shards}"
-                    )
+    set_patience(args.patience)
+    code = code_state()
+    data = generate_data(args.rows, log)
+    models = train_models(log)
+    (DATA / "out").mkdir(parents=True, exist_ok=True)
+    warm_page_cache(data)
+    configs: list[Config] = [
+        (label, functools.partial(run_engine, model, data, replicas, label, extra_args=extra))
+        for variant, extra in VARIANTS.items()
+        for key, model in models.items()
+        for replicas in (1, 2)
+        for label in [f"engine_{key}_r{replicas}_{variant}"]
+    ]
+
+    def describe(name: str, run: dict[str, Any]) -> str:
+        run.pop("processes", None)
+        shards = ", ".join(
+            f"load {s['load_s']:.2f} read {s['read_s']:.2f} predict {s['predict_s']:.2f} of {s['duration_s']:.2f}"
+            for s in run["shards"]
+        )
+        return f"wall {run['wall_s']:.2f}s, duration_s {run['duration_s']:.2f}; {shards}"
+
+    runs = run_rounds(configs, args.rounds, 2 * args.rounds, log, after_run=describe)
     summary = {}
     for label, items in runs.items():
-        kept = b.least_disturbed(items, 3)
+        kept = least_disturbed(items, 3)
         summary[label] = {
-            "wall_s": b.median_of(kept, "wall_s"),
-            "duration_s": b.median_of(kept, "duration_s"),
+            "wall_s": median_of(kept, "wall_s"),
+            "duration_s": median_of(kept, "duration_s"),
             "all_wall_s": [round(r["wall_s"], 2) for r in items],
             "max_others": max(r["foreign_cores"] for r in kept),
             "peak_rss_mib": max(max(r["replica_peak_rss"]) for r in items) / 2**20,
-            "phases": {k: round(b.median_of([{"v": r["phases"][k]} for r in kept], "v"), 2) for k in kept[0]["phases"]},
+            "phases": {k: round(median_of([{"v": r["phases"][k]} for r in kept], "v"), 2) for k in kept[0]["phases"]},
             "shards": kept[len(kept) // 2]["shards"],
         }
         print(f"{label}: {json.dumps(summary[label])}")
-    result = {"code": code, "machine": b.machine_info(), "rows": args.rows, "summary": summary, "runs": runs}
-    b.RESULTS.mkdir(parents=True, exist_ok=True)
-    (b.RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
-    log(f"wrote {b.RESULTS / f'{args.name}.json'}")
+    result = {"code": code, "machine": machine_info(), "rows": args.rows, "summary": summary, "runs": runs}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
+    log(f"wrote {RESULTS / f'{args.name}.json'}")
     return 0
 
 

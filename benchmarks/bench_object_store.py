@@ -6,14 +6,15 @@
 It checks the claim "outputs larger than one upload part use multipart upload; nothing is buffered whole in memory":
 
 - A SeaweedFS server (``weed mini``, a real S3 API) is started on 127.0.0.1 the way the tests start it
-  (``tests/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
-- Input: the CSV files of ``bench_scoring.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
+  (``tests/support/servers.py: start_seaweedfs``), into ``benchmarks/data/object_store/`` (removed at the end).
+- Input: the CSV files of ``harness/data.py`` (id + 20 float features, no header; 500k, 2M and 8M rows = 98 MB,
   390 MB and 1.57 GB, the same first rows), generated into ``benchmarks/data/`` when missing (and removed at the end
   unless ``--keep-data``); the model is its LogisticRegression (``benchmarks/data/models/lr.joblib``).
-- Each run is one child Python process that calls ``runtime.driver.prepare_job`` / ``execute_job`` (the same calls
+- Each run is one child Python process that calls ``driver.prepare.prepare_job`` / ``driver.run.execute_job``
+  (the same calls
   the operator makes) with S3 storage options (key, secret, endpoint_url) for the sink, and in one set of cases for
   the source too; the replicas are the local runtime's processes (``python -m airflow_batch_scoring.runtime
-  run-shard``). ``bench_scoring.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
+  run-shard``). ``harness.measure.measure`` samples every process of that tree every 0.1 s (RSS through psutil, VmHWM
   from ``/proc/<pid>/status``), so the driver and each replica get their own peak.
 - Output: CSV of ``id``, 12 passthrough features and the prediction (~122 bytes a row): 500k rows -> ~61 MB,
   2M rows -> ~244 MB, 8M rows -> ~980 MB, so the output grows 4x and 16x with the same row width and batch size
@@ -39,10 +40,8 @@ import json
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -51,28 +50,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests.support package: the test suite's SeaweedFS
 
-from bench_scoring import (  # noqa: E402
-    BATCH,
-    DATA,
-    FEATURES,
-    NAMES,
-    NOISE,
-    _json_tail,
-    _role,
-    _self_rss,
-    _vm_hwm_kb,
-    code_state,
-    data_file,
-    generate_data,
-    machine_info,
-    measure,
-    train_models,
-    wait_quiet,
-    write_results,
-)
-from servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
+from harness.data import BATCH, DATA, FEATURES, NAMES, data_file, generate_data, warm_page_cache  # noqa: E402
+from harness.measure import ReplicaSampler, json_tail, measure, self_rss, vm_hwm_kb  # noqa: E402
+from harness.models import train_models  # noqa: E402
+from harness.noise import NOISE, wait_quiet  # noqa: E402
+from harness.provenance import code_state, machine_info  # noqa: E402
+from harness.report import write_results  # noqa: E402
+from object_store_report import analyse, combine, markdown, mib  # noqa: E402
+
+from tests.support.servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
 
 # No cloud probes from boto/botocore in this process, the driver or the replicas (they inherit the environment).
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -97,9 +85,10 @@ REPLICAS = (1, 2)
 def child_job(spec_path: str) -> dict[str, Any]:
     """Run one job with ``prepare_job`` / ``execute_job``; S3 options (the test server's key) for s3:// sides."""
     from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
+    from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.job import DataSpec
-    from airflow_batch_scoring.runtime.driver import execute_job, prepare_job
     from airflow_batch_scoring.runtime.local import LocalLauncher
 
     class StagedPartsLauncher(LocalLauncher):
@@ -142,7 +131,7 @@ def child_job(spec_path: str) -> dict[str, Any]:
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         launcher = StagedPartsLauncher(log)
         summary = execute_job(job, files, storage_options=options, log=log, launcher=launcher)
-    return {"summary": summary, "staged": launcher.staged, "driver_s": time.perf_counter() - started, **_self_rss()}
+    return {"summary": summary, "staged": launcher.staged, "driver_s": time.perf_counter() - started, **self_rss()}
 
 
 def child_client_cost(endpoint: str) -> dict[str, Any]:
@@ -153,7 +142,7 @@ def child_client_cost(endpoint: str) -> dict[str, Any]:
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.io.uploads import S3ConcurrentWriter
 
-    before = _vm_hwm_kb(os.getpid())
+    before = vm_hwm_kb(os.getpid())
     fs, path = filesystem(f"s3://{BUCKET}/probe/", {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": endpoint})
     fs.pipe_file(f"{path}/small", b"x" * 1024)
     writer = S3ConcurrentWriter(fs, f"{path}/multipart", 5 * MIB, 2)
@@ -161,7 +150,7 @@ def child_client_cost(endpoint: str) -> dict[str, Any]:
     writer.parts[0].result()
     writer.abort()
     fs.ls(path)
-    after_first = _vm_hwm_kb(os.getpid())
+    after_first = vm_hwm_kb(os.getpid())
     fs.rm(path, recursive=True)
     return {"hwm_after_imports": (before or 0) * 1024, "hwm_after_s3_requests": (after_first or 0) * 1024}
 
@@ -262,37 +251,6 @@ def remove_output(case: dict[str, Any], sink: str, fs: Any) -> None:
         shutil.rmtree(sink.removeprefix("file://"), ignore_errors=True)
 
 
-class ReplicaSampler(threading.Thread):
-    """Samples the RSS of every replica of the driver whose command line holds ``marker`` every ``interval`` s, for
-    a timeline (``measure`` keeps only each process's peak): does the peak level off or keep growing?"""
-
-    def __init__(self, marker: str, interval: float = 0.5):
-        super().__init__(daemon=True)
-        self.marker, self.interval = marker, interval
-        self.stop = threading.Event()
-        self.timeline: dict[str, list[list[float]]] = {}
-
-    def run(self) -> None:
-        import psutil
-
-        started, driver = time.perf_counter(), None
-        while not self.stop.wait(self.interval):
-            try:
-                if driver is None:
-                    driver = next((p for p in psutil.process_iter(["cmdline"])
-                                   if self.marker in (p.info["cmdline"] or [])), None)
-                    continue
-                for child in driver.children(recursive=True):
-                    role = _role(child.cmdline())
-                    if role == "replica-prestarted":  # its shard is not on its command line: tell them apart by pid
-                        role = f"replica-pid{child.pid}"
-                    if role.startswith("replica-"):
-                        point = [round(time.perf_counter() - started, 1), round(child.memory_info().rss / MIB)]
-                        self.timeline.setdefault(role, []).append(point)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-
-
 def halves_max(points: list[list[float]]) -> list[int] | None:
     """Max RSS (MiB) over the first and the second half of a replica's sampled life."""
     if len(points) < 4:
@@ -327,7 +285,7 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
         sampler.stop.set()
         sampler.join()
     spec_path.unlink()
-    child = _json_tail(m["stdout"])
+    child = json_tail(m["stdout"])
     driver = next(p for p in m["processes"] if p["role"] == "main")
     replicas = sorted((p for p in m["processes"] if p["role"].startswith("replica-")), key=lambda p: p["role"])
     output = output_of(case, sink, fs, child["staged"])
@@ -344,7 +302,7 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
         "replica_peak_rss": [p["vm_hwm"] for p in replicas],
         "replica_polled_rss": [p["max_rss"] for p in replicas],
         "replica_rss_timeline_mib": sampler.timeline,
-        "replica_halves_max_rss": {role: halves_max(points) for role, points in sampler.timeline.items()},
+        "replica_halves_max_rss": {who: halves_max(points) for who, points in sampler.timeline.items()},
         # the driver's own end-of-work VmHWM, or the polled one if larger (the child reads it before it exits)
         "driver_peak_rss": max((child.get("self_hwm_kb") or 0) * 1024, driver["vm_hwm"]),
         "wall_s": m["wall_s"],
@@ -360,186 +318,6 @@ def run_case(case: dict[str, Any], endpoint: str, fs: Any, model: Path, inputs: 
 # Summary
 # --------------------------------------------------------------------------------------------------------------------
 
-
-def _mib(value: float | None) -> str:
-    return "-" if value is None else f"{value / MIB:,.0f}"
-
-
-def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rounds of one case: peak RSS is the max over the rounds, times the median."""
-    first = dict(runs[0])
-    first["rounds"] = len(runs)
-    first["replica_peak_rss"] = [max(peaks) for peaks in zip(*(r["replica_peak_rss"] for r in runs), strict=True)]
-    first["driver_peak_rss"] = max(r["driver_peak_rss"] for r in runs)
-    first["wall_s"] = statistics.median(r["wall_s"] for r in runs)
-    first["summary_duration_s"] = statistics.median(r["summary_duration_s"] for r in runs)
-    first["foreign_cores"] = max(r["foreign_cores"] for r in runs)
-    first["all_wall_s"] = [round(r["wall_s"], 2) for r in runs]
-    first["all_replica_peak_rss"] = [r["replica_peak_rss"] for r in runs]
-    return first
-
-
-def upload_buffer_bound(part_size: int, concurrency: int) -> int:
-    """Part buffers one object's writer holds by design: S3ConcurrentWriter (write_concurrency > 1) part_size x
-    (concurrency + 1), as its docstring says; s3fs's own writer (write_concurrency = 1) a buffer of part_size plus
-    the write that filled it, read out into the part it sends (~2 x part_size)."""
-    return part_size * (concurrency + 1) if concurrency > 1 else 2 * part_size
-
-
-def upload_copies_bound(part_size: int, concurrency: int) -> int:
-    """The same with the copies made on the way to the socket on Python 3.11: S3ConcurrentWriter.write slices the
-    part out of its buffer (``bytes(buffer[:part_size])``: one transient part), and asyncio's socket transport
-    copies the unsent rest of each request body into its own buffer (3.11's ``_SelectorSocketTransport.write``:
-    ``data[n:]`` then ``bytearray.extend``), so each part in flight can exist twice: (2 x concurrency + 3) parts for
-    the concurrent writer, ~4 parts for s3fs's serial writer."""
-    return part_size * (2 * concurrency + 3) if concurrency > 1 else 4 * part_size
-
-
-def baseline_of(case: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The local-sink run with the same input, replicas and part_size."""
-    return next(
-        (b for b in cases if b["sink"] == "file" and b["source"] == "file" and b["rows"] == case["rows"]
-         and b["replicas"] == case["replicas"] and b["part_size"] == case["part_size"]),
-        None,
-    )
-
-
-def analyse(cases: list[dict[str, Any]], client_fixed: int) -> dict[str, Any]:
-    """Replica peaks as the output grows, S3 overhead over the local sink, multipart and correctness checks."""
-    reference = {c["rows"]: c["output_md5"] for c in cases if c["sink"] == "file"}
-    multipart = []
-    for c in (c for c in cases if c["sink"] == "s3"):
-        for obj in c["objects"]:
-            multipart.append({
-                "case": c["name"], "object": obj["name"], "bytes": obj["bytes"],
-                "parts_uploaded": obj["parts_uploaded"], "parts_published": obj["parts_published"],
-                "parts_if_cut_at_part_size": obj["parts_if_cut_at_part_size"],
-                "uploaded_as_cut": obj["parts_uploaded"] == obj["parts_if_cut_at_part_size"],
-            })
-    overhead = []
-    for c in (c for c in cases if c["sink"] == "s3"):
-        base = baseline_of(c, cases)
-        if base is None:
-            continue
-        extra = max(c["replica_peak_rss"]) - max(base["replica_peak_rss"])
-        overhead.append({
-            "case": c["name"],
-            "replica_peak_max": max(c["replica_peak_rss"]),
-            "local_sink_peak_max": max(base["replica_peak_rss"]),
-            "overhead": extra,
-            "overhead_minus_client": extra - client_fixed,
-            "upload_buffer_bound": upload_buffer_bound(c["part_size"], c["write_concurrency"]),
-            "upload_copies_bound": upload_copies_bound(c["part_size"], c["write_concurrency"]),
-            "largest_object": max(o["bytes"] for o in c["objects"]),
-        })
-    growth: dict[str, dict[str, Any]] = {}
-    for c in cases:
-        config = c["name"].split("_", 1)[1]
-        entry = growth.setdefault(config, {"config": config, "output_bytes": [], "replica_peak": [],
-                                           "driver_peak": []})
-        entry["output_bytes"].append(c["output_bytes"])
-        entry["replica_peak"].append(max(c["replica_peak_rss"]))
-        entry["driver_peak"].append(c["driver_peak_rss"])
-    plateau = [
-        {"case": c["name"], "halves_max_rss_mib": c["replica_halves_max_rss"]}
-        for c in cases if c["rows"] >= SIZES["~250 MB"]
-    ]
-    growth_rows = [g for g in growth.values() if len(g["output_bytes"]) > 1]
-    for g in growth_rows:
-        g["change_per_step"] = [b / a - 1 for a, b in zip(g["replica_peak"], g["replica_peak"][1:], strict=False)]
-    return {
-        "rows_out_equal_rows_in": all(c["rows_out"] == c["rows"] for c in cases),
-        "outputs_identical_to_local_sink": all(c["output_md5"] == reference.get(c["rows"]) for c in cases),
-        "multipart": multipart,
-        "all_objects_multipart": all((m["parts_uploaded"] or 0) > 1 for m in multipart),
-        "concurrent_writer_parts_exact": all(
-            m["uploaded_as_cut"] for m in multipart if not m["case"].split("_w", 1)[1].startswith("1")
-        ),
-        "s3_client_fixed": client_fixed,
-        "s3_overhead": overhead,
-        "growth": growth_rows,
-        "plateau": plateau,
-    }
-
-
-def markdown(results: dict[str, Any]) -> str:
-    cases, a = results["cases"], results["analysis"]
-    lines = [
-        "| Output | Source → sink | Replicas | part_size | write_conc. | Output bytes | Parts per object: uploaded "
-        "(ceil(size/part_size)) | Replica peak RSS (MiB, each) | Driver peak RSS (MiB) | Largest object (MiB) "
-        "| Wall (s) | Others (cores) |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
-    ]
-    for c in cases:
-        parts = " / ".join(
-            f"{o['parts_uploaded']} ({o['parts_if_cut_at_part_size']})" if o["parts_uploaded"] else "-"
-            for o in c["objects"]
-        )
-        lines.append(
-            f"| {c['size']} | {c['source']} → {c['sink']} | {c['replicas']} | {c['part_size'] // MIB} MiB | "
-            f"{c['write_concurrency'] if c['sink'] == 's3' else '-'} | {c['output_bytes']:,} | {parts} | "
-            f"{' / '.join(_mib(v) for v in c['replica_peak_rss'])} | {_mib(c['driver_peak_rss'])} | "
-            f"{_mib(max(o['bytes'] for o in c['objects']))} | {c['wall_s']:.1f} | {c['foreign_cores']:.2f} |"
-        )
-    if a["growth"]:
-        lines += [
-            "",
-            "Peak RSS of the largest replica as the output grows (same row width, batch size 100,000):",
-            "",
-            "| Configuration | Output (MB) | Replica peak (MiB) | Change per step | Driver peak (MiB) |",
-            "|---|---|---|---|---|",
-        ]
-        for g in a["growth"]:
-            lines.append(
-                f"| {g['config']} | {' → '.join(f'{v / 1e6:,.0f}' for v in g['output_bytes'])} | "
-                f"{' → '.join(_mib(v) for v in g['replica_peak'])} | "
-                f"{', '.join(f'{v:+.0%}' for v in g['change_per_step'])} | "
-                f"{' → '.join(_mib(v) for v in g['driver_peak'])} |"
-            )
-    if a["plateau"]:
-        lines += [
-            "",
-            "Level or growing? Largest RSS of each replica (sampled every 0.5 s, MiB) in the first and the second half "
-            "of its life:",
-            "",
-            "| Case | First half → second half, each replica |",
-            "|---|---|",
-        ]
-        for entry in a["plateau"]:
-            halves = " / ".join(
-                f"{v[0]} → {v[1]}" if v else "-" for _, v in sorted(entry["halves_max_rss_mib"].items())
-            )
-            lines.append(f"| {entry['case']} | {halves} |")
-    lines += [
-        "",
-        "S3 sink against the local sink (same input, replicas and part_size; largest replica). S3 client "
-        f"fixed cost in a replica-like process (imports, client, event loop, threads): {_mib(a['s3_client_fixed'])} "
-        "MiB.",
-        "",
-        "| Case | Replica peak (MiB) | Local sink (MiB) | Overhead (MiB) | Overhead − S3 client (MiB) | Part buffers "
-        "by design (MiB) | With copies on the way to the socket (MiB) | Largest object (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for o in a["s3_overhead"]:
-        lines.append(
-            f"| {o['case']} | {_mib(o['replica_peak_max'])} | {_mib(o['local_sink_peak_max'])} | "
-            f"{o['overhead'] / MIB:+,.0f} | {o['overhead_minus_client'] / MIB:+,.0f} | "
-            f"{_mib(o['upload_buffer_bound'])} | {_mib(o['upload_copies_bound'])} | {_mib(o['largest_object'])} |"
-        )
-    lines += [
-        "",
-        f"Checks: every output has every row (rows_out = rows_in): **{a['rows_out_equal_rows_in']}**; every output "
-        "equals the local sink's byte for byte (md5 of the parts in order): "
-        f"**{a['outputs_identical_to_local_sink']}**; every S3 object was uploaded in several multipart parts: "
-        f"**{a['all_objects_multipart']}**; with "
-        f"write_concurrency > 1 in exactly ceil(size / part_size) parts: **{a['concurrent_writer_parts_exact']}**.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Orchestration
-# --------------------------------------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -591,16 +369,14 @@ def main() -> int:
         fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=server.endpoint, skip_instance_cache=True)
         inputs: dict[tuple[str, int], str] = {}
         for rows, path in local_inputs.items():
-            with open(path, "rb") as f:  # warm the page cache
-                while f.read(64 * MIB):
-                    pass
+            warm_page_cache(path)
             inputs[("file", rows)] = path.as_uri()
             if any(c["source"] == "s3" and c["rows"] == rows for c in cases):
                 fs.put_file(str(path), f"{BUCKET}/in/{path.name}")
                 inputs[("s3", rows)] = f"s3://{BUCKET}/in/{path.name}"
         log(f"inputs: {[f'{p.name} {p.stat().st_size / 1e6:,.0f} MB' for p in local_inputs.values()]}")
         m = measure([sys.executable, str(Path(__file__).resolve()), "--child-client-cost", server.endpoint])
-        client_cost = _json_tail(m["stdout"])
+        client_cost = json_tail(m["stdout"])
         client_cost["s3_client_fixed"] = client_cost["hwm_after_s3_requests"] - client_cost["hwm_after_imports"]
         log(f"S3 client in a replica-like process: {client_cost}")
         for round_index in range(args.rounds):
@@ -611,7 +387,7 @@ def main() -> int:
                     f"round {round_index + 1} case {number}/{len(cases)} {case['name']}: "
                     f"{result['output_bytes'] / 1e6:,.1f} MB, uploaded in "
                     f"{[o['parts_uploaded'] for o in result['objects']]} parts, replica peak "
-                    f"{[_mib(v) for v in result['replica_peak_rss']]} MiB, driver {_mib(result['driver_peak_rss'])} "
+                    f"{[mib(v) for v in result['replica_peak_rss']]} MiB, driver {mib(result['driver_peak_rss'])} "
                     f"MiB, wall {result['wall_s']:.1f}s, others {result['foreign_cores']:.2f} cores"
                 )
         try:
@@ -643,7 +419,7 @@ def main() -> int:
             "server_rss_at_end": server_rss,
         },
         "s3_client_cost": client_cost,
-        "analysis": analyse(combined, client_cost["s3_client_fixed"]),
+        "analysis": analyse(combined, client_cost["s3_client_fixed"], SIZES["~250 MB"]),
         "cases": combined,  # with one round, each case is its run
         **({"raw": raw} if args.rounds > 1 else {}),
         "loadavg_at_end": os.getloadavg(),

@@ -1,15 +1,23 @@
-"""Test session set-up: an isolated Airflow home and metadata DB, a real MLflow registry, models and data.
+"""Test session set-up for every level: an isolated Airflow home, a real MLflow registry, models, storage servers.
 
 Environment variables are set at import time, before Airflow or any cloud SDK is imported, so that nothing reaches
 for a cloud (instance metadata, telemetry) and nothing touches the developer's own Airflow or MLflow state.
+
+The tests live in three levels, one folder each, and every test is marked with its folder's name (``-m unit``):
+
+- ``unit/``: in this process, no server, no Airflow metadata DB, no replica process (``unit/conftest.py`` refuses
+  the fixtures that start one); the whole lane takes well under a minute.
+- ``integration/``: real stores (SeaweedFS, Azurite, fake GCS, PostgreSQL), the Kubernetes API emulator, the runtime
+  image's environment, faults, local replica processes.
+- ``system/``: Airflow itself: ``dag.test()`` runs of the operator, the example DAGs, a scheduler, a browser.
+
+Shared code is the ``tests.support`` package; a test module never imports another test module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +33,7 @@ os.environ.update(
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "tests" / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "tests" / "system" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_DIR / 'mlflow.db'}",
@@ -34,10 +42,10 @@ os.environ.update(
     }
 )
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
-sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import Models, train_models  # noqa: E402
-from servers import (  # noqa: E402
+from tests.support.helpers import Models, train_models  # noqa: E402
+from tests.support.servers import (  # noqa: E402
+    BUCKET,
     S3_KEY,
     S3_SECRET,
     azurite_connection_string,
@@ -46,21 +54,30 @@ from servers import (  # noqa: E402
     start_seaweedfs,
 )
 
+#: fixtures the levels share (the servers' fixtures are below)
+pytest_plugins = ("tests.support.registry", "tests.support.sql", "tests.support.stores")
+LEVELS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its level, the folder it is in; a test outside the three folders is an error."""
+    tests = ROOT / "tests"
+    for item in items:
+        level = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else None
+        if level not in LEVELS:
+            raise pytest.UsageError(f"{item.nodeid}: put every test in tests/unit, tests/integration or tests/system")
+        item.add_marker(getattr(pytest.mark, level))
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return SESSION_DIR
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Migrate the test Airflow metadata DB once (``dag.test()`` needs it)."""
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
+@pytest.fixture
+def replicas_import_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the checkout on the replicas' PYTHONPATH: they unpickle models defined in ``tests.support``."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +111,7 @@ def fake_gcs():
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL (initdb into a temporary folder, 127.0.0.1, a free port), stopped by pg_ctl at the end."""
-    from servers import postgres_bin, start_postgres
+    from tests.support.servers import postgres_bin, start_postgres
 
     if postgres_bin() is None:
         pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install -y postgresql")
@@ -131,3 +148,17 @@ def gcs_bucket(fake_gcs) -> str:
     )
     urllib.request.urlopen(request).read()
     return "scoring"
+
+
+@pytest.fixture(scope="session")
+def bucket(seaweedfs):
+    """The ``kubernetes`` bucket on SeaweedFS: an S3 file system (fsspec) to put inputs and read outputs through."""
+    import boto3
+    import fsspec
+
+    s3 = boto3.client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY,
+                      aws_secret_access_key=S3_SECRET, region_name="us-east-1")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=BUCKET)
+    return fsspec.filesystem("s3", key=S3_KEY, secret=S3_SECRET, endpoint_url=seaweedfs.endpoint,
+                             skip_instance_cache=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from airflow_batch_scoring import flavors
@@ -72,8 +72,7 @@ def normalize_type(artifact_type: str | None) -> str:
 def _process_as(flavor: Flavor, request: ArtifactRequest) -> ModelSpec:
     """The flavour's processed model, its artifact's digest pinned (every replica checks it before loading)."""
     spec = flavor.process(request)
-    spec.digest = sha256_of(spec.path)
-    return spec
+    return replace(spec, digest=sha256_of(spec.path))
 
 
 def spec_from_mapping(value: Mapping[str, Any]) -> ModelSpec:

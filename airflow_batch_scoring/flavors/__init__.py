@@ -14,6 +14,7 @@ processes or loads a model. Never imports Airflow.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
 from airflow_batch_scoring.errors import ModelError
@@ -31,7 +32,7 @@ BUILTIN: tuple[Flavor, ...] = (MlflowFlavor(), SklearnFlavor(), OnnxFlavor(), Mo
 
 __all__ = [
     "BUILTIN", "ENTRY_POINT_GROUP", "Flavor", "Predictor", "detect", "flavor_for_type", "flavor_named",
-    "installed", "load_predictor",
+    "installed", "load_predictor", "plugin_names",
 ]
 
 
@@ -60,33 +61,61 @@ def _load(ep: EntryPoint) -> Flavor:
     return flavor
 
 
-def _plugins(name: str | None = None) -> list[Flavor]:
-    """The flavours installed packages add (only the one called ``name``, ignoring case, when given)."""
+def plugin_names() -> list[str]:
+    """The names of the flavours installed packages add (without loading them)."""
     builtin = {flavor.name for flavor in BUILTIN}
-    return [
-        _load(ep)
-        for ep in entry_points(group=ENTRY_POINT_GROUP)
-        if ep.name.lower() not in builtin and (name is None or ep.name.lower() == name.lower())
-    ]
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() not in builtin})
+
+
+def _plugins(name: str | None = None) -> tuple[list[Flavor], list[ModelError]]:
+    """The flavours installed packages add (only the one called ``name``, ignoring case, when given), and why each
+    that cannot be loaded cannot."""
+    builtin = {flavor.name for flavor in BUILTIN}
+    found, broken = [], []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name.lower() in builtin or (name is not None and ep.name.lower() != name.lower()):
+            continue
+        try:
+            found.append(_load(ep))
+        except ModelError as err:
+            broken.append(err)
+    return found, broken
+
+
+def _first(fits: Callable[[Flavor], bool], *, strict: bool) -> Flavor | None:
+    """The first flavour that ``fits``: built-in flavours first, then plug-ins.
+
+    :param strict: when none fits and a plug-in cannot be loaded (it may be the one), raise why it cannot.
+    """
+    match = next((flavor for flavor in BUILTIN if fits(flavor)), None)
+    if match is not None:
+        return match
+    found, broken = _plugins()
+    match = next((flavor for flavor in found if fits(flavor)), None)
+    if match is None and broken and strict:
+        raise broken[0]
+    return match
 
 
 def installed() -> list[Flavor]:
-    """Every flavour: the built-in ones, then those installed packages add."""
-    return [*BUILTIN, *_plugins()]
+    """Every flavour that can be loaded: the built-in ones, then those installed packages add."""
+    return [*BUILTIN, *_plugins()[0]]
 
 
 def flavor_named(name: str) -> Flavor:
     """The flavour a processed model names (``ModelSpec.flavor``).
 
-    :raises ModelError: when no flavour of that name is installed.
+    :raises ModelError: when no flavour of that name is installed, or it cannot be loaded.
     """
     for flavor in BUILTIN:
         if flavor.name == name:
             return flavor
-    found = _plugins(name) if name else []
+    found, broken = _plugins(name) if name else ([], [])
     if found:
         return found[0]
-    names = ", ".join(repr(flavor.name) for flavor in installed())
+    if broken:
+        raise broken[0]
+    names = ", ".join(repr(known) for known in [*(flavor.name for flavor in BUILTIN), *plugin_names()])
     raise ModelError(
         f"Unknown model flavor {name!r}: use one of {names} (process the model with ProcessArtifactOperator or "
         f"process_model to get a valid spec), or install the package that provides it through the "
@@ -95,25 +124,19 @@ def flavor_named(name: str) -> Flavor:
 
 
 def flavor_for_type(artifact_type: str) -> Flavor | None:
-    """The flavour whose artifact type (or one of its other spellings) is ``artifact_type``, ignoring case."""
+    """The flavour whose artifact type (or one of its other spellings) is ``artifact_type``, ignoring case (``None``
+    when none is: it may be an artifact processor's)."""
     wanted = artifact_type.strip().lower()
-    for flavor in BUILTIN:
-        if wanted == flavor.artifact_type or wanted in flavor.aliases:
-            return flavor
-    for flavor in _plugins():
-        if wanted == flavor.artifact_type.lower() or wanted in flavor.aliases:
-            return flavor
-    return None
+    return _first(lambda flavor: wanted == flavor.artifact_type.lower() or wanted in flavor.aliases, strict=False)
 
 
 def detect(uri: str, path: str | None) -> Flavor | None:
     """The flavour of the model ``uri`` names: one that claims the URI, else (for the existing local ``path``) the
-    first whose :meth:`~.base.Flavor.detect` says yes; built-in flavours are asked first."""
+    first whose :meth:`~.base.Flavor.detect` says yes; built-in flavours are asked first.
 
-    def fits(flavor: Flavor) -> bool:
-        return flavor.claims_uri(uri) or (path is not None and flavor.detect(path))
-
-    return next((f for f in BUILTIN if fits(f)), None) or next((f for f in _plugins() if fits(f)), None)
+    :raises ModelError: when none is and a plug-in flavour cannot be loaded.
+    """
+    return _first(lambda flavor: flavor.claims_uri(uri) or (path is not None and flavor.detect(path)), strict=True)
 
 
 def load_predictor(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:

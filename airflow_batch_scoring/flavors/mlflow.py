@@ -191,12 +191,13 @@ def process_mlflow(request: ArtifactRequest) -> ModelSpec:
         source_metadata = {"run_id": match["run_id"], "artifact_path": match["path"]}
         path = download(uri, request.target_dir, request.tracking_uri, request.registry_uri)
     else:
-        path = local_path(uri)
-        if path is None:
+        local = local_path(uri)
+        if local is None:
             raise ModelError(
                 f"Cannot read the MLflow model {uri!r}: use models:/name/version, models:/name@alias, "
                 "runs:/<run_id>/<path>, or a local model folder."
             )
+        path = local
         if not os.path.exists(path):
             raise ModelError(
                 f"The model path {path!r} does not exist. Give an existing MLflow model folder, or a registry URI "

@@ -208,10 +208,10 @@ class OnnxPredictor(Predictor):
             dtype = _ONNX_DTYPES[graph_input.type]
             columns = [_column_array(table.column(i), dtype) for i in range(table.num_columns)]
             return {graph_input.name: np.column_stack(columns) if columns else np.empty((table.num_rows, 0), dtype)}
-        columns = ColumnIndex(table.column_names)
+        by_name = ColumnIndex(table.column_names)
         feed = {}
         for graph_input in self.inputs:
-            name = columns.get(graph_input.name)
+            name = by_name.get(graph_input.name)
             if name is None:
                 raise SchemaError(
                     f"The ONNX model needs the input column {graph_input.name!r}, but the input has only "

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 #: fields shown in the "looks like a header" message.
 _SHOWN = 6
-#: delimiters of other CSV dialects: a field holding one is not a name.
-_OTHER_DELIMITERS = (";", "\t", "|")
+#: delimiters of other CSV dialects: a field holding one is not a name (and a hint that the file uses one).
+OTHER_DELIMITERS = (";", "\t", "|")
 
 
 def _key(name: str) -> str:
@@ -32,7 +32,7 @@ def looks_like_names(fields: Sequence[str]) -> bool:
     keys = [_key(f) for f in fields]
     if not keys or len(set(keys)) != len(keys):
         return False
-    if any(not any(c.isalpha() for c in k) or any(d in k for d in _OTHER_DELIMITERS) for k in keys):
+    if any(not any(c.isalpha() for c in k) or any(d in k for d in OTHER_DELIMITERS) for k in keys):
         return False
     for key in keys:
         try:

@@ -220,3 +220,19 @@ def count_lines_before(f: BinaryIO, offset: int, newline: bytes = b"\n") -> int:
 def split_lines(block: bytes) -> list[bytes]:
     """Split a block into lines, each keeping its newline."""
     return block.splitlines(keepends=True)
+
+
+def split_records(block: bytes) -> list[bytes]:
+    """Cut a block into CSV records whose quoted values may hold line breaks (a record ends on an even quote count)."""
+    records: list[bytes] = []
+    pending: list[bytes] = []
+    quotes = 0
+    for line in split_lines(block):
+        pending.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            records.append(b"".join(pending))
+            pending, quotes = [], 0
+    if pending:
+        records.append(b"".join(pending))
+    return records

@@ -13,14 +13,14 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_batch_scoring.driver.run import JobStart, begin_job, execute_job, finish_job
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.io.files import InputFile, normalize_uri, scheme_of
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
-from airflow_batch_scoring.runtime import commit
-from airflow_batch_scoring.runtime.driver import JobStart, begin_job, execute_job, finish_job
+from airflow_batch_scoring.sinks import open_sink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
@@ -108,7 +108,7 @@ def run(
                 reference = launcher.start(job_path, job.replicas, secrets=options, shards=start.todo)
         except Exception:
             if not keep_on_failure:
-                commit.discard(job, options.get("sink"))
+                open_sink(job, options.get("sink")).discard()
             raise
     if reference is None:
         return finish_job(job, files, start, storage_options=options, log=operator.log.info, if_exists=if_exists,

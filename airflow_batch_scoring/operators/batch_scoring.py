@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_batch_scoring.driver.prepare import DEFAULT_BATCH_SIZE, prepare_job, safe_job_id
+from airflow_batch_scoring.driver.run import IF_EXISTS, execute_job
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
-from airflow_batch_scoring.io.bad_rows import BadRowPolicy
+from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
@@ -21,7 +23,6 @@ from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, Outpu
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.params import flag
-from airflow_batch_scoring.runtime.driver import DEFAULT_BATCH_SIZE, IF_EXISTS, execute_job, prepare_job, safe_job_id
 from airflow_batch_scoring.runtime.local import LocalLauncher
 from airflow_batch_scoring.stages import get_stage, model_for_stage
 
@@ -243,7 +244,7 @@ class BatchScoringOperator(BaseOperator):
             passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
         options = self._storage_options(source, sink)
         if sink.is_sql:  # the database (no credentials) and the table
-            from airflow_batch_scoring.runtime.sql_commit import sink_location
+            from airflow_batch_scoring.sinks.sql import sink_location
 
             OutputLocationLink.persist(context, sink_location(sink, options["sink"]))
         else:

@@ -13,7 +13,6 @@ loaded model (scikit-learn files with ``feature_names_in_``), the model loads fi
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -26,15 +25,14 @@ import pyarrow as pa
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, ModelError
 from airflow_batch_scoring.flavors import Predictor
-from airflow_batch_scoring.io.bad_rows import open_error_output
-from airflow_batch_scoring.io.files import filesystem, is_local
-from airflow_batch_scoring.io.readers import ReadPlan, column_types_of, make_reader
-from airflow_batch_scoring.io.writers import make_writer
+from airflow_batch_scoring.io.readers.columns import ReadPlan, column_types_of
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING, refused_kinds, refused_value_error
-from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
+from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.runtime.verified import load_verified
 from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.sinks import open_sink
+from airflow_batch_scoring.sources import open_source
 
 _DONE = object()
 
@@ -278,33 +276,13 @@ def _score_shard(
         reject_missing=MISSING in rejected,
         reject_infinite=INFINITE in rejected,
     )
-    errors = None
-    if job.sink.is_sql:  # a staging table per shard (see io/sql_sink.py)
-        from airflow_batch_scoring.io.sql_sink import SqlStagingWriter
-
-        writer: Any = SqlStagingWriter(job, shard, options.get("sink"))
-    else:
-        sink_fs, staging = filesystem(job.staging_uri, options.get("sink"))
-        if is_local(sink_fs):
-            sink_fs.makedirs(staging, exist_ok=True)
-        errors = open_error_output(job, shard, sink_fs, staging)  # on_bad_rows="quarantine" only
-        sink_format = job.sink.format or job.source.format
-        writer = make_writer(
-            sink_format, sink_fs, f"{staging}/{part_name(shard, sink_format, job.attempt, job.sink.compression)}",
-            header=job.sink.header is True, compression=job.sink.compression,
-            part_size=job.part_size,
-            write_concurrency=job.write_concurrency,
-        )
-    if job.source.is_sql:  # key ranges of a table or query (see io/sql_source.py)
-        from airflow_batch_scoring.io.sql_source import SqlReader
-
-        reader: Any = SqlReader(job.source, plan, options.get("source"), batch_size=job.batch_size)
-    else:
-        source_fs, _ = filesystem(job.source.uri, options.get("source"))
-        reader = make_reader(
-            job.source, plan, source_fs, block_size=job.part_size, batch_size=job.batch_size,
-            on_bad_row=errors.add if errors is not None else None,
-        )
+    # The replica builds its source and sink from the job document alone (it may run in a pod without Airflow).
+    source = open_source(job.source, options.get("source"))
+    writer = open_sink(job, options.get("sink")).open_writer(shard)
+    errors = writer.quarantine  # on_bad_rows="quarantine" only
+    reader = source.open_reader(
+        job, plan, batch_size=job.batch_size, on_bad_row=errors.add if errors is not None else None
+    )
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
     whole_text = job.source.format != "parquet" and all(p.end >= 0 for p in pieces)  # (not: compressed streams)
@@ -379,12 +357,12 @@ def _score_shard(
                 kinds = refused_kinds(predictor.predict, features)
                 if not kinds:
                     raise
-                if errors is not None and not job.source.is_sql and not kinds <= rejected:
+                if errors is not None and source.row_errors and not kinds <= rejected:
                     again = Preloaded(
                         job.model, job.predict_probabilities, job.output_schema, predictor, report.load_s
                     )
                     raise _ScoreAgain(kinds, again) from err
-                raise refused_value_error(job, plan, pieces, options.get("source"), err, kinds) from err
+                raise refused_value_error(job, source, plan, pieces, err, kinds) from err
             if report.output_columns is None:
                 clash = [n for n in outputs.column_names if n.lower() in {p.lower() for p in passthrough}]
                 if clash:
@@ -414,23 +392,16 @@ def _score_shard(
         stop.set()
         reader_thread.join(_STOP_WAIT_S)  # it may still add bad rows to ``errors``; it stops after its batch
         writer.abort()
-        if errors is not None:
-            errors.abort()
+        reader.close()
         raise
     t0 = time.perf_counter()
     report.rows_out = writer.close()
     report.write_s += time.perf_counter() - t0
-    if job.sink.is_sql:
-        report.parts = writer.parts
-    else:
-        report.parts = [part_name(shard, sink_format, job.attempt, job.sink.compression)] if report.rows_out else []
+    reader.close()
+    report.parts = writer.parts
     if errors is not None:
         errors.finish(report)
     report.duration_s = time.perf_counter() - started
-    if job.sink.is_sql:
-        writer.write_report(report.to_dict())
-    else:
-        with sink_fs.open(f"{staging}/{report_name(shard)}", "w") as f:
-            f.write(json.dumps(report.to_dict()))
+    writer.write_report(report.to_dict())
     progress.update(report.rows_in, None, final=True)
     return report

@@ -13,17 +13,17 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_batch_scoring.errors import BatchScoringError, InputError, ModelError
-from airflow_batch_scoring.io import bad_rows
-from airflow_batch_scoring.io.files import filesystem
-from airflow_batch_scoring.io.readers import ReadPlan, make_reader
+from airflow_batch_scoring.io.bad_rows import quarantine
+from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
+from airflow_batch_scoring.sources.base import Source
 
 #: the kinds of values a model may refuse.
 MISSING = "missing"
@@ -99,9 +99,9 @@ def _what(kinds: set[str]) -> str:
 
 def refused_value_error(
     job: ScoringJob,
+    source: Source,
     plan: ReadPlan,
     pieces: list[Piece],
-    source_options: Mapping[str, Any] | None,
     err: Exception,
     kinds: set[str] | None = None,
 ) -> BatchScoringError:
@@ -110,16 +110,15 @@ def refused_value_error(
     """
     kinds = kinds or {MISSING}
     cause = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    if not job.source.is_sql:
+    if source.row_errors:  # (a SQL source does not locate single values yet)
         scan_plan = dataclasses.replace(plan, reject_missing=MISSING in kinds, reject_infinite=INFINITE in kinds)
 
-        def on_bad_row(bad: bad_rows.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
-            if bad.reason in (bad_rows.MISSING_VALUE, bad_rows.INFINITE_VALUE):
-                raise InputError(bad.message or "", path=bad.file, line=bad.line, row=bad.row, column=bad.column)
+        def on_bad_row(bad: quarantine.BadRow) -> None:  # quarantine: other bad rows were quarantined in the run too
+            if bad.reason in (quarantine.MISSING_VALUE, quarantine.INFINITE_VALUE):
+                raise bad.error()
 
-        source_fs, _ = filesystem(job.source.uri, source_options)
-        scanner = make_reader(
-            job.source, scan_plan, source_fs, block_size=job.part_size, batch_size=job.batch_size,
+        scanner = source.open_reader(
+            job, scan_plan, batch_size=job.batch_size,
             on_bad_row=on_bad_row if job.on_bad_rows == "quarantine" else None,
         )
         try:
@@ -131,6 +130,8 @@ def refused_value_error(
                 f"{located.message} (The model failed with {cause})", path=located.path, line=located.line,
                 row=located.row, column=located.column,
             )
+        finally:
+            scanner.close()
     return ModelError(
         f"The model failed on a batch with {_what(kinds)} in its input columns: {cause}. Fix those values upstream "
         "(fill missing values, replace infinite ones), or score with a model that handles them (e.g. with an imputer "

@@ -88,7 +88,7 @@ def decide(
             arrow_type: pa.DataType | None = column.type.arrow_type
         elif key in model:
             continue  # the model schema's type
-        elif source.is_sql:
+        elif sql_columns:  # a SQL source: its columns as read
             arrow_type = next((t for n, t in sql_columns if n.lower() == key), None)
         elif source.format == "parquet":
             found = [

@@ -1,0 +1,89 @@
+"""What every source is: the :class:`Source` protocol (driver and replica side) and its :class:`ShardReader`.
+
+A source is built from its spec and its secret material (and, on the driver, the listing it made). The driver lists,
+plans and preflights it once; each replica opens a reader on its shard's pieces. Nothing here knows files from
+tables: :func:`airflow_batch_scoring.sources.open_source` picks the implementation from the spec.
+
+Shared with the runtime: never imports Airflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from airflow_batch_scoring.io.files import InputFile
+from airflow_batch_scoring.io.readers.columns import ReadPlan
+from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
+from airflow_batch_scoring.schema import ModelSchema
+
+
+class ShardReader(Protocol):
+    """Streams the pieces of one shard as Arrow tables."""
+
+    #: text bytes consumed so far (for progress; 0 for sources without bytes).
+    bytes_done: int
+
+    def read(self, piece: Piece) -> Iterator[pa.Table]: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """Where a job reads its rows from.
+
+    :ivar spec: the source spec.
+    :ivar what: the source for messages (``file:///data/in.csv``, ``table public.customers``).
+    :ivar row_errors: whether its readers report bad rows one by one (``on_bad_rows="quarantine"``, and locating a
+        value the model refused); a source without cannot quarantine.
+    """
+
+    spec: DataSpec
+    what: str
+    row_errors: bool
+
+    def list(self) -> list[InputFile]:
+        """List the inputs (the driver, once); a source without files returns ``[]``."""
+        ...
+
+    def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
+        """Split the source into ``replicas`` shards (fills the spec's format when the listing tells it)."""
+        ...
+
+    def output_format(self) -> str:
+        """The format a file sink writes when its spec names none."""
+        ...
+
+    def detect_header(self, plan: ReadPlan, part_size: int) -> bool:
+        """Whether the input has a header line (a CSV output then gets one)."""
+        ...
+
+    def decide_passthrough(
+        self, names: list[str], given: ModelSchema | None, model_columns: list[str] | None
+    ) -> dict[str, pa.DataType]:
+        """The passthrough columns' types for the whole run (see :mod:`airflow_batch_scoring.runtime.passthrough`)."""
+        ...
+
+    def preflight(self, job: ScoringJob) -> str:
+        """Read a sample the way the replicas will; return the log line saying what was read."""
+        ...
+
+    def open_reader(
+        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[Any], None] | None = None
+    ) -> ShardReader:
+        """A reader of this source's pieces (a replica, or a scan)."""
+        ...
+
+    def fingerprint(self, job: ScoringJob) -> str | None:
+        """A digest of the job and the input as listed, or ``None`` when the source cannot be resumed."""
+        ...
+
+    def check_unchanged(self, job: ScoringJob) -> None:
+        """Refuse to publish when the input changed while it was scored (a source without listing: nothing)."""
+        ...
+
+    def describe(self, job: ScoringJob) -> dict[str, Any]:
+        """The manifest's ``input`` section (never a credential)."""
+        ...

@@ -1,0 +1,1 @@
+"""Integration tests: real stores, PostgreSQL, the Kubernetes API emulator, the runtime image, faults, replicas."""

@@ -1,0 +1,1 @@
+"""Code the tests share: models, data, servers, a Kubernetes emulator, an Airflow stack. Never a test module."""

@@ -1,0 +1,224 @@
+"""Every example DAG of dags/ runs with ``dag.test()`` against the embedded defaults, and its output is right.
+
+The DAGs run in this process against the test metadata DB, with their demo folder (and so their MLflow store) in a
+temporary folder; predictions are compared with the registered demo model's own ``predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+
+import pendulum
+import pytest
+
+from tests.support.examples import DAGS, check_scores, demo_estimator, read_output
+
+EXAMPLES = {
+    "example_batch_scoring",
+    "example_batch_scoring_weekly",
+    "example_batch_scoring_hourly",
+    "example_batch_scoring_ui",
+    "example_batch_scoring_land",
+    "example_batch_scoring_on_landing",
+    "example_batch_scoring_downstream",
+}
+
+
+@dataclass
+class Examples:
+    dags: dict
+    demo_dir: Path
+    demo: ModuleType
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.demo.TRACKING_URI
+
+    def estimator(self):
+        if not hasattr(self, "_estimator"):
+            self._estimator = demo_estimator(self.tracking_uri)
+        return self._estimator
+
+
+@pytest.fixture(scope="module")
+def examples(airflow_db, tmp_path_factory: pytest.TempPathFactory):
+    """The DagBag of dags/, parsed with the demo folder in a temporary folder and no MLFLOW_TRACKING_URI."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    demo_dir = tmp_path_factory.mktemp("demo")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BATCH_SCORING_DEMO_DIR", str(demo_dir))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.syspath_prepend(str(DAGS))
+    # dag.test() serializes a DAG from its bundle: add dags/ as a second bundle beside the tests' DAGS_FOLDER.
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    patch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+        {"name": "example-dags", "classpath": local, "kwargs": {"path": str(DAGS)}},
+    ]))
+    sys.modules.pop("scoring_demo", None)
+    try:
+        bag = DagBag(dag_folder=str(DAGS))
+        assert bag.import_errors == {}
+        yield Examples(dags=bag.dags, demo_dir=demo_dir, demo=sys.modules["scoring_demo"])
+    finally:
+        patch.undo()
+        sys.modules.pop("scoring_demo", None)
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id,
+                                                 key=key).one_or_none()
+        return row.value if row else None
+
+
+def test_examples_parse_without_heavy_imports():
+    """Parsing dags/ imports neither pandas, scikit-learn nor MLflow (tasks import them when they run)."""
+    code = (
+        "import sys; from airflow.dag_processing.dagbag import DagBag; "
+        f"bag = DagBag(dag_folder={str(DAGS)!r}); assert not bag.import_errors, bag.import_errors; "
+        "print(sorted(bag.dags)); print([m for m in ('pandas', 'sklearn', 'mlflow') if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(DAGS)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    dag_ids, heavy = out.stdout.strip().splitlines()[-2:]
+    assert set(json.loads(dag_ids.replace("'", '"'))) == EXAMPLES
+    assert heavy == "[]"
+
+
+def test_every_example_has_tags_doc_owner_and_a_form(examples: Examples):
+    assert EXAMPLES <= set(examples.dags)
+    for dag_id in EXAMPLES:
+        dag = examples.dags[dag_id]
+        assert dag.tags and "example" in dag.tags, dag_id
+        assert dag.doc_md and dag.description, dag_id
+        assert {task.owner for task in dag.tasks} == {"ml-platform"}, dag_id
+    ui = examples.dags["example_batch_scoring_ui"]
+    for name, param in ui.params.items():
+        schema = ui.params.get_param(name).schema
+        assert schema.get("title") and param is not None and ui.params.get_param(name).description, name
+        assert schema.get("section"), name
+    hourly = examples.dags["example_batch_scoring_hourly"]
+    assert hourly.max_active_runs == 1 and hourly.catchup
+    assert all(t.depends_on_past and t.wait_for_downstream for t in hourly.tasks)
+    assert type(hourly.timetable).__name__ == "DeltaDataIntervalTimetable"
+    weekly = examples.dags["example_batch_scoring_weekly"]
+    assert weekly.timetable.expression == "0 0 * * MON"
+
+
+def test_weekly_dag_scores_that_week_into_that_week(examples: Examples):
+    dag = examples.dags["example_batch_scoring_weekly"]
+    run = dag.test(logical_date=pendulum.datetime(2026, 11, 16, 0, 0, tz="UTC"))
+    assert run.state == "success"
+    monday = run.data_interval_start
+    assert monday.weekday() == 0 and run.data_interval_end - monday == timedelta(days=7)
+    assert monday.date().isoformat() == "2026-11-09"  # the last complete week before the logical date
+    week = monday.date().isoformat()
+    days = [(monday + timedelta(days=d)).date().isoformat() for d in range(7)]
+    inputs = sorted((examples.demo_dir / "weekly" / "input" / f"week={week}").iterdir())
+    assert [p.name for p in inputs] == [f"day={day}.csv" for day in days]
+    import pandas as pd
+
+    frame = pd.concat(
+        [examples.demo.features(f"weekly-{day}", 2_000, int(day.replace("-", "")) * 100_000) for day in days],
+        ignore_index=True,
+    )
+    output = read_output(examples.demo_dir / "weekly" / "scores" / f"week={week}", "parquet")
+    assert len(output) == 14_000
+    check_scores(frame, output, examples.estimator())
+
+
+def test_hourly_dag_reads_and_writes_its_own_hour(examples: Examples):
+    dag = examples.dags["example_batch_scoring_hourly"]
+    # The DAG's start date moves with the clock (a day or two of catch-up): derive the run's hour from it, so that
+    # the test holds on any day; an hour before start_date would make an empty, "successful" run.
+    logical_date = dag.start_date.add(hours=5)
+    run = dag.test(logical_date=logical_date)
+    assert run.logical_date == logical_date
+    assert run.state == "success"
+    assert run.data_interval_end - run.data_interval_start == timedelta(hours=1)
+    hour = run.data_interval_start.strftime("%Y%m%dT%H%M%S")
+    assert (examples.demo_dir / "hourly" / "input" / f"{hour}.jsonl").exists()
+    output = read_output(examples.demo_dir / "hourly" / "scores" / hour, "csv")
+    assert len(output) == 2_000
+    check_scores(examples.demo.features(f"hourly-{hour}", 2_000), output, examples.estimator())
+    summary = xcom(run, "score_hour")
+    assert summary["output_uri"] == f"file://{examples.demo_dir}/hourly/scores/{hour}/"
+
+
+def test_ui_dag_scores_with_the_form_values(examples: Examples, tmp_path: Path):
+    dag = examples.dags["example_batch_scoring_ui"]
+    sink = examples.demo_dir / "ui" / "form-out"  # the DAG allows sinks under the demo's ui/ folder only
+    run = dag.test(run_conf={"sink_uri": sink.as_uri() + "/", "sink_format": "jsonl", "replicas": 3,
+                             "predict_probabilities": True, "cpu": "500m", "memory": "1Gi", "batch_size": 1000})
+    assert run.state == "success"
+    output = read_output(sink, "jsonl")
+    assert len(output) == 10_000
+    check_scores(examples.demo.features("ui", 10_000), output, examples.estimator(), probabilities=True)
+    assert xcom(run, "prepare") == {"resources": {"cpu": "500m", "memory": "1Gi"}, "replicas": 3}
+    summary = xcom(run, "score")
+    assert summary["replicas"] == 3 and summary["rows_out"] == 10_000
+    assert summary["model_uri"] == "models:/demo-churn/1"
+
+
+def test_ui_dag_refuses_a_sink_outside_its_allowed_prefix(examples: Examples, tmp_path: Path):
+    """Whoever triggers the run chooses the sink: the task allows the demo's ui/ folder only, checked at run time."""
+    dag = examples.dags["example_batch_scoring_ui"]
+    run = dag.test(run_conf={"sink_uri": (tmp_path / "elsewhere").as_uri() + "/", "sink_format": "csv"})
+    assert run.state == "failed"
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [{"replicas": 0}, {"replicas": 65}, {"source_format": "xls"}, {"source_uri": "ftp://host/in.csv"},
+     {"memory": "lots"}, {"cpu": "-1"}, {"batch_size": "many"}, {"model": ""}, {"schema_check": "maybe"},
+     {"sink_uri": "file:///data/demo/ui/../../etc/"}],
+    ids=lambda conf: next(iter(conf)),
+)
+def test_ui_dag_refuses_invalid_conf_before_a_run_exists(examples: Examples, conf: dict):
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.exceptions import ParamValidationError
+    from airflow.utils.session import create_session
+
+    dag = examples.dags["example_batch_scoring_ui"]
+    with create_session() as session:
+        before = session.query(DagRun).filter_by(dag_id=dag.dag_id).count()
+    with pytest.raises(ParamValidationError):
+        dag.test(run_conf=conf)
+    with create_session() as session:
+        assert session.query(DagRun).filter_by(dag_id=dag.dag_id).count() == before
+
+
+def test_asset_dags_land_score_and_hand_over(examples: Examples):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    land = examples.dags["example_batch_scoring_land"].test()
+    assert land.state == "success"
+    scored = examples.dags["example_batch_scoring_on_landing"].test()
+    assert scored.state == "success"
+    output = read_output(examples.demo_dir / "assets" / "scores", "parquet")
+    assert len(output) == 5_000
+    check_scores(examples.demo.features(f"landing-{land.run_id}", 5_000), output, examples.estimator(),
+                 probabilities=True)
+    scores_uri = f"file://{examples.demo_dir}/assets/scores"
+    with create_session() as session:
+        event = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                 .filter(AssetModel.uri == scores_uri, AssetEvent.source_run_id == scored.run_id).one())
+        assert event.extra["rows_out"] == 5_000 and event.extra["model_uri"] == "models:/demo-churn/1"
+        assert event.extra["output_uri"] == scores_uri + "/"
+    downstream = examples.dags["example_batch_scoring_downstream"].test()
+    assert downstream.state == "success"
+    assert xcom(downstream, "use_scores")["rows_out"] == 5_000
