@@ -191,13 +191,12 @@ class LocalLauncher:
             assert replica.relay is not None
             replica.relay.join(timeout=10)
         if failed is not None:
-            replica, code = failed
-            shard = replica.shard
-            if replica.error is not None:
-                raise error_from_marker(replica.error)
-            tail = "\n".join(replica.tail[-20:])
+            lost, code = failed
+            if lost.error is not None:
+                raise error_from_marker(lost.error)
+            tail = "\n".join(lost.tail[-20:])
             reason = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            raise errors.ReplicaError(f"Replica {shard} {reason}; nothing was published. Its last output:\n{tail}")
+            raise errors.ReplicaError(f"Replica {lost.shard} {reason}; nothing was published. Its last output:\n{tail}")
 
     def process_of(self, shard: int) -> subprocess.Popen[str]:
         """The process scoring ``shard`` in the current :meth:`run`."""

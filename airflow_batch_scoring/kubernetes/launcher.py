@@ -381,12 +381,12 @@ class KubernetesLauncher:
     def _error(self, assessment: status.Assessment, found: list[status.Failure]) -> Exception:
         where = f"Kubernetes Job {self.namespace}/{self.name}"
         if len(found) == 1 and found[0].error:
-            failure = found[0]
+            failure, reported_error = found[0], found[0].error
             message = (
-                f"{failure.error['message']} [{where}, index {failure.index} (shard {failure.shard}), pod "
+                f"{reported_error['message']} [{where}, index {failure.index} (shard {failure.shard}), pod "
                 f"{failure.pod}]; nothing was published."
             )
-            return error_from_marker(json.dumps({**failure.error, "message": message}))
+            return error_from_marker(json.dumps({**reported_error, "message": message}))
         if not found:
             done = set(assessment.completed)
             missing = [s for i, s in enumerate(self.shards) if i not in done]
@@ -394,12 +394,12 @@ class KubernetesLauncher:
                 f"The {where} failed ({assessment.reason}); shard(s) {missing} did not finish; nothing was published."
             )
         lines = "\n".join(f"- {f.message}" for f in found)
-        error = ReplicaError(f"The {where} failed ({assessment.reason}); nothing was published:\n{lines}")
+        error: Exception = ReplicaError(f"The {where} failed ({assessment.reason}); nothing was published:\n{lines}")
         # The error a retry cannot change decides (it would fail again), else the first the replicas reported.
-        reported = [f for f in found if f.error]
-        first = next((f for f in reported if f.error.get("retryable") is False), reported[0] if reported else None)
+        reported = [f.error for f in found if f.error]
+        first = next((e for e in reported if e.get("retryable") is False), reported[0] if reported else None)
         if first is not None:
-            error = error_from_marker(json.dumps({**first.error, "message": str(error)}))
+            error = error_from_marker(json.dumps({**first, "message": str(error)}))
         return error
 
     def kill(self) -> None:
