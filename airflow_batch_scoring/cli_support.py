@@ -1,5 +1,5 @@
 """What ``batch-scoring`` adds around the engine for shell users and CI: storage options from a file (never argv),
-one field of a manifest, and a readable summary of a finished job. Never imports Airflow."""
+one field of a manifest, and a readable summary of a finished job."""
 
 from __future__ import annotations
 

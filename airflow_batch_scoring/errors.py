@@ -1,7 +1,4 @@
-"""Exceptions raised for errors a user can cause; each message says what was wrong and how to fix it.
-
-Shared with the runtime: never imports Airflow.
-"""
+"""Exceptions raised for errors a user can cause; each message says what was wrong and how to fix it."""
 
 from __future__ import annotations
 

@@ -3,8 +3,6 @@
 A schema is a list of named, typed columns, written in JSON as ``[{"name": "x", "type": "Float64"}, ...]``.
 Type names are case-insensitive (``float64``, ``FLOAT64`` and ``Float64`` are the same type); column names are
 matched case-insensitively against the input, as H2O MLOps does.
-
-This module is shared with the runtime and never imports Airflow.
 """
 
 from __future__ import annotations

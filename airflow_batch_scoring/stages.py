@@ -12,7 +12,7 @@ resources, ...). Stages are configured once for the deployment, in Airflow's con
 (or ``AIRFLOW__BATCH_SCORING__STAGES``). Without configuration the four usual stages exist with the alias of their
 lower-cased name (``DEV`` -> ``@dev``) and no runtime settings. Stage names ignore case.
 
-Shared with the runtime: never imports Airflow (the operator reads the configuration and passes it in).
+The operator reads the configuration and passes it in.
 """
 
 from __future__ import annotations

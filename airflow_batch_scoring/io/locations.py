@@ -4,8 +4,6 @@ from its source, off a filesystem's or a bucket's root, and inside the prefixes 
 A sink that is, holds or lies inside its source would publish its output among the input (the next run reads it) or,
 before the manifest decided what a publish removes, delete the input. Every check runs before anything is read or
 written.
-
-Shared with the runtime: never imports Airflow.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ Nulls reach the model as NaN, and inf as inf; many models handle them. When a mo
 ``on_bad_rows="fail"`` the error names the first one as precisely as any other bad value (:func:`refused_value_error`);
 with ``"quarantine"`` the engine scores the shard again, setting those rows aside (``missing_value``,
 ``infinite_value``).
-
-Shared with the runtime: never imports Airflow.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ and every value reaches the output as it is in the input, whatever rows a replic
 
 A passthrough column that is also a model input column has the model schema's type instead. The types travel in
 the job file (:attr:`~airflow_batch_scoring.job.ScoringJob.passthrough_types`).
-
-Shared with the runtime: never imports Airflow.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ The driver pins the processed artifact's digest; a replica copies the artifact (
 folder) into a folder only its own user can open, hashing exactly the bytes it writes, and loads the model from that
 copy. An artifact changed after the driver processed it is refused before anything of it is unpickled, and nothing
 can change between the check and the load (there is no second read of the original).
-
-Shared with the runtime: never imports Airflow.
 """
 
 from __future__ import annotations

@@ -157,11 +157,11 @@ def test_path_that_does_not_exist(models: Models, tmp_path: Path):
         run(models, tmp_path, {"uri": (tmp_path / "nope" ).as_uri() + "/*.csv"})
 
 
-def test_model_path_that_does_not_exist(tmp_path: Path):
+def test_model_path_that_does_not_exist(models: Models, tmp_path: Path):
     with pytest.raises(ModelError, match="does not exist"):
         score(str(tmp_path / "missing.joblib"), {"uri": "file:///x.csv"}, {"uri": "file:///y/"}, tmp_path)
     with pytest.raises(ModelError, match="alias 'nope'"):
-        score("models:/churn-classifier@nope", {"uri": "file:///x.csv"}, {"uri": "file:///y/"}, tmp_path)
+        score(f"models:/{models.registry_name}@nope", {"uri": "file:///x.csv"}, {"uri": "file:///y/"}, tmp_path)
 
 
 def test_corrupt_parquet(models: Models, tmp_path: Path):

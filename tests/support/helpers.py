@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +22,48 @@ SCHEMA = [{"name": name, "type": "Float64"} for name in FEATURES]
 
 
 @dataclass
+class Registered:
+    """The same two estimators in the real MLflow registry (SQLite store)."""
+
+    registry_name: str
+    registry_version: str
+    run_uri: str
+
+
+@dataclass
 class Models:
+    """A classifier, a regressor and a linear model, as joblib files; in the MLflow registry on first use of a
+    ``registry_*`` or ``run_uri`` attribute (the unit tests never touch the registry, so they never pay for it)."""
+
     classifier: Any
     regressor: Any
     linear: Any
     classifier_path: Path
     regressor_path: Path
-    registry_name: str
-    registry_version: str
-    run_uri: str
+    _registered: Registered | None = field(default=None, repr=False)
 
     def estimator(self, kind: str) -> Any:
         return self.classifier if kind == "classifier" else self.regressor
 
     def path(self, kind: str) -> Path:
         return self.classifier_path if kind == "classifier" else self.regressor_path
+
+    @property
+    def registry_name(self) -> str:
+        return self._registry().registry_name
+
+    @property
+    def registry_version(self) -> str:
+        return self._registry().registry_version
+
+    @property
+    def run_uri(self) -> str:
+        return self._registry().run_uri
+
+    def _registry(self) -> Registered:
+        if self._registered is None:
+            self._registered = register_models(self.classifier, self.regressor)
+        return self._registered
 
 
 def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -48,25 +75,36 @@ def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def train_models(folder: Path) -> Models:
-    import mlflow
-    from mlflow.models import infer_signature
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import Ridge
 
-    train = make_frame(2000, seed=99)
-    x = train[FEATURES]
-    labels = np.where(x["f0"] + x["f1"] / 10 > 0, "yes", "no")
+    x, labels, target = _training_data()
     classifier = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(x, labels)
     # Tree ensembles predict each row independently of its neighbours, so outputs can be compared bit for bit.
     # (A linear model's BLAS kernels may differ in the last bit with a row's position in the batch: see
     # test_linear_model_within_one_ulp.)
-    target = x["f0"] * 3.3 + x["f3"] / 1e6
     regressor = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(x, target)
     linear = Ridge().fit(x, target)
     classifier_path, regressor_path = folder / "classifier.joblib", folder / "regressor.joblib"
     joblib.dump(classifier, classifier_path)
     joblib.dump(regressor, regressor_path)
     joblib.dump(linear, folder / "linear.joblib")
+    return Models(classifier, regressor, linear, classifier_path, regressor_path)
+
+
+def _training_data() -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
+    train = make_frame(2000, seed=99)
+    x = train[FEATURES]
+    return x, np.where(x["f0"] + x["f1"] / 10 > 0, "yes", "no"), x["f0"] * 3.3 + x["f3"] / 1e6
+
+
+def register_models(classifier: Any, regressor: Any) -> Registered:
+    """Log the classifier (skops) as ``churn-classifier`` with ``@champion``, and the regressor (cloudpickle) in the
+    same run. The requirements are given: MLflow's inference of them starts a process and takes seconds."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    x, _, _ = _training_data()
     mlflow.set_experiment("batch-scoring-tests")
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(
@@ -76,20 +114,19 @@ def train_models(folder: Path) -> Models:
             registered_model_name="churn-classifier",
             serialization_format="skops",
             skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+            pip_requirements=["scikit-learn", "skops"],
         )
         mlflow.sklearn.log_model(
             regressor,
             name="regressor",
             signature=infer_signature(x, regressor.predict(x)),
             serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn", "cloudpickle"],
         )
     client = mlflow.MlflowClient()
     version = str(info.registered_model_version)
     client.set_registered_model_alias("churn-classifier", "champion", version)
-    return Models(
-        classifier, regressor, linear, classifier_path, regressor_path, "churn-classifier", version,
-        f"runs:/{run.info.run_id}/regressor",
-    )
+    return Registered("churn-classifier", version, f"runs:/{run.info.run_id}/regressor")
 
 
 FORMATS = ["csv", "csv_header", "jsonl", "parquet"]

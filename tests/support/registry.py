@@ -1,8 +1,11 @@
 """Two registered versions of one MLflow model (``@champion`` on version 1), for the artifact tests of both levels.
-The ``versions`` fixture is registered by tests/conftest.py (once a session: the registry numbers versions)."""
+An MLflow connection to the session's registry. tests/conftest.py registers the fixtures ``versions`` (once a
+session: the registry numbers versions) and ``mlflow_connection``."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +49,16 @@ def versions() -> Versions:
     assert sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")) == [1, 2]
     client.set_registered_model_alias(MODEL, "champion", "1")
     return Versions(first, second, f"runs:/{run.info.run_id}/model")
+
+
+#: the token of the ``mlflow_connection`` fixture (a test checks it appears nowhere)
+TOKEN = "mlflow-test-token-7f3a9c"
+
+
+@pytest.fixture
+def mlflow_connection(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An MLflow connection, as an AIRFLOW_CONN_* variable, pointing at the session's SQLite registry."""
+    extra = {"tracking_uri": os.environ["MLFLOW_TRACKING_URI"], "token": TOKEN}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", json.dumps({"conn_type": "mlflow", "extra": extra}))
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    return "mlflow_test"
