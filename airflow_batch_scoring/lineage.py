@@ -304,7 +304,7 @@ def operator_lineage(state: ScoringLineage | None) -> OperatorLineage:
         inputs.append(InputDataset(namespace=model[0], name=model[1], facets=_model_facets(
             state.summary.get("model_version"), state.summary.get("model_digest"))))
     if sink:
-        output_facets = {}
+        output_facets: dict[str, Any] = {}
         if state.summary.get("rows_out") is not None:
             output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
                 rowCount=int(state.summary["rows_out"]), fileCount=state.summary.get("parts"),

@@ -63,14 +63,20 @@ def _store_link(context: Context, key: str, url: str) -> None:
         links[key] = url
 
 
-class OutputLocationLink(BaseOperatorLink):
+class _XComLink(BaseOperatorLink):
+    """A link whose URL the task stored under ``key`` (see :func:`_stored_link`)."""
+
+    key: str
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        return _stored_link(operator, self.key, ti_key)
+
+
+class OutputLocationLink(_XComLink):
     """Links a batch scoring task to its output folder."""
 
     name = "Scoring output"
     key = "batch_scoring_output"
-
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        return _stored_link(operator, self.key, ti_key)
 
     @classmethod
     def persist(cls, context: Context, url: str) -> None:
@@ -101,14 +107,11 @@ def registry_uri_of(tracking_uri: str | None, registry_uri: str | None = None) -
             or os.environ.get("MLFLOW_TRACKING_URI"))
 
 
-class ModelVersionLink(BaseOperatorLink):
+class ModelVersionLink(_XComLink):
     """Links a task to the model version it used, on the MLflow server's UI (no link for a local store)."""
 
     name = "Model version"
     key = "batch_scoring_model_version"
-
-    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        return _stored_link(operator, self.key, ti_key)
 
     @classmethod
     def persist(cls, context: Context, model: Any, tracking_uri: str | None = None,

@@ -11,7 +11,6 @@ from typing import Any
 
 from airflow_batch_scoring.coercion import to_positive_int
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
@@ -26,7 +25,7 @@ from airflow_batch_scoring.job import (
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sinks import sink_class
-from airflow_batch_scoring.sources import open_source
+from airflow_batch_scoring.sources import open_source, source_class
 
 DEFAULT_BATCH_SIZE = 100_000
 
@@ -78,7 +77,7 @@ def prepare_job(
     policy = bad_rows.BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)
     check_places(source, sink)  # before anything is read or written
     reading = open_source(source, options.get("source"))
-    files = reading.list()
+    files = reading.listing()
     writing = sink_class(sink)
     writing.precheck(sink, options.get("sink"))
     schema = ModelSchema.parse(input_schema) or ModelSchema.parse(model.input_schema)
@@ -126,20 +125,9 @@ def prepare_job(
 
 
 def check_places(source: DataSpec, sink: DataSpec) -> None:
-    """Resolve ``..`` in the source and sink URIs (in place), then refuse a sink at a filesystem's or bucket's root
-    and a sink that is, holds or lies inside the source (or, for SQL, replaces the source table).
+    """Resolve ``..`` in the source and sink locations (in place), then refuse a sink at a filesystem's or bucket's
+    root and a sink that is, holds or lies inside the source (or, for SQL, replaces the source table).
 
     :raises ConfigurationError: naming the locations and what to do instead.
     """
-    if not source.is_sql:
-        source.uri = locations.normalize_location(source.uri, "source")
-    if sink.is_sql:
-        locations.check_tables_apart(
-            source.table, (source.conn_id, source.uri), sink.table, (sink.conn_id, sink.uri), sink.mode
-        )
-        return
-    sink.uri = locations.normalize_location(sink.uri, "sink")
-    locations.check_sink_not_root(sink.uri)
-    if not source.is_sql:
-        locations.check_apart(source.uri, sink.uri)
-
+    sink_class(sink).check_place(sink, source, source_class(source).place(source))

@@ -4,19 +4,27 @@ Credentials are resolved by the providers' own hooks (``S3Hook``, ``GoogleBaseHo
 so every credential chain those support (keys, session tokens, assumed roles, service accounts, connection strings,
 service principals) works unchanged; this module only turns their result into plain JSON-able options. Every secret
 value is registered with Airflow's secret masker before it goes anywhere.
+
+Short-lived credentials (an S3 session token from an assumed role or STS, a GCS access token) are taken once, when
+the run starts, and handed to the replicas as they are: the options cross a process boundary (standard input, a
+Kubernetes Secret) as JSON, where a refreshing credential object cannot go. A run that outlives them fails on its
+next store request; :func:`storage_options` logs when it hands out such credentials and until when they hold.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from airflow_batch_scoring.coercion import to_bool
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.files import normalize_uri, scheme_of, user_info
 
 S3_SCHEMES = ("s3",)
 GCS_SCHEMES = ("gs", "gcs")
 AZURE_SCHEMES = ("abfs", "abfss", "az")
+log = logging.getLogger(__name__)
 _SECRET_KEYS = {"secret", "token", "key", "account_key", "sas_token", "client_secret", "connection_string",
                 "private_key", "refresh_token", "client_secret_auth_config"}
 
@@ -78,13 +86,18 @@ def _s3_options(conn_id: str | None) -> dict[str, Any]:
         options["secret"] = credentials.secret_key
         if credentials.token:
             options["token"] = credentials.token
+            log.info(
+                "The S3 connection %r gives temporary credentials (a session token, e.g. an assumed role): they are "
+                "taken now and used for the whole run, which fails if it outlives them; give the role a maximum "
+                "session duration longer than the run.", conn_id,
+            )
     endpoint = config.get_service_endpoint_url(service_name="s3")
     if endpoint:
         options["endpoint_url"] = endpoint
     if config.region_name:
         options["client_kwargs"] = {"region_name": config.region_name}
     config_kwargs = dict(extra.get("config_kwargs") or {})
-    if str(extra.get("path_style", extra.get("pathStyle", ""))).lower() in ("true", "1"):
+    if to_bool(extra.get("path_style", extra.get("pathStyle", False)) or False, "the S3 connection's path_style"):
         config_kwargs.setdefault("s3", {})["addressing_style"] = "path"
     if config_kwargs:
         options["config_kwargs"] = config_kwargs
@@ -93,7 +106,7 @@ def _s3_options(conn_id: str | None) -> dict[str, Any]:
 
 def _gcs_options(conn_id: str | None) -> dict[str, Any]:
     from airflow.providers.google.cloud.fs.gcs import GCS_ENDPOINT
-    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook, get_field
 
     try:
         hook = GoogleBaseHook(gcp_conn_id=conn_id) if conn_id else GoogleBaseHook()
@@ -101,10 +114,10 @@ def _gcs_options(conn_id: str | None) -> dict[str, Any]:
     except Exception as err:
         raise _not_found(str(conn_id), "GCS", err) from err
     options: dict[str, Any] = {}
-    if hook._get_field("is_anonymous"):
+    keyfile = get_field(extras, "keyfile_dict")
+    if to_bool(get_field(extras, "is_anonymous") or False, "the GCS connection's is_anonymous"):
         options["token"] = "anon"
-    elif hook._get_field("keyfile_dict"):
-        keyfile = hook._get_field("keyfile_dict")
+    elif keyfile:  # a service-account key: gcsfs refreshes its own tokens from it
         options["token"] = json.loads(keyfile) if isinstance(keyfile, str) else keyfile
     else:
         # A short-lived access token from the hook's own credential chain (key path, ADC, impersonation).
@@ -113,6 +126,11 @@ def _gcs_options(conn_id: str | None) -> dict[str, Any]:
 
         credentials.refresh(Request())
         options["token"] = credentials.token
+        log.info(
+            "The GCS connection %r gives an access token valid until %s (UTC): it is taken now and used for the "
+            "whole run, which fails if it outlives it; give the connection a keyfile_dict (its tokens are refreshed) "
+            "for longer runs.", conn_id, getattr(credentials, "expiry", None) or "unknown",
+        )
     project = hook.project_id if not options.get("token") == "anon" else extras.get("project")
     if project:
         options["project"] = project

@@ -22,6 +22,7 @@ import fsspec
 from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.artifacts.process import process_model
+from airflow_batch_scoring.coercion import to_bool
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
 from airflow_batch_scoring.flavors.processing import local_path
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
@@ -237,7 +238,7 @@ class ProcessArtifactOperator(BaseOperator):
             expected_sha256=self.expected_sha256 or None,
             input_schema=self.input_schema or None,
             output_schema=self.output_schema or None,
-            require_input_schema=self.schema_check,
+            require_input_schema=to_bool(self.schema_check, "schema_check"),
             copy=True,
             options=options,
         )

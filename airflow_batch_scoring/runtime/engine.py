@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ READ_AHEAD_WHILE_LOADING = 4
 _STOP_WAIT_S = 10.0
 
 
-def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.Table]:
+def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Generator[pa.Table, None, None]:
     """Re-cut a stream of tables into tables of exactly ``batch_size`` rows (the last one may be shorter)."""
     pending: list[pa.Table] = []
     count = 0

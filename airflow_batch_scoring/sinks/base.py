@@ -98,6 +98,15 @@ class Sink(Protocol):
         ...
 
     @staticmethod
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
+        """Resolve the spec's location (in place) and refuse one that would overwrite or mix with the source.
+
+        :param source_files: the source's files' location (``None`` for a table or a query).
+        :raises ConfigurationError: naming the locations and what to do instead.
+        """
+        ...
+
+    @staticmethod
     def staging_uri(job: ScoringJob) -> str:
         """Where the job's replicas stage their output."""
         ...

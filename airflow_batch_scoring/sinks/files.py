@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput, open_error_output
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.io.writers import make_writer
@@ -78,6 +79,14 @@ class FileSink:
     @staticmethod
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
         check_sink_root(spec.uri, secrets, spec.conn_id)
+
+    @staticmethod
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
+        """Refuse a sink at a filesystem's or bucket's root, and one that is, holds or lies inside the source."""
+        spec.uri = locations.normalize_location(spec.uri, "sink")
+        locations.check_sink_not_root(spec.uri)
+        if source_files is not None:
+            locations.check_apart(source_files, spec.uri)
 
     @staticmethod
     def staging_uri(job: ScoringJob) -> str:

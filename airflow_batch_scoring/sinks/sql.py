@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
+from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.sql import connect_error, database_url, db_message, display_url
 from airflow_batch_scoring.job import DataSpec, ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
@@ -98,7 +99,7 @@ def _earlier_reports(
     for name in sorted(n for n in names if n.endswith("_reports") and n != current):
         table = sa.Table(name, sa.MetaData(), sa.Column("shard", sa.Integer()), sa.Column("report", sa.Text()),
                          schema=schema)
-        rows = connection.execute(sa.select(table.c.shard, table.c.report)).all()
+        rows: list[Any] = list(connection.execute(sa.select(table.c.shard, table.c.report)).all())
         plan = next((json.loads(text) for shard, text in rows if shard == PLAN_ROW), None)
         if plan is None or plan.get("fingerprint") != fingerprint:
             reason = "the model, the input listing or the options changed since the earlier attempt"
@@ -127,7 +128,7 @@ def begin_attempt(
         if engine.dialect.name == "sqlite":
             raw = engine.raw_connection()
             try:
-                raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+                raw.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
             finally:
                 raw.close()
         with engine.begin() as connection:
@@ -167,7 +168,7 @@ def read_reports(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[Sha
     reports_table = reports_sa_table(job)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(sa.select(reports_table.c.shard, reports_table.c.report)).all()
+            rows: list[Any] = list(connection.execute(sa.select(reports_table.c.shard, reports_table.c.report)).all())
     except SQLAlchemyError as err:
         raise connect_error(err, where, job.sink.conn_id) from None
     finally:
@@ -203,7 +204,7 @@ def _reused_tables(connection: sa.Connection, job: ScoringJob) -> list[str]:
     reports = reports_sa_table(job)
     if not sa.inspect(connection).has_table(reports.name, schema=reports.schema):
         return []
-    rows = connection.execute(sa.select(reports.c.shard, reports.c.report)).all()
+    rows: list[Any] = list(connection.execute(sa.select(reports.c.shard, reports.c.report)).all())
     parts = [part for shard, text in rows if shard != PLAN_ROW for part in json.loads(text).get("parts", [])]
     return [part for part in parts if not part.startswith(attempt_prefix(job))]
 
@@ -223,6 +224,13 @@ class SqlSink:
     @staticmethod
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
         check_sink(spec, secrets)
+
+    @staticmethod
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
+        """Refuse a target that replaces the source table."""
+        locations.check_tables_apart(
+            source.table, (source.conn_id, source.uri), spec.table, (spec.conn_id, spec.uri), spec.mode
+        )
 
     @staticmethod
     def staging_uri(job: ScoringJob) -> str:

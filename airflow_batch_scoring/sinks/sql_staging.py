@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput
 from airflow_batch_scoring.io.sql import (
     connect_error,
     database_url,
@@ -105,7 +106,7 @@ class SqlStagingWriter:
         self.name = staging_table(job, shard)
         self.rows = 0
         #: a SQL sink does not quarantine bad rows (refused before the replicas start).
-        self.quarantine = None
+        self.quarantine: ErrorOutput | None = None
         self._table: sa.Table | None = None
         self._schema: pa.Schema | None = None
         self._copy = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver in ("psycopg", "psycopg2")

@@ -23,8 +23,10 @@ from airflow_batch_scoring.schema import ModelSchema
 class ShardReader(Protocol):
     """Streams the pieces of one shard as Arrow tables."""
 
-    #: text bytes consumed so far (for progress; 0 for sources without bytes).
-    bytes_done: int
+    @property
+    def bytes_done(self) -> int:
+        """Text bytes consumed so far (for progress; 0 for sources without bytes)."""
+        ...
 
     def read(self, piece: Piece) -> Iterator[pa.Table]: ...
 
@@ -44,7 +46,12 @@ class Source(Protocol):
     what: str
     row_errors: bool
 
-    def list(self) -> list[InputFile]:
+    @staticmethod
+    def place(spec: DataSpec) -> str | None:
+        """Resolve the spec's location (in place); return the files' location, ``None`` for a table or a query."""
+        ...
+
+    def listing(self) -> list[InputFile]:
         """List the inputs (the driver, once); a source without files returns ``[]``."""
         ...
 

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, list_inputs
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.base import PieceReader
@@ -93,7 +94,12 @@ class FileSource:
         self.what = spec.uri
         self._parquet_schemas: list[tuple[str, pa.Schema]] = []
 
-    def list(self) -> list[InputFile]:
+    @staticmethod
+    def place(spec: DataSpec) -> str | None:
+        spec.uri = locations.normalize_location(spec.uri, "source")
+        return spec.uri
+
+    def listing(self) -> list[InputFile]:
         self.files = list_inputs(self.spec.uri, self.secrets, conn_id=self.spec.conn_id)
         return self.files
 

@@ -56,7 +56,11 @@ class SqlSource:
         self.what = describe_table(spec)
         self._columns: list[tuple[str, pa.DataType]] = []
 
-    def list(self) -> list[InputFile]:
+    @staticmethod
+    def place(spec: DataSpec) -> str | None:
+        return None
+
+    def listing(self) -> list[InputFile]:
         return []
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:

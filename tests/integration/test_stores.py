@@ -152,3 +152,24 @@ def test_a_changed_artifact_on_the_store_is_refused(s3_store: Store, models: Mod
     with pytest.raises(Exception, match="not empty and was not written by ProcessArtifactOperator"):
         operator.execute({})
     assert s3_store.fs.cat_file(f"{s3_store.bucket}/{run}/other/keep.txt") == b"mine"
+
+
+def test_temporary_s3_credentials_are_taken_for_the_run_and_said_so(monkeypatch, caplog):
+    """A session token (STS, an assumed role) is snapshotted when the run starts: the log says so, never the token."""
+    import logging
+
+    from airflow_batch_scoring.errors import ConfigurationError
+
+    monkeypatch.setenv("AIRFLOW_CONN_S3_STS", json.dumps({
+        "conn_type": "aws", "login": "AKIAEXAMPLE", "password": "sts-secret",
+        "extra": {"aws_session_token": "sts-token-123", "path_style": "True"}}))
+    with caplog.at_level(logging.INFO, logger="airflow_batch_scoring.hooks.storage"):
+        options = storage_options("s3://bucket/x", "s3_sts")
+    assert options["token"] == "sts-token-123"
+    assert options["config_kwargs"] == {"s3": {"addressing_style": "path"}}
+    assert "temporary credentials" in caplog.text and "whole run" in caplog.text
+    assert "sts-token-123" not in caplog.text and "sts-secret" not in caplog.text
+    monkeypatch.setenv("AIRFLOW_CONN_S3_ODD", json.dumps({
+        "conn_type": "aws", "login": "AKIAEXAMPLE", "password": "x", "extra": {"path_style": "sometimes"}}))
+    with pytest.raises(ConfigurationError, match="path_style must be true or false, got 'sometimes'"):
+        storage_options("s3://bucket/x", "s3_odd")

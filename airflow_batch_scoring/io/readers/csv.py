@@ -90,7 +90,8 @@ class CsvReader(TextReader):
                     f"the header line is not {self.encoding} text ({err}); write the file as UTF-8, or set "
                     "source['encoding'] to the file's encoding (e.g. 'latin-1').", path=piece.path, line=1,
                 ) from err
-            names = _csv_fields(header, self.encoding)  # (a UTF-8 byte order mark before the header is dropped)
+            # (a UTF-8 byte order mark before the header is dropped)
+            names: list[str] | None = _csv_fields(header, self.encoding)
             if not names or not any(names):
                 raise InputError("the header line is empty (header=True was set).", path=piece.path, line=1)
             prologue = len(header)
@@ -201,7 +202,7 @@ class CsvReader(TextReader):
         values = _csv_fields(line)
         if len(values) != len(self._names):
             reason = quarantine.MISSING_FIELDS if len(values) < len(self._names) else quarantine.EXTRA_FIELDS
-            hints = []
+            hints: list[str] = []
             text = line.decode("utf-8")
             if len(values) == 1:
                 hints.extend(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, BinaryIO
@@ -64,6 +65,12 @@ def _absent(column: pa.ChunkedArray, block: bytes, key: str) -> bool:
     ) is None
 
 
+def _read_json(block: bytes, parse_options: pa_json.ParseOptions, read: dict[str, Any]) -> pa.Table:
+    return pa_json.read_json(
+        pa.BufferReader(block), read_options=pa_json.ReadOptions(use_threads=True, **read), parse_options=parse_options
+    )
+
+
 class JsonLinesReader(TextReader):
     """JSON lines: one object per line; keys are matched to the schema ignoring case.
 
@@ -98,10 +105,7 @@ class JsonLinesReader(TextReader):
             explicit = [self._keys[k] for k in self._keys if as_strings or (k in self._text and k not in self._infer)]
             options = pa_json.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in explicit]))
             try:
-                table = with_long_lines(block, lambda read, parse=options, data=block: pa_json.read_json(
-                    pa.BufferReader(data), read_options=pa_json.ReadOptions(use_threads=True, **read),
-                    parse_options=parse,
-                ))
+                table = with_long_lines(block, functools.partial(_read_json, block, options))
             except pa.ArrowInvalid as err:
                 changed = _CHANGED.search(str(err))
                 key = changed.group(1).lower() if changed else None
