@@ -25,13 +25,6 @@ ENGINE_MODULES = ("schema", "job", "specs", "options", "coercion", "errors", "st
 #: the Airflow side of the package: hooks, operators, triggers, the Kubernetes runtime, links, lineage, params
 AIRFLOW_SIDE = ("hooks", "operators", "triggers", "kubernetes", "links", "lineage", "params")
 
-#: import cycles that exist on purpose for now, each with the change that removes it
-KNOWN_CYCLES = {
-    frozenset({f"{PACKAGE}.runtime.driver", f"{PACKAGE}.runtime.sql_commit"}):
-        "issue 14 (H1): the driver is written once against Source/Sink, and sql_commit's begin_job/finish_job go",
-}
-
-
 @dataclass(frozen=True)
 class Import:
     """One import statement's target, where it is (``path:line``) and the module it is in."""
@@ -158,16 +151,9 @@ def _cycles() -> set[frozenset[str]]:
 
 
 def test_no_import_cycles():
-    new = sorted(" <-> ".join(sorted(cycle)) for cycle in _cycles() - KNOWN_CYCLES.keys())
-    assert new == [], "import cycles (module-level or inside functions); move the shared part down a layer:\n" + \
-        "\n".join(new)
-
-
-@pytest.mark.xfail(strict=True, reason="runtime.driver <-> runtime.sql_commit: " + next(iter(KNOWN_CYCLES.values())))
-def test_the_known_cycles_are_gone():
-    """Fails (expectedly) while a known cycle exists; once the change that removes it lands this passes, and the
-    strict xfail turns that into a failure: then delete the entry in KNOWN_CYCLES and this marker."""
-    assert _cycles() & KNOWN_CYCLES.keys() == set()
+    found = sorted(" <-> ".join(sorted(cycle)) for cycle in _cycles())
+    assert found == [], "import cycles (module-level or inside functions); move the shared part down a layer:\n" + \
+        "\n".join(found)
 
 
 def test_the_checks_see_the_package():
