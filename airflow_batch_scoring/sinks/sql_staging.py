@@ -159,7 +159,7 @@ class SqlStagingWriter:
         columns = ", ".join(quote_column(dialect, name) for name in table.column_names)
         sql = f"COPY {quote_table(dialect, self.qualified)} ({columns}) FROM STDIN WITH (FORMAT csv)"
         raw = connection.connection.driver_connection
-        cursor = raw.cursor()
+        cursor = raw.cursor()  # type: ignore[union-attr]
         try:
             if dialect.driver == "psycopg":
                 with cursor.copy(sql) as copy:

@@ -318,7 +318,7 @@ class SqlReader:
                         raise source.error(err) from None
                     if not rows:
                         break
-                    table = self._table(rows, names, declared)
+                    table = self._table(list(rows), names, declared)
                     try:
                         table = coerce(table, columns)
                     except CastFailure as failure:

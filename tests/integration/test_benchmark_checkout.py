@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import checkout
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from harness import checkout  # noqa: E402
 
 
 def test_compare_with_a_revision_exports_it_read_only_and_imports_that_export(tmp_path, monkeypatch):

@@ -8,17 +8,10 @@ The second checkout of ``--compare-with`` is tested in ``tests/integration/test_
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from harness import noise  # noqa: E402
-from harness.compare import comparison_markdown, spread, summarize_comparison, verdict  # noqa: E402
-from harness.rounds import run_rounds  # noqa: E402
+from harness import noise
+from harness.compare import comparison_markdown, spread, summarize_comparison, verdict
+from harness.rounds import run_rounds
 
 
 def run(wall: float, others: float = 0.0, rss: int = 300 << 20) -> dict:

@@ -151,9 +151,9 @@ def _cycles() -> set[frozenset[str]]:
 
 
 def test_no_import_cycles():
-    new = sorted(" <-> ".join(sorted(cycle)) for cycle in _cycles())
-    assert new == [], "import cycles (module-level or inside functions); move the shared part down a layer:\n" + \
-        "\n".join(new)
+    found = sorted(" <-> ".join(sorted(cycle)) for cycle in _cycles())
+    assert found == [], "import cycles (module-level or inside functions); move the shared part down a layer:\n" + \
+        "\n".join(found)
 
 
 def test_the_checks_see_the_package():
