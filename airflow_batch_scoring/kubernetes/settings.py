@@ -1,9 +1,10 @@
-"""The settings of the Kubernetes runtime: the ``kubernetes={...}`` mapping of ``BatchScoringOperator``.
+"""The pod settings of the Kubernetes runtime: the ``kubernetes={...}`` mapping of ``BatchScoringOperator``.
 
-One small dataclass, parsed and checked here, so that anything that configures a run (an operator argument today, a
-stage configuration later) supplies the same settings and gets the same errors. It never imports Airflow or the
-Kubernetes client: it only checks shapes and values, the manifests are built in
-:mod:`airflow_batch_scoring.kubernetes.manifests`.
+One small dataclass, parsed and checked here, so that anything that configures a run (an operator argument, a stage)
+supplies the same settings and gets the same errors. This module holds the project's own rules (the default
+resources and security contexts, the reserved environment variables, the CPU -> threads mapping); the Kubernetes value
+grammar is :mod:`airflow_batch_scoring.kubernetes.grammar`. It never imports Airflow or the Kubernetes client; the
+manifests are built in :mod:`airflow_batch_scoring.kubernetes.manifests`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from airflow_batch_scoring.coercion import to_optional_bool, to_optional_int
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.kubernetes import grammar
+from airflow_batch_scoring.kubernetes.grammar import check_label_key
 
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 ON_FINISH_ACTIONS = ("delete_succeeded_job", "delete_job", "keep_job")
-TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
-TOLERATION_OPERATORS = ("Exists", "Equal")
-TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 #: Environment variables the runtime sets itself in every pod.
 RESERVED_ENV = ("JOB_COMPLETION_INDEX", "BATCH_SCORING_SECRETS_FILE", "BATCH_SCORING_SHARDS")
 #: How the task reaches and waits for the cluster: ``BatchScoringOperator`` arguments (as in ``KubernetesJobOperator``),
@@ -52,108 +51,7 @@ CONTAINER_SECURITY_FIELDS = (
     "windowsOptions",
 )
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
 _CPU_UNITS = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3}
-
-
-def _where(name: str) -> str:
-    return f"kubernetes[{name!r}]"
-
-
-def _string(value: Any, name: str, *, required: bool = False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise ConfigurationError(f"{_where(name)} is required.")
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{_where(name)} must be a string, got {value!r}.")
-    return value.strip()
-
-
-def _integer(value: Any, what: str, minimum: int) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not (
-        isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
-    ):
-        raise ConfigurationError(f"{what} must be an integer >= {minimum}, got {value!r}.")
-    number = int(value)
-    if number < minimum:
-        raise ConfigurationError(f"{what} must be an integer >= {minimum}, got {value!r}.")
-    return number
-
-
-def _boolean(value: Any, name: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ConfigurationError(f"{_where(name)} must be true or false, got {value!r}.")
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{what} must be a mapping, got {type(value).__name__}: {value!r}.")
-    return value
-
-
-def check_label_key(key: Any, what: str) -> str:
-    """Check a label or annotation key (``[prefix/]name``, the prefix a DNS subdomain, the name up to 63 characters).
-
-    :raises ConfigurationError: naming the key and the rule.
-    """
-    if not isinstance(key, str) or not key:
-        raise ConfigurationError(f"{what} keys must be non-empty strings, got {key!r}.")
-    prefix, _, name = key.rpartition("/")
-    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 or not (
-        _LABEL_NAME.match(name)
-    ):
-        raise ConfigurationError(
-            f"{what} key {key!r} is not a valid Kubernetes key: an optional DNS prefix and '/', then up to 63 "
-            "letters, digits, '-', '_' or '.', starting and ending with a letter or digit."
-        )
-    return key
-
-
-def _labels(value: Any, name: str) -> dict[str, str]:
-    result = {}
-    for key, item in _mapping(value, _where(name)).items():
-        check_label_key(key, _where(name))
-        text = "" if item is None else str(item)
-        if len(text) > 63 or not _LABEL_VALUE.match(text):
-            raise ConfigurationError(
-                f"{_where(name)}[{key!r}] = {item!r} is not a valid label value: up to 63 letters, digits, '-', '_' "
-                "or '.', starting and ending with a letter or digit."
-            )
-        result[key] = text
-    return result
-
-
-def _annotations(value: Any, name: str) -> dict[str, str]:
-    result = {}
-    for key, item in _mapping(value, _where(name)).items():
-        check_label_key(key, _where(name))
-        if not isinstance(item, (str, int, float, bool)):
-            raise ConfigurationError(f"{_where(name)}[{key!r}] must be a string, got {item!r}.")
-        result[key] = str(item)
-    return result
-
-
-def _quantity(value: Any, what: str) -> str:
-    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-    if text is None or not _QUANTITY.match(text):
-        raise ConfigurationError(
-            f"{what} = {value!r} is not a Kubernetes quantity: use e.g. '500m' or 2 (CPU), '4Gi' or '512Mi' (memory), "
-            "1 (GPUs)."
-        )
-    return text
 
 
 def _resources(value: Any) -> dict[str, dict[str, str]] | None:
@@ -162,7 +60,7 @@ def _resources(value: Any) -> dict[str, dict[str, str]] | None:
     A resource named neither in ``requests`` nor in ``limits`` gets :data:`DEFAULT_RESOURCES`; one given only a
     request is limited to that request; ``None`` removes a default (``{'limits': {'cpu': None}}``: no CPU limit).
     """
-    resources = _mapping(value, "kubernetes['resources']")
+    resources = grammar.mapping(value, "kubernetes['resources']")
     unknown = sorted(set(resources) - {"requests", "limits"})
     if unknown:
         raise ConfigurationError(
@@ -171,20 +69,18 @@ def _resources(value: Any) -> dict[str, dict[str, str]] | None:
         )
     result: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
     for kind in ("requests", "limits"):
-        for resource, amount in _mapping(resources.get(kind), f"kubernetes['resources'][{kind!r}]").items():
+        for resource, amount in grammar.mapping(resources.get(kind), f"kubernetes['resources'][{kind!r}]").items():
             check_label_key(resource, f"kubernetes['resources']['{kind}']")
             if amount is not None:
-                result[kind][resource] = _quantity(amount, f"kubernetes['resources']['{kind}'][{resource!r}]")
-    given = {kind: _mapping(resources.get(kind), kind) for kind in ("requests", "limits")}
+                result[kind][resource] = grammar.quantity(amount, f"kubernetes['resources']['{kind}'][{resource!r}]")
+    given = {kind: grammar.mapping(resources.get(kind), kind) for kind in ("requests", "limits")}
     for resource in DEFAULT_RESOURCES["requests"]:
         if resource not in given["requests"] and resource not in result["limits"]:
             result["requests"][resource] = DEFAULT_RESOURCES["requests"][resource]  # (a limit alone is the request)
         if resource not in given["limits"]:
             # bounded: by the request given alone, else by the default; a limit set to None is the user's choice
-            result["limits"][resource] = result["requests"].get(resource) if resource in given["requests"] else (
-                DEFAULT_RESOURCES["limits"][resource])
-            if result["limits"][resource] is None:
-                result["limits"][resource] = DEFAULT_RESOURCES["limits"][resource]
+            request = result["requests"].get(resource) if resource in given["requests"] else None
+            result["limits"][resource] = request or DEFAULT_RESOURCES["limits"][resource]
     for resource in result.get("requests", {}):
         if "/" in resource and not resource.startswith("kubernetes.io/") and resource not in result.get("limits", {}):
             raise ConfigurationError(
@@ -199,83 +95,27 @@ def _security_context(value: Any, name: str, defaults: Mapping[str, Any], known:
 
     :raises ConfigurationError: for a field a securityContext does not have (a misspelt one would be dropped).
     """
-    given = _mapping(value, _where(name))
+    given = grammar.mapping(value, grammar.where(name))
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise ConfigurationError(
-            f"Unknown field(s) {unknown} in {_where(name)}: the fields are {list(known)}, written as in a pod "
+            f"Unknown field(s) {unknown} in {grammar.where(name)}: the fields are {list(known)}, written as in a pod "
             "manifest (camelCase)."
         )
     merged = {**defaults, **given}
     return {key: item for key, item in merged.items() if item is not None}
 
 
-def _tolerations(value: Any) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)):
-        raise ConfigurationError(f"kubernetes['tolerations'] must be a list of mappings, got {value!r}.")
-    result = []
-    for i, item in enumerate(value):
-        what = f"kubernetes['tolerations'][{i}]"
-        item = _mapping(item, what)
-        unknown = sorted(set(item) - set(TOLERATION_KEYS))
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown key(s) {unknown} in {what}: the keys are {list(TOLERATION_KEYS)} (as in a pod manifest)."
-            )
-        if item.get("operator") not in (None, *TOLERATION_OPERATORS):
-            raise ConfigurationError(f"{what}['operator'] must be 'Exists' or 'Equal', got {item['operator']!r}.")
-        if item.get("effect") not in (None, "", *TOLERATION_EFFECTS):
-            raise ConfigurationError(
-                f"{what}['effect'] must be one of {list(TOLERATION_EFFECTS)}, got {item['effect']!r}."
-            )
-        toleration = {k: v for k, v in item.items() if v is not None}
-        if "tolerationSeconds" in toleration:
-            toleration["tolerationSeconds"] = _integer(
-                toleration["tolerationSeconds"], f"{what}['tolerationSeconds']", 0
-            )
-        result.append(toleration)
-    return result
-
-
-def _affinity(value: Any) -> dict[str, Any] | None:
-    if value is None or value == {}:
-        return None
-    affinity = _mapping(value, "kubernetes['affinity']")
-    unknown = sorted(set(affinity) - set(AFFINITY_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown key(s) {unknown} in kubernetes['affinity']: the keys are {list(AFFINITY_KEYS)}, written as in "
-            "a pod manifest (camelCase)."
-        )
-    return dict(affinity)
-
-
 def _env_vars(value: Any) -> dict[str, str]:
     result = {}
-    for name, item in _mapping(value, "kubernetes['env_vars']").items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise ConfigurationError(f"kubernetes['env_vars'] has an invalid variable name {name!r}.")
+    for name, item in grammar.mapping(value, "kubernetes['env_vars']").items():
+        grammar.env_name(name, "kubernetes['env_vars']")
         if name in RESERVED_ENV:
             raise ConfigurationError(
                 f"kubernetes['env_vars'][{name!r}] is set by the runtime itself; leave it out."
             )
         result[name] = "" if item is None else str(item)
     return result
-
-
-def _pull_secrets(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _DNS_SUBDOMAIN.match(v) for v in value):
-        raise ConfigurationError(
-            f"kubernetes['image_pull_secrets'] must be a list of Secret names (or one comma-separated string), "
-            f"got {value!r}."
-        )
-    return list(value)
 
 
 def check_task_arguments(value: Any) -> None:
@@ -403,43 +243,46 @@ class KubernetesSettings:
         if value is None:
             value = {}
         cls.check_keys(value)
-        image = _string(value.get("image"), "image")
+        image = grammar.string(value.get("image"), "image")
         if not image:
             raise ConfigurationError(
                 "kubernetes['image'] is required with runtime='kubernetes': the scoring runtime image built from "
                 "runtime_image/ and pushed to a registry the cluster pulls from, e.g. "
                 "'registry.example.com/batch-scoring-runtime:0.1.0' (see README 'Kubernetes runtime')."
             )
-        namespace = _string(value.get("namespace"), "namespace")
-        if namespace and (len(namespace) > 63 or not _DNS_LABEL.match(namespace)):
+        namespace = grammar.dns_label(grammar.string(value.get("namespace"), "namespace"), "kubernetes['namespace']")
+        policy = grammar.string(value.get("image_pull_policy"), "image_pull_policy")
+        if policy and policy not in grammar.PULL_POLICIES:
             raise ConfigurationError(
-                f"kubernetes['namespace'] = {namespace!r} is not a valid namespace (lowercase letters, digits and "
-                "'-', up to 63 characters)."
+                f"kubernetes['image_pull_policy'] must be one of {grammar.PULL_POLICIES}, got {policy!r}."
             )
-        policy = _string(value.get("image_pull_policy"), "image_pull_policy")
-        if policy and policy not in PULL_POLICIES:
-            raise ConfigurationError(f"kubernetes['image_pull_policy'] must be one of {PULL_POLICIES}, got {policy!r}.")
-        account = _string(value.get("service_account_name"), "service_account_name")
-        if account and not _DNS_SUBDOMAIN.match(account):
-            raise ConfigurationError(f"kubernetes['service_account_name'] = {account!r} is not a valid name.")
+        account = grammar.dns_subdomain(
+            grammar.string(value.get("service_account_name"), "service_account_name"),
+            "kubernetes['service_account_name']",
+        )
         node_selector = {}
-        for key, item in _mapping(value.get("node_selector"), "kubernetes['node_selector']").items():
+        for key, item in grammar.mapping(value.get("node_selector"), "kubernetes['node_selector']").items():
             check_label_key(key, "kubernetes['node_selector']")
             node_selector[key] = str(item)
         if not (poll_interval > 0 and math.isfinite(poll_interval)):
             raise ConfigurationError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}.")
-        action = _string(value.get("on_finish_action"), "on_finish_action") or "delete_succeeded_job"
+        action = grammar.string(value.get("on_finish_action"), "on_finish_action") or "delete_succeeded_job"
         if action not in ON_FINISH_ACTIONS:
             raise ConfigurationError(
                 f"kubernetes['on_finish_action'] must be one of {ON_FINISH_ACTIONS}, got {action!r}."
             )
-        in_cluster = _boolean(value.get("in_cluster"), "in_cluster")
-        config_file = _string(value.get("config_file"), "config_file")
+        in_cluster = to_optional_bool(value.get("in_cluster"), "kubernetes['in_cluster']")
+        config_file = grammar.string(value.get("config_file"), "config_file")
         if in_cluster and config_file:
             raise ConfigurationError(
                 "kubernetes['in_cluster'] and kubernetes['config_file'] exclude each other: set one of them."
             )
-        ttl = _integer(value.get("ttl_seconds_after_finished", 86400), _where("ttl_seconds_after_finished"), 0)
+        given: Mapping[str, Any] = value
+
+        def whole(key: str, minimum: int, default: int | None = None) -> int | None:
+            return to_optional_int(given.get(key, default), grammar.where(key), minimum)
+
+        ttl = whole("ttl_seconds_after_finished", 0, 86400)
         return cls(
             image=image,
             namespace=namespace,
@@ -453,26 +296,22 @@ class KubernetesSettings:
                 DEFAULT_CONTAINER_SECURITY_CONTEXT, CONTAINER_SECURITY_FIELDS,
             ),
             node_selector=node_selector,
-            tolerations=_tolerations(value.get("tolerations")),
-            affinity=_affinity(value.get("affinity")),
+            tolerations=grammar.tolerations(value.get("tolerations")),
+            affinity=grammar.affinity(value.get("affinity")),
             service_account_name=account,
-            labels=_labels(value.get("labels"), "labels"),
-            annotations=_annotations(value.get("annotations"), "annotations"),
-            image_pull_secrets=_pull_secrets(value.get("image_pull_secrets")),
+            labels=grammar.label_map(value.get("labels"), "labels"),
+            annotations=grammar.annotation_map(value.get("annotations"), "annotations"),
+            image_pull_secrets=grammar.pull_secrets(value.get("image_pull_secrets")),
             env_vars=_env_vars(value.get("env_vars")),
-            active_deadline_seconds=_integer(
-                value.get("active_deadline_seconds"), _where("active_deadline_seconds"), 1
-            ),
+            active_deadline_seconds=whole("active_deadline_seconds", 1),
             ttl_seconds_after_finished=ttl,
-            backoff_limit=_integer(value.get("backoff_limit"), _where("backoff_limit"), 0) or 0,
-            parallelism=_integer(value.get("parallelism"), _where("parallelism"), 1),
-            grace_period_seconds=_integer(
-                value.get("grace_period_seconds", 300), _where("grace_period_seconds"), 0
-            ) or 0,
+            backoff_limit=whole("backoff_limit", 0) or 0,
+            parallelism=whole("parallelism", 1),
+            grace_period_seconds=whole("grace_period_seconds", 0, 300) or 0,
             kubernetes_conn_id=kubernetes_conn_id or None,
             in_cluster=in_cluster,
             config_file=config_file,
-            cluster_context=_string(value.get("cluster_context"), "cluster_context"),
+            cluster_context=grammar.string(value.get("cluster_context"), "cluster_context"),
             poll_interval=poll_interval,
             on_finish_action=action,
         )
