@@ -244,7 +244,7 @@ def _model_facet_class() -> type:
     from airflow.providers.common.compat.openlineage.facet import DatasetFacet
 
     @attr.define
-    class ModelArtifactDatasetFacet(DatasetFacet):  # type: ignore[misc]
+    class ModelArtifactDatasetFacet(DatasetFacet):
         digest: str
         """``sha256:<hex>`` of the processed artifact the replicas loaded."""
 

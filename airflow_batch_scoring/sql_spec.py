@@ -24,7 +24,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: a URL with a password (``scheme://user:password@host``): credentials belong in a connection, not in a spec.
 _URL_WITH_PASSWORD = re.compile(r"^[A-Za-z0-9+.-]+://[^/@:]*:[^/@]*@")
 #: the file keys that mean nothing for a table or a query, with their defaults.
-_FILE_KEYS = {
+_FILE_KEYS: dict[str, tuple[Any, ...]] = {
     "format": ("", None), "header": (False, None, "auto"), "columns": (None, [], ""), "newlines_in_values": (False,),
     "encoding": (None, ""), "max_line_bytes": (None, ""),
 }

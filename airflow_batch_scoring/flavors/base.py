@@ -7,12 +7,12 @@ Never imports Airflow, nor any model library (each flavour imports its own when 
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ModelError, SchemaError
@@ -89,9 +89,10 @@ class Flavor(ABC):
 
 def output_columns(result: Any) -> tuple[list[str], list[pa.Array]]:
     """The names and columns of a model's output: ``prediction`` for one value per row, else one column each."""
-    if isinstance(result, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # a pandas result means pandas is loaded; DAG parsing must not import it
+    if pd is not None and isinstance(result, pd.DataFrame):
         return [str(c) for c in result.columns], [pa.array(result[c].to_numpy()) for c in result.columns]
-    if isinstance(result, pd.Series):
+    if pd is not None and isinstance(result, pd.Series):
         return [PREDICTION], [pa.array(result.to_numpy())]
     array = np.asarray(result)
     if array.ndim == 1:

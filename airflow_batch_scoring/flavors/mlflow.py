@@ -22,7 +22,6 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.flavors.base import Flavor, Predictor
-from airflow_batch_scoring.flavors.mlflow_probabilities import probability_predictor
 from airflow_batch_scoring.flavors.processing import (
     ArtifactRequest,
     first_schema,
@@ -257,6 +256,8 @@ def load_mlflow(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSch
         raise ModelError(f"Cannot load the MLflow model at {spec.path!r} ({type(err).__name__}: {err}).") from err
     input_schema = input_schema or (feature_schema(model) if "sklearn" in meta.flavors else None)
     if probabilities:  # the flavour's native classifier, or an output that already is per-class probabilities
+        from airflow_batch_scoring.flavors.mlflow_probabilities import probability_predictor  # (pandas)
+
         return probability_predictor(
             model, meta, input_schema=input_schema, output_schema=output_schema, wants_frame=wants_frame
         )

@@ -17,10 +17,9 @@ Never imports Airflow.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ModelError
@@ -28,6 +27,9 @@ from airflow_batch_scoring.flavors.base import Flavor, Predictor, output_columns
 from airflow_batch_scoring.flavors.processing import ArtifactRequest, require_local, stage
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import Column, ColumnType, ModelSchema
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported when a model is loaded, not when a DAG that names one is parsed
 
 SUFFIXES = (".joblib", ".pkl", ".pickle")
 
@@ -118,7 +120,11 @@ class EstimatorPredictor(Predictor):
         wrapped without a copy in a DataFrame when the model knows its feature names; a DataFrame otherwise."""
         if all(pa.types.is_floating(t) for t in table.schema.types):
             matrix = _row_major(table)
-            return pd.DataFrame(matrix, columns=table.column_names, copy=False) if self.wants_frame else matrix
+            if not self.wants_frame:
+                return matrix
+            import pandas as pd
+
+            return pd.DataFrame(matrix, columns=table.column_names, copy=False)
         frame = table.to_pandas(split_blocks=False, self_destruct=False)
         return frame if self.wants_frame else frame.to_numpy()
 

@@ -47,11 +47,12 @@ class PartWriter:
         if self.schema is None:
             self.schema = table.schema
             # Object stores upload a part each time part_size bytes are buffered (multipart upload).
-            self._raw = open_for_upload(self.fs, self.path, self.part_size, self.write_concurrency)
-            self._file = self._raw
+            raw = open_for_upload(self.fs, self.path, self.part_size, self.write_concurrency)
+            stream: BinaryIO = raw
             if self.compression:  # (gzip.GzipFile and the others leave the object they write to open)
-                self._file = fsspec.compression.compr[self.compression](self._raw, mode="wb")
-            self._open(self._file, table.schema)
+                stream = fsspec.compression.compr[self.compression](raw, mode="wb")
+            self._raw, self._file = raw, stream
+            self._open(stream, table.schema)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
         self._write(table)

@@ -14,10 +14,10 @@ def sink_class(spec: DataSpec) -> type[Sink]:
     if spec.table:
         from airflow_batch_scoring.sinks.sql import SqlSink
 
-        return SqlSink  # type: ignore[return-value]
+        return SqlSink
     from airflow_batch_scoring.sinks.files import FileSink
 
-    return FileSink  # type: ignore[return-value]
+    return FileSink
 
 
 def open_sink(job: ScoringJob, secrets: Mapping[str, Any] | None) -> Sink:

@@ -15,10 +15,10 @@ def source_class(spec: DataSpec) -> type[Source]:
     if spec.table or spec.query:
         from airflow_batch_scoring.sources.sql import SqlSource
 
-        return SqlSource  # type: ignore[return-value]
+        return SqlSource
     from airflow_batch_scoring.sources.files import FileSource
 
-    return FileSource  # type: ignore[return-value]
+    return FileSource
 
 
 def open_source(spec: DataSpec, secrets: Mapping[str, Any] | None, files: Sequence[InputFile] = ()) -> Source:
