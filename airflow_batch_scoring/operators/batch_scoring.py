@@ -14,13 +14,13 @@ from airflow.sdk import BaseOperator
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.hooks.sql import sql_secrets
-from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
+from airflow_batch_scoring.hooks.data import credentials_for, data_access
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
-from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
+from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
@@ -234,12 +234,7 @@ class BatchScoringOperator(BaseOperator):
         runtime.check_locations(source, sink)  # before the model is fetched
         scoring = self._options(task.replicas)  # every option parsed once, before the model is fetched
         options = self._storage_options(source, sink)
-        if sink.is_sql:  # the database (no credentials) and the table
-            from airflow_batch_scoring.sinks.sql import sink_location
-
-            OutputLocationLink.persist(context, sink_location(sink, options["sink"]))
-        else:
-            OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
+        OutputLocationLink.persist(context, data_access(sink).location(sink, options["sink"]))  # no credentials
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         self._runtime = runtime  # for on_kill
         try:
@@ -268,7 +263,7 @@ class BatchScoringOperator(BaseOperator):
                 options=scoring,
                 storage_options=options,
             )
-            if not source.is_sql:  # a SQL source's plan is logged by the preflight
+            if files:  # a SQL source lists no files: its plan is logged by the preflight
                 self.log.info(
                     "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
                     sum(f.size for f in files),
@@ -316,19 +311,20 @@ class BatchScoringOperator(BaseOperator):
         """Refuse a sink outside ``allowed_sink_prefixes`` (before anything is fetched, read or written)."""
         if self.allowed_sink_prefixes is None:
             return
-        if sink.is_sql:
+        uri = data_access(sink).uri(sink)
+        if uri is None:
             raise ConfigurationError(
                 f"This task may only write under {', '.join(self.allowed_sink_prefixes)} (its allowed_sink_prefixes), "
                 "not to a SQL table."
             )
-        check_allowed(normalize_location(sink.uri), self.allowed_sink_prefixes)
+        check_allowed(normalize_location(uri), self.allowed_sink_prefixes)
 
     @staticmethod
     def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
         """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
         return {
-            "source": sql_secrets(source) if source.is_sql else storage_options(source.uri, source.conn_id),
-            "sink": sql_secrets(sink) if sink.is_sql else storage_options(sink.uri, sink.conn_id),
+            "source": credentials_for(source),
+            "sink": credentials_for(sink),
         }
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

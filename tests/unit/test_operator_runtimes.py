@@ -39,7 +39,7 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     monkeypatch.setattr(module, "prepare_job", mocks.prepare_job)
     monkeypatch.setattr("airflow_batch_scoring.artifacts.process_model", mocks.process_model)
     monkeypatch.setattr(module, "fetch_processed_model", lambda reference, folder: reference)
-    monkeypatch.setattr(module, "storage_options", lambda uri, conn_id: {})
+    monkeypatch.setattr(module, "credentials_for", lambda spec: {})
     monkeypatch.setattr(module, "record_lineage", lambda *args: None)
     monkeypatch.setattr(module.OutputLocationLink, "persist", classmethod(lambda cls, *args: None))
     monkeypatch.setattr(module.ModelVersionLink, "persist", classmethod(lambda cls, *args: None))
