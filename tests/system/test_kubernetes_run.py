@@ -56,7 +56,8 @@ def setup(cluster, bucket, seaweedfs, monkeypatch, tmp_path):
     kubelet.stop()
 
 
-def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: str, replicas: int, **settings) -> dict:
+def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: str, replicas: int,
+          deferrable: bool = False, **settings) -> dict:
     return {
         "model": model,
         "source": {"uri": f"s3://{prefix}/in/", "format": "csv", "columns": ["id", *FEATURES], "conn_id": "kube_s3"},
@@ -64,8 +65,9 @@ def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: st
                  for runtime in ("local", "kubernetes")},
         "replicas": replicas,
         "passthrough": ["id"],
-        "kubernetes": {"image": IMAGE, "namespace": namespace, "config_file": str(cluster.kubeconfig),
-                       "poll_interval": 0.2, **settings},
+        "kubernetes": {"image": IMAGE, "namespace": namespace, "config_file": str(cluster.kubeconfig), **settings},
+        "deferrable": deferrable,
+        "poll_interval": 0.2,
     }
 
 
