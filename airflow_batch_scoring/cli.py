@@ -15,11 +15,8 @@ import tempfile
 import uuid
 
 from airflow_batch_scoring.cli_support import pick, read_storage_options, summary
+from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.errors import BatchScoringError
-
-
-def _columns(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON, as --input-schema: types for passthrough columns (default: the source\'s own, or the text)',
     )
     score.add_argument("--replicas", type=int, default=1)
-    score.add_argument("--batch-size", type=int, default=100_000)
+    score.add_argument("--batch-size", type=int, default=None, help="rows per batch (default 100,000)")
     score.add_argument("--input-schema", help='JSON: [{"name": "x", "type": "Float64"}, ...]')
     score.add_argument("--output-schema", help="JSON, as --input-schema")
     score.add_argument("--no-schema-check", action="store_true", help="pass input columns to the model unchecked")
@@ -114,9 +111,11 @@ def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.job import DataSpec
+    from airflow_batch_scoring.options import ScoringOptions
 
     source = DataSpec.parse(
-        _spec(args.source, "source", format=args.source_format, header=args.header, columns=_columns(args.columns)),
+        _spec(args.source, "source", format=args.source_format, header=args.header,
+              columns=to_columns(args.columns, "--columns")),
         "source",
     )
     sink = DataSpec.parse(_spec(args.sink, "sink", format=args.sink_format, header=args.sink_header), "sink")
@@ -124,34 +123,38 @@ def _score(args: argparse.Namespace) -> dict:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    scoring = ScoringOptions.parse(
+        replicas=args.replicas,
+        batch_size=args.batch_size,
+        passthrough_columns=args.passthrough,
+        passthrough_schema=args.passthrough_schema,
+        input_schema=args.input_schema,
+        output_schema=args.output_schema,
+        schema_check=not args.no_schema_check,
+        predict_probabilities=args.probabilities,
+        part_size=args.part_size,
+        write_concurrency=args.write_concurrency,
+        on_bad_rows=args.on_bad_rows,
+        max_bad_rows=args.max_bad_rows,
+        max_bad_fraction=args.max_bad_fraction,
+    )
+
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
         launcher = LocalLauncher(log)
         # The replicas start and load the model while the input is listed, planned and checked.
-        launcher.prestart(model, args.replicas, probabilities=args.probabilities, output_schema=args.output_schema)
+        launcher.prestart(model, scoring.replicas, probabilities=scoring.predict_probabilities,
+                          output_schema=scoring.output_schema)
         try:
             options = read_storage_options(args.storage_options)
-            sizes = {name: value for name, value in (("part_size", args.part_size),
-                                                     ("write_concurrency", args.write_concurrency)) if value}
             job, files = prepare_job(
                 job_id=args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
                 attempt=f"cli-{uuid.uuid4().hex[:8]}",
                 model=model,
                 source=source,
                 sink=sink,
-                replicas=args.replicas,
-                batch_size=args.batch_size,
-                passthrough_columns=_columns(args.passthrough),
-                passthrough_schema=args.passthrough_schema,
-                input_schema=args.input_schema,
-                output_schema=args.output_schema,
-                schema_check=not args.no_schema_check,
-                predict_probabilities=args.probabilities,
-                on_bad_rows=args.on_bad_rows,
-                max_bad_rows=args.max_bad_rows,
-                max_bad_fraction=args.max_bad_fraction,
+                options=scoring,
                 storage_options=options,
-                **sizes,
             )
             return execute_job(job, files, log=log, launcher=launcher, if_exists=args.if_exists,
                                keep_on_failure=bool(args.job_id), storage_options=options)

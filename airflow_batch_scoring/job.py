@@ -235,6 +235,12 @@ class DataSpec:
         """Whether this spec names a SQL table or query (rather than files)."""
         return bool(self.table or self.query)
 
+    @property
+    def kind(self) -> str:
+        """``"sql"`` (a table or a query) or ``"files"``: what the Airflow side dispatches on, in one place
+        (:func:`airflow_batch_scoring.hooks.data.data_access`)."""
+        return "sql" if self.is_sql else "files"
+
     @classmethod
     def parse(cls, value: DataSpec | Mapping[str, Any] | str, role: str) -> DataSpec:
         """Build a spec from a mapping (or a bare URI string).

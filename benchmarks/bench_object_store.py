@@ -90,6 +90,7 @@ def child_job(spec_path: str) -> dict[str, Any]:
     from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.io.files import filesystem
     from airflow_batch_scoring.job import DataSpec
+    from airflow_batch_scoring.options import ScoringOptions
 
     class StagedPartsLauncher(LocalLauncher):
         """The local launcher; once the replicas are done it lists the staged parts with their ETags. These tell
@@ -121,12 +122,14 @@ def child_job(spec_path: str) -> dict[str, Any]:
             model=model,
             source=source,
             sink=sink,
-            replicas=spec["replicas"],
-            batch_size=BATCH,
-            passthrough_columns=PASSTHROUGH,
-            part_size=spec["part_size"],
-            write_concurrency=spec["write_concurrency"],
             storage_options=options,
+            options=ScoringOptions.parse(
+                replicas=spec["replicas"],
+                batch_size=BATCH,
+                passthrough_columns=PASSTHROUGH,
+                part_size=spec["part_size"],
+                write_concurrency=spec["write_concurrency"],
+            ),
         )
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         launcher = StagedPartsLauncher(log)

@@ -9,25 +9,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_batch_scoring.coercion import to_positive_int
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.io.bad_rows import policy as bad_rows
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import (
-    AUTO,
-    DEFAULT_PART_SIZE,
-    DEFAULT_WRITE_CONCURRENCY,
-    DataSpec,
-    ModelSpec,
-    ScoringJob,
-)
+from airflow_batch_scoring.job import AUTO, DataSpec, ModelSpec, ScoringJob
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sinks import sink_class
 from airflow_batch_scoring.sources import open_source, source_class
-
-DEFAULT_BATCH_SIZE = 100_000
 
 
 def safe_job_id(text: str) -> str:
@@ -43,62 +33,43 @@ def prepare_job(
     model: ModelSpec,
     source: DataSpec,
     sink: DataSpec,
-    replicas: int = 1,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    passthrough_columns: list[str] | None = None,
-    passthrough_schema: Any = None,
-    input_schema: Any = None,
-    output_schema: Any = None,
-    schema_check: bool = True,
-    predict_probabilities: bool = False,
-    part_size: int = DEFAULT_PART_SIZE,
-    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+    options: ScoringOptions | None = None,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-    on_bad_rows: str = "fail",
-    max_bad_rows: int | str | None = None,
-    max_bad_fraction: float | str | None = None,
 ) -> tuple[ScoringJob, list[InputFile]]:
     """List the inputs, check the sink's bucket, plan the shards and build the ScoringJob.
 
     :param job_id: names the run; every attempt of one run shares it (and its staging folder, for resuming).
     :param attempt: names this attempt of the run (letters, digits, ``_`` and ``-``).
+    :param options: the run's scoring options, parsed once by the caller (default: :class:`ScoringOptions`'s).
     :param storage_options: fsspec options of the ``source`` and the ``sink`` (from their connections).
-    :param passthrough_schema: types for some passthrough columns, ``[{"name": "id", "type": "Int64"}]`` (the form of
-        ``input_schema``); the others get the source's own type (Parquet, SQL) or text (CSV, JSON lines): see
-        :mod:`airflow_batch_scoring.runtime.passthrough`.
     :raises InputError: when the input does not exist, is empty or cannot be read, or the sink's bucket is missing.
     :raises ConfigurationError: for an invalid parameter.
     """
-    options = storage_options or {}
-    replicas = to_positive_int(replicas, "replicas")
-    batch_size = to_positive_int(batch_size, "batch_size")
-    part_size = to_positive_int(part_size, "part_size")
-    write_concurrency = to_positive_int(write_concurrency, "write_concurrency")
-    policy = bad_rows.BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)
+    opts = options or ScoringOptions()
+    secrets = storage_options or {}
+    policy = opts.bad_rows
     check_places(source, sink)  # before anything is read or written
-    reading = open_source(source, options.get("source"))
+    reading = open_source(source, secrets.get("source"))
     files = reading.listing()
     writing = sink_class(sink)
-    writing.precheck(sink, options.get("sink"))
-    schema = ModelSchema.parse(input_schema) or ModelSchema.parse(model.input_schema)
-    plan = ReadPlan(list(schema.columns) if schema else None, schema_check, list(passthrough_columns or []))
+    writing.precheck(sink, secrets.get("sink"))
+    schema = opts.input_schema or ModelSchema.parse(model.input_schema)
+    plan = ReadPlan(list(schema.columns) if schema else None, opts.schema_check, list(opts.passthrough_columns))
     if policy.quarantine and not reading.row_errors:
         raise ConfigurationError(
             f"on_bad_rows='quarantine' is not supported with {reading.what} as the source yet; use 'fail'."
         )
-    shards = reading.plan(replicas, plan, part_size)
+    shards = reading.plan(opts.replicas, plan, opts.part_size)
     sink.format = sink.format or writing.default_format(reading.output_format())
     if sink.header == AUTO:  # a CSV output gets a header when the input has one
-        sink.header = reading.detect_header(plan, part_size)
+        sink.header = reading.detect_header(plan, opts.part_size)
     run_types = reading.decide_passthrough(
-        plan.passthrough, ModelSchema.parse(passthrough_schema), schema.names if schema else None
+        plan.passthrough, opts.passthrough_schema, schema.names if schema else None
     )
     if sink.compression and sink.format == "parquet":
         raise ConfigurationError(
             "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
         )
-    parsed_input = ModelSchema.parse(input_schema)
-    parsed_output = ModelSchema.parse(output_schema)
     job = ScoringJob(
         job_id=safe_job_id(job_id),
         model=model,
@@ -106,14 +77,14 @@ def prepare_job(
         sink=sink,
         staging_uri="",
         shards=shards,
-        batch_size=batch_size,
-        passthrough_columns=list(passthrough_columns or []),
-        input_schema=parsed_input.to_json() if parsed_input else None,
-        output_schema=parsed_output.to_json() if parsed_output else None,
-        schema_check=schema_check,
-        predict_probabilities=predict_probabilities,
-        part_size=part_size,
-        write_concurrency=write_concurrency,
+        batch_size=opts.batch_size,
+        passthrough_columns=list(opts.passthrough_columns),
+        input_schema=opts.input_schema.to_json() if opts.input_schema else None,
+        output_schema=opts.output_schema.to_json() if opts.output_schema else None,
+        schema_check=opts.schema_check,
+        predict_probabilities=opts.predict_probabilities,
+        part_size=opts.part_size,
+        write_concurrency=opts.write_concurrency,
         attempt=re.sub(r"[^A-Za-z0-9_-]+", "_", str(attempt)) or "try1",
         on_bad_rows=policy.mode,
         max_bad_rows=policy.max_bad_rows,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batch_scoring.driver.run import JobStart, begin_job, execute_job, finish_job
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.hooks.data import data_access
 from airflow_batch_scoring.io.files import InputFile, normalize_uri, scheme_of
 from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests
@@ -36,9 +37,9 @@ def check_locations(*specs: tuple[str, DataSpec | str | None]) -> None:
     :raises ConfigurationError: naming the location and what to do instead.
     """
     for role, spec in specs:
-        if spec is None or (isinstance(spec, DataSpec) and getattr(spec, "is_sql", False)):
+        uri = data_access(spec).uri(spec) if isinstance(spec, DataSpec) else spec
+        if uri is None:  # absent, or a database the pods reach over the network
             continue
-        uri = spec.uri if isinstance(spec, DataSpec) else spec
         if scheme_of(normalize_uri(uri)) in ("file", "local"):
             raise ConfigurationError(
                 f"runtime='kubernetes' needs the {role} on an object store the pods can reach (s3://, gs://, "

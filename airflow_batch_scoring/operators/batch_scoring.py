@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from airflow_batch_scoring.driver.prepare import DEFAULT_BATCH_SIZE, prepare_job, safe_job_id
+from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.hooks.sql import sql_secrets
-from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
+from airflow_batch_scoring.hooks.data import credentials_for, data_access
+from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
 from airflow_batch_scoring.kubernetes.settings import check_task_arguments
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
-from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink, output_location_url
+from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
-from airflow_batch_scoring.params import flag
+from airflow_batch_scoring.options import DEFAULT_BATCH_SIZE, ScoringOptions
 from airflow_batch_scoring.stages import get_stage
 
 if TYPE_CHECKING:
@@ -249,16 +249,9 @@ class BatchScoringOperator(BaseOperator):
         self._check_sink_allowed(sink)
         runtime = runtime_for(task, context, self.log.info)
         runtime.check_locations(source, sink)  # before the model is fetched
-        passthrough = self.passthrough_columns
-        if isinstance(passthrough, str):
-            passthrough = [c.strip() for c in passthrough.split(",") if c.strip()]
+        scoring = self._options(task.replicas)  # every option parsed once, before the model is fetched
         options = self._storage_options(source, sink)
-        if sink.is_sql:  # the database (no credentials) and the table
-            from airflow_batch_scoring.sinks.sql import sink_location
-
-            OutputLocationLink.persist(context, sink_location(sink, options["sink"]))
-        else:
-            OutputLocationLink.persist(context, output_location_url(sink.uri, options["sink"].get("endpoint_url")))
+        OutputLocationLink.persist(context, data_access(sink).location(sink, options["sink"]))  # no credentials
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         self._runtime = runtime  # for on_kill
         try:
@@ -274,31 +267,20 @@ class BatchScoringOperator(BaseOperator):
                 model.digest,
             )
             ModelVersionLink.persist(context, model, tracking_uri, registry_uri)
-            probabilities = flag(self.predict_probabilities, "predict_probabilities")
             # The local replicas start and load the model while the input is listed, planned and checked.
-            runtime.prepare(model, probabilities=probabilities, output_schema=self.output_schema)
+            runtime.prepare(
+                model, probabilities=scoring.predict_probabilities, output_schema=scoring.output_schema
+            )
             job, files = prepare_job(
                 job_id=self._job_id(context),
                 attempt=f"try{context['ti'].try_number}",
                 model=model,
                 source=source,
                 sink=sink,
-                replicas=task.replicas,
-                batch_size=self.batch_size,
-                passthrough_columns=passthrough,
-                passthrough_schema=self.passthrough_schema,
-                input_schema=self.input_schema,
-                output_schema=self.output_schema,
-                schema_check=flag(self.schema_check, "schema_check"),
-                predict_probabilities=probabilities,
-                part_size=self.part_size,
-                write_concurrency=self.write_concurrency,
+                options=scoring,
                 storage_options=options,
-                on_bad_rows=self.on_bad_rows,
-                max_bad_rows=self.max_bad_rows,
-                max_bad_fraction=self.max_bad_fraction,
             )
-            if not source.is_sql:  # a SQL source's plan is logged by the preflight
+            if files:  # a SQL source lists no files: its plan is logged by the preflight
                 self.log.info(
                     "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
                     sum(f.size for f in files),
@@ -311,6 +293,24 @@ class BatchScoringOperator(BaseOperator):
             runtime.close()  # prestarted replicas a failure before the launch left waiting
             self._runtime = None
             shutil.rmtree(work, ignore_errors=True)
+
+    def _options(self, replicas: Any) -> ScoringOptions:
+        """The scoring options from this task's rendered arguments (``replicas``: the task's or the stage's)."""
+        return ScoringOptions.parse(
+            replicas=replicas,
+            batch_size=self.batch_size,
+            passthrough_columns=self.passthrough_columns,
+            passthrough_schema=self.passthrough_schema,
+            input_schema=self.input_schema,
+            output_schema=self.output_schema,
+            schema_check=self.schema_check,
+            predict_probabilities=self.predict_probabilities,
+            part_size=self.part_size,
+            write_concurrency=self.write_concurrency,
+            on_bad_rows=self.on_bad_rows,
+            max_bad_rows=self.max_bad_rows,
+            max_bad_fraction=self.max_bad_fraction,
+        )
 
     @contextmanager
     def _mlflow(self) -> Iterator[tuple[str | None, str | None]]:
@@ -328,19 +328,20 @@ class BatchScoringOperator(BaseOperator):
         """Refuse a sink outside ``allowed_sink_prefixes`` (before anything is fetched, read or written)."""
         if self.allowed_sink_prefixes is None:
             return
-        if sink.is_sql:
+        uri = data_access(sink).uri(sink)
+        if uri is None:
             raise ConfigurationError(
                 f"This task may only write under {', '.join(self.allowed_sink_prefixes)} (its allowed_sink_prefixes), "
                 "not to a SQL table."
             )
-        check_allowed(normalize_location(sink.uri), self.allowed_sink_prefixes)
+        check_allowed(normalize_location(uri), self.allowed_sink_prefixes)
 
     @staticmethod
     def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
         """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
         return {
-            "source": sql_secrets(source) if source.is_sql else storage_options(source.uri, source.conn_id),
-            "sink": sql_secrets(sink) if sink.is_sql else storage_options(sink.uri, sink.conn_id),
+            "source": credentials_for(source),
+            "sink": credentials_for(sink),
         }
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.bad_rows import COLUMNS, csv_with_bad_lines, errors_of, spread_bad_lines
 from tests.support.helpers import Models, make_frame
 from tests.support.scoring import check_predictions
@@ -56,8 +57,14 @@ def test_quarantine_on_an_object_store(
     sink = DataSpec.parse({"uri": f"s3://{run}/out/", "format": "jsonl", "conn_id": "s3_bad_rows"}, "sink")
     options = {"source": storage_options(source.uri, "s3_bad_rows"), "sink": storage_options(sink.uri, "s3_bad_rows")}
     model = process_model(str(models.regressor_path), str(tmp_path / "model"))
-    job, files = prepare_job(job_id=f"s3-{run}", model=model, source=source, sink=sink, storage_options=options,
-                             passthrough_columns=["id"], replicas=2, part_size=8192, on_bad_rows="quarantine")
+    job, files = prepare_job(
+        job_id=f"s3-{run}",
+        model=model,
+        source=source,
+        sink=sink,
+        storage_options=options,
+        options=ScoringOptions.parse(passthrough_columns=["id"], replicas=2, part_size=8192, on_bad_rows="quarantine"),
+    )
     summary = execute_job(job, files, storage_options=options, log=lambda line: None)  # real replica processes
     assert summary["rows_bad"] == len(bad) == 6
     fs.invalidate_cache()

@@ -16,6 +16,7 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.job import DataSpec, compression_of, infer_format
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sources.file_preflight import preflight
 from tests.support.helpers import (
     SCHEMA,
@@ -58,10 +59,11 @@ def test_compressed_files_are_scored_whole_each_by_one_replica(models: Models, t
         uris.append(compress(path, suffix).as_uri())
     sink = tmp_path / "out"
     job, files = prepare_job(
-        job_id="compressed", model=process_model(str(models.regressor_path), str(tmp_path / "model")),
+        job_id="compressed",
+        model=process_model(str(models.regressor_path), str(tmp_path / "model")),
         source=DataSpec.parse(source_spec(fmt, folder.as_uri() + "/"), "source"),
         sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
-        passthrough_columns=["id"], replicas=replicas, batch_size=256, part_size=4096,
+        options=ScoringOptions.parse(passthrough_columns=["id"], replicas=replicas, batch_size=256, part_size=4096),
     )
     pieces = [piece for shard in job.shards for piece in shard]
     assert sorted(p.path for p in pieces) == sorted(uris)  # each file whole, in one shard: read from its start
@@ -96,10 +98,11 @@ def test_preflight_reads_the_head_of_a_compressed_file(models: Models, tmp_path:
     with gzip.open(tmp_path / "data.csv.gz", "wt") as f:
         f.write("".join(lines))
     job, files = prepare_job(
-        job_id="preflight", model=process_model(str(models.regressor_path), str(tmp_path / "model")),
+        job_id="preflight",
+        model=process_model(str(models.regressor_path), str(tmp_path / "model")),
         source=DataSpec.parse(source_spec("csv", (tmp_path / "data.csv.gz").as_uri()), "source"),
         sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
-        input_schema=SCHEMA, passthrough_columns=["id"],
+        options=ScoringOptions.parse(input_schema=SCHEMA, passthrough_columns=["id"]),
     )
     with pytest.raises(InputError, match=r"data.csv.gz, line 10, column 'f0'"):
         preflight(job, files)

@@ -18,6 +18,7 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError, StorageError
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sinks import file_staging
 from airflow_batch_scoring.sinks.files import FileSink
 from airflow_batch_scoring.sources.files import fingerprint
@@ -40,11 +41,13 @@ def build(tmp_path: Path, model: object, *, job_id: str, attempt: str, source: s
         model=process_model(str(path), str(tmp_path / f"model-{attempt}")),
         source=DataSpec.parse(source_spec("csv", source), "source"),
         sink=DataSpec.parse({"uri": sink_uri or sink.as_uri()}, "sink"),
-        replicas=replicas,
-        batch_size=batch_size,
-        passthrough_columns=["id"],
         storage_options=storage_options,
-        input_schema=input_schema,
+        options=ScoringOptions.parse(
+            replicas=replicas,
+            batch_size=batch_size,
+            passthrough_columns=["id"],
+            input_schema=input_schema,
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_frame
 from tests.support.launchers import InProcessLauncher
 
@@ -39,8 +40,11 @@ def run(model: ModelSpec, source: dict, sink: dict, *, in_process: bool = False,
     kwargs.setdefault("part_size", 4096)  # many blocks per replica, and the file split between replicas
     kwargs.setdefault("passthrough_columns", ["id"])
     job, files = prepare_job(
-        job_id=f"pt-{uuid.uuid4().hex[:8]}", model=model, source=DataSpec.parse(source, "source"),
-        sink=DataSpec.parse(sink, "sink"), **kwargs,
+        job_id=f"pt-{uuid.uuid4().hex[:8]}",
+        model=model,
+        source=DataSpec.parse(source, "source"),
+        sink=DataSpec.parse(sink, "sink"),
+        options=ScoringOptions.parse(**kwargs),
     )
     launcher = InProcessLauncher() if in_process else None
     return execute_job(job, files, log=lambda line: None, launcher=launcher)  # type: ignore[arg-type]

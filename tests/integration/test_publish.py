@@ -20,6 +20,7 @@ from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.locations import check_allowed, normalize_location
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sinks import file_publish
 from tests.support.fault_models import Doubler, check_exactly_once
 from tests.support.helpers import make_frame, read_output, source_spec, write_frame
@@ -41,10 +42,13 @@ def model(tmp_path_factory: pytest.TempPathFactory):
 def build(model, source_uri: str, sink_uri: str, *, job_id: str = "run", attempt: str = "try1", replicas: int = 3,
           storage_options=None, fmt: str = "csv"):
     return prepare_job(
-        job_id=job_id, attempt=attempt, model=model,
+        job_id=job_id,
+        attempt=attempt,
+        model=model,
         source=DataSpec.parse(source_spec(fmt, source_uri), "source"),
         sink=DataSpec.parse({"uri": sink_uri}, "sink"),
-        replicas=replicas, batch_size=100, passthrough_columns=["id"], storage_options=storage_options,
+        storage_options=storage_options,
+        options=ScoringOptions.parse(replicas=replicas, batch_size=100, passthrough_columns=["id"]),
     )
 
 
@@ -150,8 +154,13 @@ def test_replacing_the_source_table_with_its_scores_is_refused(model, tmp_path: 
 
     def prepare(sink: dict):
         source = DataSpec.parse({"uri": url, "table": "customers"}, "source")
-        return prepare_job(job_id="sql", model=model, source=source, sink=DataSpec.parse(sink, "sink"),
-                           passthrough_columns=["id"])
+        return prepare_job(
+            job_id="sql",
+            model=model,
+            source=source,
+            sink=DataSpec.parse(sink, "sink"),
+            options=ScoringOptions.parse(passthrough_columns=["id"]),
+        )
 
     with pytest.raises(ConfigurationError, match="is the source table and mode='replace'"):
         prepare({"uri": url, "table": "CUSTOMERS", "mode": "replace"})

@@ -17,6 +17,7 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.helpers import SlowModel, assert_nothing_published, make_frame, source_spec, write_frame
 
 pytestmark = pytest.mark.usefixtures("replicas_import_tests")  # replicas unpickle tests.support.helpers.SlowModel
@@ -30,9 +31,7 @@ def test_sigkilled_replica_fails_the_run_and_nothing_is_published(tmp_path: Path
         model=process_model(str(tmp_path / "slow.joblib"), str(tmp_path)),
         source=DataSpec.parse(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
         sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
-        replicas=3,
-        batch_size=10,
-        passthrough_columns=["id"],
+        options=ScoringOptions.parse(replicas=3, batch_size=10, passthrough_columns=["id"]),
     )
     started = threading.Event()
 
@@ -73,9 +72,7 @@ def _slow_job(tmp_path: Path, attempt: str, frame_rows: int = 3000, bad_line: in
         model=process_model(str(tmp_path / "slow.joblib"), str(tmp_path / f"model-{attempt}")),
         source=DataSpec.parse(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
         sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
-        replicas=3,
-        batch_size=10,
-        passthrough_columns=["id"],
+        options=ScoringOptions.parse(replicas=3, batch_size=10, passthrough_columns=["id"]),
     )
 
 

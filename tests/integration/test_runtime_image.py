@@ -76,6 +76,7 @@ def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweed
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.job import DataSpec
+    from airflow_batch_scoring.options import ScoringOptions
     from airflow_batch_scoring.runtime.remote_model import upload_model
     from airflow_batch_scoring.runtime.shards import report_name
 
@@ -87,11 +88,13 @@ def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweed
     secrets = {"source": options, "sink": options}
     model = process_model(f"models:/{models.registry_name}@champion", str(tmp_path / "model"))
     job, _ = prepare_job(
-        job_id="image-test", model=model,
+        job_id="image-test",
+        model=model,
         source=DataSpec.parse({"uri": f"s3://kubernetes/{prefix}/in/", "format": "csv",
                                "columns": ["id", *FEATURES]}, "source"),
         sink=DataSpec.parse({"uri": f"s3://kubernetes/{prefix}/out/", "format": "csv"}, "sink"),
-        replicas=2, storage_options=secrets, passthrough_columns=["id"],
+        storage_options=secrets,
+        options=ScoringOptions.parse(replicas=2, passthrough_columns=["id"]),
     )
     job.model.path = upload_model(model.path, job.staging_uri, options, model.digest)  # an MLflow model folder
     (tmp_path / "job.json").write_text(job.to_json())

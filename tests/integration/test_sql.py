@@ -30,6 +30,7 @@ from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
 from tests.support.helpers import FEATURES, Models, SlowModel, make_frame, write_frame
 from tests.support.scoring import check_predictions
@@ -388,10 +389,13 @@ def _file_into_table_attempt(pg: Database, tmp_path: Path, run: str, target: str
                              batch_size: int = 100) -> dict:
     model = process_model(str(tmp_path / "slow.joblib"), str(tmp_path / "model"))
     job, files = prepare_job(
-        job_id=run, attempt=attempt, model=model,
+        job_id=run,
+        attempt=attempt,
+        model=model,
         source=DataSpec.parse({"uri": (tmp_path / "in.csv").as_uri(), "columns": ["id", *FEATURES]}, "source"),
         sink=DataSpec.parse({"conn_id": pg.conn_id, "table": target}, "sink"),
-        storage_options=pg.secrets(), replicas=3, batch_size=batch_size, passthrough_columns=["id"], part_size=4096,
+        storage_options=pg.secrets(),
+        options=ScoringOptions.parse(replicas=3, batch_size=batch_size, passthrough_columns=["id"], part_size=4096),
     )
     return execute_job(job, files, storage_options=pg.secrets(), log=log, launcher=launcher, keep_on_failure=True)
 

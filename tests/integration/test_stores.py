@@ -20,6 +20,7 @@ from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.hooks.storage import storage_options
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.links import output_location_url
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.helpers import FEATURES, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
 from tests.support.servers import S3_KEY, S3_SECRET
@@ -100,10 +101,18 @@ def test_large_output_uses_multipart_upload(seaweedfs, s3_bucket, models: Models
     source = DataSpec.parse({"uri": "s3://scoring/big/in.parquet", "conn_id": "s3_big"}, "source")
     sink = DataSpec.parse({"uri": "s3://scoring/big/out/", "format": "jsonl", "conn_id": "s3_big"}, "sink")
     options = {"source": storage_options(source.uri, "s3_big"), "sink": storage_options(sink.uri, "s3_big")}
-    job, files = prepare_job(job_id="big", model=process_model(str(models.regressor_path), str(tmp_path)),
-                             source=source, sink=sink, storage_options=options,
-                             passthrough_columns=["id", "f0", "f1", "f2", "f3", "f4"], part_size=5 * 1024 * 1024,
-                             write_concurrency=4)
+    job, files = prepare_job(
+        job_id="big",
+        model=process_model(str(models.regressor_path), str(tmp_path)),
+        source=source,
+        sink=sink,
+        storage_options=options,
+        options=ScoringOptions.parse(
+            passthrough_columns=["id", "f0", "f1", "f2", "f3", "f4"],
+            part_size=5 * 1024 * 1024,
+            write_concurrency=4,
+        ),
+    )
     execute_job(job, files, storage_options=options, log=lambda line: None)
     info = fs.info("scoring/big/out/part-00000.jsonl")
     assert info["size"] >= 50 * 1024 * 1024

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.options import ScoringOptions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MOJO_FIXTURE = FIXTURES / "gbm_binomial.zip"
@@ -33,10 +34,7 @@ def score_spec(
         model=spec,
         source=DataSpec.parse({"uri": source.as_uri()}, "source"),
         sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
-        replicas=replicas,
-        batch_size=batch_size,
-        passthrough_columns=["id"],
-        **kwargs,
+        options=ScoringOptions.parse(replicas=replicas, batch_size=batch_size, passthrough_columns=["id"], **kwargs),
     )
     summary = execute_job(job, files, log=lambda line: None)
     parts = sorted(sink.glob("part-*.parquet"))

@@ -10,6 +10,7 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.helpers import FEATURES
 
 
@@ -27,7 +28,7 @@ def score(
         model=model,
         source=DataSpec.parse(source, "source"),
         sink=DataSpec.parse(sink, "sink"),
-        **kwargs,
+        options=ScoringOptions.parse(**kwargs),
     )
     return execute_job(job, files, log=lambda line: None)
 

@@ -17,6 +17,7 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.launchers import InProcessLauncher
 
 
@@ -90,9 +91,15 @@ def score(db: Database, model: str, source: dict, sink: dict, tmp_path: Path, *,
     source_spec = DataSpec.parse({"conn_id": db.conn_id, **source} if "uri" not in source else source, "source")
     sink_spec = DataSpec.parse({"conn_id": db.conn_id, **sink} if "uri" not in sink else sink, "sink")
     kwargs.setdefault("passthrough_columns", ["id"])
-    job, files = prepare_job(job_id=job_id or unique("job"), attempt=attempt,
-                             model=process_model(model, str(tmp_path / "model")), source=source_spec, sink=sink_spec,
-                             storage_options=db.secrets(), **kwargs)
+    job, files = prepare_job(
+        job_id=job_id or unique("job"),
+        attempt=attempt,
+        model=process_model(model, str(tmp_path / "model")),
+        source=source_spec,
+        sink=sink_spec,
+        storage_options=db.secrets(),
+        options=ScoringOptions.parse(**kwargs),
+    )
     return execute_job(job, files, storage_options=db.secrets(), log=log or (lambda line: None),
                        launcher=launcher or InProcessLauncher())
 

@@ -108,11 +108,18 @@ def score_on(store: Store, model: str, source: dict, sink: dict, tmp_path: Path,
     from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.hooks.storage import storage_options
     from airflow_batch_scoring.job import DataSpec
+    from airflow_batch_scoring.options import ScoringOptions
 
     source, sink = DataSpec.parse(source, "source"), DataSpec.parse(sink, "sink")
     options = {"source": storage_options(source.uri, source.conn_id), "sink": storage_options(sink.uri, sink.conn_id)}
-    job, files = prepare_job(job_id=f"t-{uuid.uuid4().hex[:6]}", model=process_model(model, str(tmp_path)),
-                             source=source, sink=sink, storage_options=options, passthrough_columns=["id"], **kwargs)
+    job, files = prepare_job(
+        job_id=f"t-{uuid.uuid4().hex[:6]}",
+        model=process_model(model, str(tmp_path)),
+        source=source,
+        sink=sink,
+        storage_options=options,
+        options=ScoringOptions.parse(passthrough_columns=["id"], **kwargs),
+    )
     return execute_job(job, files, storage_options=options, log=lambda line: None)
 
 

@@ -31,6 +31,7 @@ from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.bad_rows.quarantine import MAX_RAW_CHARS, salvage
 from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.options import ScoringOptions
 from tests.support.bad_rows import (
     COLUMNS,
     csv_with_bad_lines,
@@ -80,8 +81,11 @@ def score(model: ModelSpec, source: dict, sink: Path, *, after_listing: Callable
     kwargs.setdefault("part_size", 4096)  # several blocks (and shards) even for small files
     kwargs.setdefault("passthrough_columns", ["id"])
     job, files = prepare_job(
-        job_id=f"t-{uuid.uuid4().hex[:8]}", model=model, source=DataSpec.parse(source, "source"),
-        sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"), **kwargs,
+        job_id=f"t-{uuid.uuid4().hex[:8]}",
+        model=model,
+        source=DataSpec.parse(source, "source"),
+        sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        options=ScoringOptions.parse(**kwargs),
     )
     if after_listing is not None:
         after_listing()

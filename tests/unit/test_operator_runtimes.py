@@ -39,7 +39,7 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     monkeypatch.setattr(module, "prepare_job", mocks.prepare_job)
     monkeypatch.setattr("airflow_batch_scoring.artifacts.process_model", mocks.process_model)
     monkeypatch.setattr(module, "fetch_processed_model", lambda reference, folder: reference)
-    monkeypatch.setattr(module, "storage_options", lambda uri, conn_id: {})
+    monkeypatch.setattr(module, "credentials_for", lambda spec: {})
     monkeypatch.setattr(module, "record_lineage", lambda *args: None)
     monkeypatch.setattr(module.OutputLocationLink, "persist", classmethod(lambda cls, *args: None))
     monkeypatch.setattr(module.ModelVersionLink, "persist", classmethod(lambda cls, *args: None))
@@ -61,7 +61,7 @@ def test_execute_hands_one_resolved_task_to_the_runtime_and_changes_no_argument(
     model = mocked.process_model.return_value
     mocked.runtime.check_locations.assert_called_once()
     mocked.runtime.prepare.assert_called_once_with(model, probabilities=False, output_schema=None)
-    assert mocked.prepare_job.call_args.kwargs["replicas"] == 3
+    assert mocked.prepare_job.call_args.kwargs["options"].replicas == 3
     job, files = mocked.prepare_job.return_value
     mocked.runtime.run.assert_called_once_with(job, files, {"source": {}, "sink": {}})
     mocked.runtime.close.assert_called_once_with()

@@ -16,6 +16,7 @@ from sklearn.linear_model import LinearRegression
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import engine
 from airflow_batch_scoring.runtime.engine import Progress, ReadMark, scored_fraction
 from tests.support.helpers import FEATURES, SCHEMA, make_frame, write_frame
@@ -55,10 +56,12 @@ def test_progress_lines_follow_the_rows_scored(tmp_path: Path):
         model=process_model(str(model_file), str(tmp_path / "model")),
         source=DataSpec.parse({"uri": (tmp_path / "in.csv").as_uri(), "format": "csv", "header": True}, "source"),
         sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
-        input_schema=SCHEMA,
-        batch_size=BATCH,
-        part_size=16 * 1024 * 1024,  # the whole file is one block
-        passthrough_columns=["id"],
+        options=ScoringOptions.parse(
+            input_schema=SCHEMA,
+            batch_size=BATCH,
+            part_size=16 * 1024 * 1024,
+            passthrough_columns=["id"],
+        ),
     )
     lines: list[str] = []
     report = engine.run_shard(job, 0, log=lines.append, progress_interval=0)

@@ -17,6 +17,7 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import InputError, ModelError
 from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import engine
 from airflow_batch_scoring.runtime.shards import ShardReport
 from tests.support.helpers import SCHEMA, Models, make_frame, write_frame
@@ -33,9 +34,7 @@ def _job(models: Models, work: Path, source: Path, input_schema: Any, model_file
         model=model,
         source=DataSpec.parse({"uri": source.as_uri(), "format": "csv", "header": True}, "source"),
         sink=DataSpec.parse({"uri": (work / "out").as_uri(), "header": False}, "sink"),
-        input_schema=input_schema,
-        batch_size=100,
-        passthrough_columns=["id"],
+        options=ScoringOptions.parse(input_schema=input_schema, batch_size=100, passthrough_columns=["id"]),
     )
     return job
 
