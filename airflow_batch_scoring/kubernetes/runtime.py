@@ -60,7 +60,8 @@ def task_names(context: Context) -> tuple[str, str]:
 class KubernetesRuntime:
     """The replicas as the pods of one Indexed Job (:class:`KubernetesLauncher`).
 
-    :param task: the resolved task (its ``kubernetes`` settings, ``deferrable``, ``if_exists``, ...).
+    :param task: the resolved task (its ``kubernetes`` pod settings, ``deferrable``, ``kubernetes_conn_id``,
+        ``poll_interval``, ``if_exists``, ...).
     :param context: the Airflow task context (the Job's name and labels).
     :param log: receives progress lines.
     """
@@ -77,14 +78,10 @@ class KubernetesRuntime:
 
     @staticmethod
     def settings_of(task: ResolvedTask) -> KubernetesSettings:
-        """The task's Kubernetes settings; ``deferrable`` defaults to ``[operators] default_deferrable``, as for the
-        community operators."""
-        settings = KubernetesSettings.parse(task.kubernetes)
-        if "deferrable" not in task.kubernetes:
-            from airflow.sdk.configuration import conf
-
-            settings.deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
-        return settings
+        """The task's pod settings, with its connection and poll interval."""
+        return KubernetesSettings.parse(
+            task.kubernetes, kubernetes_conn_id=task.kubernetes_conn_id, poll_interval=task.poll_interval
+        )
 
     @classmethod
     def check_settings(cls, kubernetes: Mapping[str, Any] | None) -> None:
@@ -110,7 +107,7 @@ class KubernetesRuntime:
             inputs=[f.to_dict() for f in files], log=self.log,
             finish_siblings=keep,  # a retry will come: other indexes may finish their shards first
         )
-        if not self.settings.deferrable:
+        if not self.task.deferrable:
             return execute_job(
                 job, files, storage_options=options, log=self.log, launcher=launcher, if_exists=self.task.if_exists,
                 keep_on_failure=keep,

@@ -24,6 +24,9 @@ TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 #: Environment variables the runtime sets itself in every pod.
 RESERVED_ENV = ("JOB_COMPLETION_INDEX", "BATCH_SCORING_SECRETS_FILE", "BATCH_SCORING_SHARDS")
+#: How the task reaches and waits for the cluster: ``BatchScoringOperator`` arguments (as in ``KubernetesJobOperator``),
+#: not pod settings; ``kubernetes={...}`` refuses them. (A stage's ``kubernetes`` may still set them.)
+TASK_ARGUMENTS = ("deferrable", "kubernetes_conn_id", "poll_interval")
 
 #: Requests and limits of a replica that sets none for ``cpu`` or ``memory``: a pod never runs unbounded by accident.
 DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
@@ -275,6 +278,21 @@ def _pull_secrets(value: Any) -> list[str]:
     return list(value)
 
 
+def check_task_arguments(value: Any) -> None:
+    """Refuse, in ``kubernetes={...}``, what is an operator argument now (:data:`TASK_ARGUMENTS`).
+
+    :raises ConfigurationError: naming the argument to pass instead.
+    """
+    if not isinstance(value, Mapping):
+        return
+    for key in TASK_ARGUMENTS:
+        if key in value:
+            raise ConfigurationError(
+                f"kubernetes[{key!r}] is not a pod setting: pass {key}={value[key]!r} to BatchScoringOperator itself "
+                f"(as for KubernetesJobOperator), and leave it out of kubernetes={{...}}."
+            )
+
+
 @dataclass
 class KubernetesSettings:
     """Where and how the replicas of a scoring job run on Kubernetes.
@@ -308,12 +326,11 @@ class KubernetesSettings:
         outage) and Airflow will retry the task, how long the other indexes may take to finish their shards (which
         the retry then reuses) before the Job is deleted; 0 stops them at once. On the last try, and for a user error
         (exit code 2), the Job stops at once.
-    :param kubernetes_conn_id: the Airflow connection of the cluster (``kubernetes`` type).
+    :param kubernetes_conn_id: the Airflow connection of the cluster (``kubernetes`` type): the operator's argument.
     :param in_cluster: use the worker pod's service account (overrides the connection's setting).
     :param config_file: a kubeconfig file (overrides the connection's setting).
     :param cluster_context: the kubeconfig context to use.
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param poll_interval: seconds between two looks at the Job.
+    :param poll_interval: seconds between two looks at the Job: the operator's argument.
     :param on_finish_action: ``delete_succeeded_job`` (keep a failed Job for inspection until its TTL),
         ``delete_job`` or ``keep_job``.
     """
@@ -343,13 +360,13 @@ class KubernetesSettings:
     in_cluster: bool | None = None
     config_file: str | None = None
     cluster_context: str | None = None
-    deferrable: bool = False
     poll_interval: float = 10.0
     on_finish_action: str = "delete_succeeded_job"
 
     @classmethod
     def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        """The keys of ``kubernetes={...}``: the pod settings (not the operator's :data:`TASK_ARGUMENTS`)."""
+        return [f.name for f in fields(cls) if f.name not in TASK_ARGUMENTS]
 
     @classmethod
     def check_keys(cls, value: Any) -> None:
@@ -361,13 +378,23 @@ class KubernetesSettings:
             return
         if not isinstance(value, Mapping):
             raise ConfigurationError(f"kubernetes must be a mapping of settings, got {type(value).__name__}.")
+        check_task_arguments(value)
         unknown = sorted(set(value) - set(cls.keys()))
         if unknown:
             raise ConfigurationError(f"Unknown kubernetes setting(s) {unknown}: the settings are {sorted(cls.keys())}.")
 
     @classmethod
-    def parse(cls, value: KubernetesSettings | Mapping[str, Any] | None) -> KubernetesSettings:
-        """Check every setting and build the settings.
+    def parse(
+        cls,
+        value: KubernetesSettings | Mapping[str, Any] | None,
+        *,
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        poll_interval: float = 10.0,
+    ) -> KubernetesSettings:
+        """Check every pod setting and build the settings.
+
+        :param kubernetes_conn_id: the operator's ``kubernetes_conn_id``.
+        :param poll_interval: the operator's ``poll_interval`` (seconds, > 0).
 
         :raises ConfigurationError: naming the setting that is wrong and how to fix it.
         """
@@ -399,13 +426,8 @@ class KubernetesSettings:
         for key, item in _mapping(value.get("node_selector"), "kubernetes['node_selector']").items():
             check_label_key(key, "kubernetes['node_selector']")
             node_selector[key] = str(item)
-        poll = value.get("poll_interval", 10.0)
-        try:
-            poll_interval = float(poll)
-        except (TypeError, ValueError):
-            poll_interval = -1.0
         if not (poll_interval > 0 and math.isfinite(poll_interval)):
-            raise ConfigurationError(f"kubernetes['poll_interval'] must be a positive number of seconds, got {poll!r}.")
+            raise ConfigurationError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}.")
         action = _string(value.get("on_finish_action"), "on_finish_action") or "delete_succeeded_job"
         if action not in ON_FINISH_ACTIONS:
             raise ConfigurationError(
@@ -447,11 +469,10 @@ class KubernetesSettings:
             grace_period_seconds=_integer(
                 value.get("grace_period_seconds", 300), _where("grace_period_seconds"), 0
             ) or 0,
-            kubernetes_conn_id=_string(value.get("kubernetes_conn_id", "kubernetes_default"), "kubernetes_conn_id"),
+            kubernetes_conn_id=kubernetes_conn_id or None,
             in_cluster=in_cluster,
             config_file=config_file,
             cluster_context=_string(value.get("cluster_context"), "cluster_context"),
-            deferrable=bool(_boolean(value.get("deferrable"), "deferrable")),
             poll_interval=poll_interval,
             on_finish_action=action,
         )

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
@@ -19,6 +20,7 @@ from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
+from airflow_batch_scoring.kubernetes.settings import check_task_arguments
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
@@ -56,12 +58,16 @@ class BatchScoringOperator(BaseOperator):
     :param runtime: where replicas run: ``"local"`` (processes on the worker; the default, unless the stage says
         otherwise) or ``"kubernetes"`` (the pods of one Indexed Job; source and sink on an object store; see
         ``kubernetes``).
-    :param kubernetes: the Kubernetes runtime's settings: ``image`` (required), ``namespace``, ``resources``,
+    :param kubernetes: the Kubernetes runtime's pod settings: ``image`` (required), ``namespace``, ``resources``,
         ``node_selector``, ``tolerations``, ``affinity``, ``service_account_name``, ``labels``, ``annotations``,
         ``image_pull_secrets``, ``env_vars``, ``active_deadline_seconds``, ``ttl_seconds_after_finished``,
-        ``backoff_limit``, ``parallelism``, ``kubernetes_conn_id``, ``in_cluster``, ``config_file``,
-        ``cluster_context``, ``deferrable``, ``poll_interval``, ``on_finish_action`` (see
-        :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`). (templated)
+        ``backoff_limit``, ``parallelism``, ``in_cluster``, ``config_file``, ``cluster_context``,
+        ``on_finish_action`` (see :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`).
+        ``deferrable``, ``kubernetes_conn_id`` and ``poll_interval`` are the operator's own arguments. (templated)
+    :param deferrable: (Kubernetes) wait for the Job in the triggerer instead of holding a worker slot; default
+        ``[operators] default_deferrable``, as for ``KubernetesJobOperator``. (templated)
+    :param kubernetes_conn_id: (Kubernetes) the cluster's Airflow connection (type ``kubernetes``). (templated)
+    :param poll_interval: (Kubernetes) seconds between two looks at the Job. (templated)
     :param passthrough_columns: input columns copied to the output beside the predictions (e.g. an id). (templated)
     :param passthrough_schema: types for some passthrough columns, ``[{"name": "id", "type": "Int64"}]`` (as
         ``input_schema``); the others keep the source's own type (Parquet, SQL), or their text (CSV, JSON lines).
@@ -112,6 +118,9 @@ class BatchScoringOperator(BaseOperator):
         "write_concurrency",
         "on_bad_rows",
         "kubernetes",
+        "deferrable",
+        "kubernetes_conn_id",
+        "poll_interval",
         "stage",
         "max_bad_rows",
         "max_bad_fraction",
@@ -148,11 +157,15 @@ class BatchScoringOperator(BaseOperator):
         max_bad_rows: int | str | None = None,
         max_bad_fraction: float | str | None = None,
         kubernetes: Mapping[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        poll_interval: float = 10.0,
         stage: str | None = None,
         allowed_sink_prefixes: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_task_arguments(kubernetes)  # the moved keys fail at parse time, whatever the runtime
         if runtime is not None:
             runtime_class(runtime).check_settings(kubernetes)  # an unknown runtime or setting fails at parse time
         if if_exists not in IF_EXISTS:
@@ -180,6 +193,9 @@ class BatchScoringOperator(BaseOperator):
         if "{{" not in f"{on_bad_rows}{max_bad_rows}{max_bad_fraction}":
             BadRowPolicy.parse(on_bad_rows, max_bad_rows, max_bad_fraction)  # a wrong value fails at parse time
         self.kubernetes = kubernetes
+        self.deferrable = deferrable
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.poll_interval = poll_interval
         self.stage = stage
         if isinstance(allowed_sink_prefixes, str):
             allowed_sink_prefixes = [allowed_sink_prefixes]
@@ -212,6 +228,7 @@ class BatchScoringOperator(BaseOperator):
         task = ResolvedTask.resolve(
             model=self.model, runtime=self.runtime, replicas=self.replicas, kubernetes=self.kubernetes, stage=stage,
             try_number=context["ti"].try_number, retries=self.retries, if_exists=self.if_exists,
+            deferrable=self.deferrable, kubernetes_conn_id=self.kubernetes_conn_id, poll_interval=self.poll_interval,
         )
         runtime_class(task.runtime).check_settings(task.kubernetes)
         if stage is not None:
@@ -328,7 +345,7 @@ class BatchScoringOperator(BaseOperator):
         }
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Resume after the Kubernetes Job finished (``kubernetes={"deferrable": True}``): say why indexes failed,
+        """Resume after the Kubernetes Job finished (``deferrable=True``): say why indexes failed,
         or commit the output."""
         with no_retry_for_user_errors():
             return self._complete(context, event)

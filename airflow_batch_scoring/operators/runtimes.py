@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_batch_scoring.coercion import to_bool, to_optional_float
 from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.kubernetes.settings import TASK_ARGUMENTS, check_task_arguments
 from airflow_batch_scoring.stages import Stage, model_for_stage
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ class ResolvedTask:
     :param model: the model reference to score (a stage's alias applied).
     :param runtime: the runtime's name (a key of :data:`RUNTIMES`).
     :param replicas: the replicas (an int, or the rendered text the driver checks).
-    :param kubernetes: the Kubernetes pod settings (the stage's under the task's own).
+    :param kubernetes: the Kubernetes pod settings (the stage's under the task's own; no :data:`TASK_ARGUMENTS`).
     :param if_exists: ``replace`` or ``fail``.
     :param keep_on_failure: Airflow will retry this try: completed shards stay staged for the retry, and running
         replicas may finish their shards after one failed.
@@ -57,8 +59,8 @@ class ResolvedTask:
     keep_on_failure: bool = False
     stage: str | None = None
     deferrable: bool = False
-    kubernetes_conn_id: str | None = None
-    poll_interval: float | None = None
+    kubernetes_conn_id: str | None = "kubernetes_default"
+    poll_interval: float = 10.0
 
     @classmethod
     def resolve(
@@ -71,20 +73,43 @@ class ResolvedTask:
         stage: Stage | None,
         try_number: int,
         retries: int | None,
+        deferrable: Any = None,
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        poll_interval: Any = 10.0,
         **arguments: Any,
     ) -> ResolvedTask:
         """Apply ``stage`` (its alias, and its runtime, replicas and Kubernetes settings where the task sets none).
 
-        :param arguments: the other fields (``if_exists``, ``deferrable``, ...), as the operator has them.
-        :raises ConfigurationError: for an unknown runtime, or a model a stage cannot pick through an alias.
+        A stage's ``kubernetes`` may set the :data:`TASK_ARGUMENTS` (``deferrable``, ``kubernetes_conn_id``,
+        ``poll_interval``): they apply where the task's argument is its default.
+
+        :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None``: ``[operators]
+            default_deferrable``.
+        :param arguments: the other fields (``if_exists``, ...), as the operator has them.
+        :raises ConfigurationError: for an unknown runtime, a Kubernetes connection setting in ``kubernetes``, a
+            value of the wrong type, or a model a stage cannot pick through an alias.
         """
         model = model if isinstance(model, Mapping) else str(model)
         settings = dict(kubernetes or {})
+        check_task_arguments(settings)  # a templated ``kubernetes`` is checked once rendered
+        default = default_deferrable()
+        deferrable = default if deferrable is None or deferrable == "" else to_bool(deferrable, "deferrable")
         if stage is not None:
             model = model_for_stage(str(model), stage)
             runtime = runtime or stage.runtime
             replicas = replicas if replicas is not None else stage.replicas
-            settings = {**stage.kubernetes, **settings}
+            staged = dict(stage.kubernetes)
+            given = {key: staged.pop(key) for key in TASK_ARGUMENTS if key in staged}
+            if "deferrable" in given and deferrable == default:
+                deferrable = to_bool(given["deferrable"], f"stage {stage.name!r}: kubernetes['deferrable']")
+            if "kubernetes_conn_id" in given and kubernetes_conn_id == "kubernetes_default":
+                kubernetes_conn_id = given["kubernetes_conn_id"]
+            if "poll_interval" in given and to_optional_float(poll_interval, "poll_interval") == 10.0:
+                poll_interval = given["poll_interval"]
+            settings = {**staged, **settings}
+        poll = to_optional_float(poll_interval, "poll_interval")
+        if poll is None or not 0 < poll < float("inf"):
+            raise ConfigurationError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}.")
         runtime = runtime or DEFAULT_RUNTIME
         runtime_class(runtime)  # an unknown runtime fails here, naming the known ones
         return cls(
@@ -94,8 +119,18 @@ class ResolvedTask:
             kubernetes=settings,
             keep_on_failure=try_number <= (retries or 0),
             stage=stage.name if stage is not None else None,
+            deferrable=deferrable,
+            kubernetes_conn_id=str(kubernetes_conn_id) if kubernetes_conn_id else None,
+            poll_interval=poll,
             **arguments,
         )
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``: ``deferrable``'s default, as for the community operators."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 class ScoringRuntime(Protocol):

@@ -82,7 +82,7 @@ def _job_file(folder: Path, replicas: int) -> str:
 
 def _launcher(cluster: FakeCluster, namespace: str, lines: list[str] | None = None, **settings) -> KubernetesLauncher:
     config = KubernetesSettings.parse({"image": IMAGE, "namespace": namespace, "config_file": str(cluster.kubeconfig),
-                                       "poll_interval": 0.05, **settings})
+                                       **settings}, poll_interval=0.05)
     log = lines.append if lines is not None else (lambda line: None)
     name = manifests.job_name("dag", "score", "manual__2026-01-01", -1)
     return KubernetesLauncher(config, name=name, context=_context(), task="dag.score/manual", log=log)

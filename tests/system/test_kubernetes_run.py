@@ -56,7 +56,8 @@ def setup(cluster, bucket, seaweedfs, monkeypatch, tmp_path):
     kubelet.stop()
 
 
-def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: str, replicas: int, **settings) -> dict:
+def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: str, replicas: int,
+          deferrable: bool = False, **settings) -> dict:
     return {
         "model": model,
         "source": {"uri": f"s3://{prefix}/in/", "format": "csv", "columns": ["id", *FEATURES], "conn_id": "kube_s3"},
@@ -64,8 +65,9 @@ def _conf(prefix: str, namespace: str, cluster: FakeCluster, model: str, fmt: st
                  for runtime in ("local", "kubernetes")},
         "replicas": replicas,
         "passthrough": ["id"],
-        "kubernetes": {"image": IMAGE, "namespace": namespace, "config_file": str(cluster.kubeconfig),
-                       "poll_interval": 0.2, **settings},
+        "kubernetes": {"image": IMAGE, "namespace": namespace, "config_file": str(cluster.kubeconfig), **settings},
+        "deferrable": deferrable,
+        "poll_interval": 0.2,
     }
 
 
@@ -173,7 +175,9 @@ def test_a_bad_row_fails_with_its_index_file_line_and_column(k8s_dag, setup, clu
     assert "AirflowFailException: InputError: " in text and "not retried" in text
     assert f"s3://{prefix}/in/data.csv, line 351, column 'f2'" in text
     assert "index 1 (shard 1), pod job-scoring-score-kubernetes-" in text
-    assert [run["index"] for run in kubelet.runs if run["code"] != 0] == [1]  # exit 2: not retried
+    # exit 2 fails the Job at once (FailJob, not retried); a sibling still running then is stopped (-9), never retried
+    assert [(run["index"], run["code"]) for run in kubelet.runs if run["code"] not in (0, -9)] == [(1, 2)]
+    assert [run["index"] for run in kubelet.runs].count(0) == 1
     bucket.invalidate_cache()
     assert not bucket.exists(f"{prefix}/out-kubernetes/_SUCCESS") and not bucket.exists(f"{prefix}/out-kubernetes/"
                                                                                         "_manifest.json")

@@ -144,7 +144,12 @@ def test_rest_trigger_scores_with_links_and_lineage(e2e: E2E):
     # OpenLineage: the listener emitted our datasets (named by the naming spec) with schema and row count.
     events = wait_for(lambda: [e for e in lineage_events(e2e, f"{UI}.score")
                                if e["outputs"] and e["outputs"][0]["name"] == str(sink)], 60, "the lineage event")
-    (source,), (output_ds,) = events[-1]["inputs"], events[-1]["outputs"]
+    (output_ds,) = events[-1]["outputs"]
+    # the inputs: the scored file, and the model (as the SageMaker operator reports it) with its registry version
+    (source,) = [d for d in events[-1]["inputs"] if d["namespace"] == "file"]
+    (model,) = [d for d in events[-1]["inputs"] if d["namespace"] != "file"]
+    assert model["name"] == "models:/demo-churn"
+    assert model["facets"]["version"]["datasetVersion"] == "1"
     assert (source["namespace"], source["name"]) == ("file", str(e2e.demo_dir / "ui" / "input" / "customers.csv"))
     assert [f["name"] for f in source["facets"]["schema"]["fields"]] == [f"x{i}" for i in range(8)]
     assert output_ds["namespace"] == "file"

@@ -133,9 +133,9 @@ def test_local_runtime_prestarts_with_the_task_replicas_and_discards_what_it_did
         runtime.resume({}, {})
 
 
-def kubernetes_task(**settings: Any) -> ResolvedTask:
-    return ResolvedTask(model="m", runtime="kubernetes", replicas=2, kubernetes={"image": IMAGE, **settings},
-                        keep_on_failure=True)
+def kubernetes_task(**arguments: Any) -> ResolvedTask:
+    return ResolvedTask(model="m", runtime="kubernetes", replicas=2, kubernetes={"image": IMAGE},
+                        keep_on_failure=True, **arguments)
 
 
 def test_kubernetes_runtime_defers_by_raising_task_deferred_with_what_the_resumption_needs(monkeypatch):
@@ -225,3 +225,48 @@ def test_without_mlflow_conn_id_the_tracking_uri_argument_is_used(mocked):
     operator(mlflow_tracking_uri="http://tracking:5000").execute(context())
     kwargs = mocked.process_model.call_args.kwargs
     assert (kwargs["tracking_uri"], kwargs["registry_uri"]) == ("http://tracking:5000", None)
+
+
+@pytest.mark.parametrize("key, value", [("deferrable", True), ("kubernetes_conn_id", "k8s"), ("poll_interval", 3)])
+@pytest.mark.parametrize("runtime", ["kubernetes", None])
+def test_connection_and_waiting_settings_are_operator_arguments_not_pod_settings(key, value, runtime):
+    with pytest.raises(ConfigurationError, match=rf"kubernetes\['{key}'\] is not a pod setting: pass {key}=.* to "
+                                                 "BatchScoringOperator itself"):
+        operator(runtime=runtime, kubernetes={"image": IMAGE, key: value})
+
+
+def test_deferrable_defaults_to_the_operators_config_and_the_arguments_reach_the_runtime(mocked, monkeypatch):
+    from airflow_batch_scoring.kubernetes.runtime import KubernetesRuntime
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
+    assert operator().deferrable is False  # the signature's default was read when the module was imported
+    operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable=None).execute(context())
+    assert mocked.runtime_for.call_args.args[0].deferrable is True  # None: the config's default at run time
+    task = operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable="False", kubernetes_conn_id="k8s",
+                    poll_interval="2.5")  # as rendered from templates
+    task.execute(context())
+    resolved = mocked.runtime_for.call_args.args[0]
+    assert (resolved.deferrable, resolved.kubernetes_conn_id, resolved.poll_interval) == (False, "k8s", 2.5)
+    settings = KubernetesRuntime.settings_of(resolved)
+    assert (settings.kubernetes_conn_id, settings.poll_interval) == ("k8s", 2.5)
+    with pytest.raises(AirflowFailException, match="poll_interval must be a positive number of seconds, got '0'"):
+        operator(poll_interval="0").execute(context())
+    with pytest.raises(AirflowFailException, match="deferrable must be true or false, got 'later'"):
+        operator(deferrable="later").execute(context())
+
+
+def test_a_stage_may_still_set_the_connection_and_waiting_settings(mocked, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__BATCH_SCORING__STAGES", '{"PROD": {"alias": "champion", "runtime": "kubernetes", '
+                       '"kubernetes": {"namespace": "ns", "deferrable": true, "kubernetes_conn_id": "prod_k8s", '
+                       '"poll_interval": 30}}}')
+    task = operator(stage="PROD", kubernetes={"image": IMAGE})
+    task.model = "models:/churn"
+    task.execute(context())
+    resolved = mocked.runtime_for.call_args.args[0]
+    assert resolved.kubernetes == {"namespace": "ns", "image": IMAGE}
+    assert (resolved.deferrable, resolved.kubernetes_conn_id, resolved.poll_interval) == (True, "prod_k8s", 30.0)
+    task = operator(stage="PROD", kubernetes={"image": IMAGE}, kubernetes_conn_id="mine", poll_interval=5)
+    task.model = "models:/churn"
+    task.execute(context())
+    resolved = mocked.runtime_for.call_args.args[0]
+    assert (resolved.kubernetes_conn_id, resolved.poll_interval) == ("mine", 5.0)  # the task's own arguments win

@@ -17,7 +17,8 @@ with DAG(
     catchup=False,
     render_template_as_native_obj=True,
     tags=["test"],
-    params={"model": "", "source": {}, "sink": {}, "replicas": 1, "passthrough": [], "kubernetes": {}},
+    params={"model": "", "source": {}, "sink": {}, "replicas": 1, "passthrough": [], "kubernetes": {},
+            "deferrable": False, "poll_interval": 10.0},
 ) as dag:
     for runtime in ("local", "kubernetes"):
         BatchScoringOperator(
@@ -30,6 +31,8 @@ with DAG(
             batch_size=400,
             passthrough_columns="{{ params.passthrough }}",
             kubernetes="{{ params.kubernetes }}",
+            deferrable="{{ params.deferrable }}",
+            poll_interval="{{ params.poll_interval }}",
             retries=3,  # for what a retry can change: a user error fails at once (tests/test_kubernetes_run.py)
             retry_delay=timedelta(seconds=0),
         )
