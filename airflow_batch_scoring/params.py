@@ -221,23 +221,6 @@ def _templates() -> dict[str, Any]:
     }
 
 
-def flag(value: Any, name: str) -> bool:
-    """A templated boolean: ``True``/``False`` as rendered (``"True"``, ``"false"``, ``1``...) or a real bool.
-
-    :raises ConfigurationError: for anything else.
-    """
-    from airflow_batch_scoring.errors import ConfigurationError
-
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {value!r}.")
-
-
 def resources_of(params: dict[str, Any]) -> dict[str, str]:
     """The per-replica resources a run asked for (``{"cpu": ..., "memory": ...}``), as Kubernetes quantities."""
     return {"cpu": str(params.get("cpu", "")), "memory": str(params.get("memory", ""))}

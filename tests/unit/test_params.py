@@ -7,9 +7,10 @@ import pytest
 from airflow.sdk import DAG, ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
+from airflow_batch_scoring.coercion import to_bool as flag
 from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.operators import BatchScoringOperator
-from airflow_batch_scoring.params import flag, scoring_params, scoring_templates
+from airflow_batch_scoring.params import scoring_params, scoring_templates
 
 VALID = {"model": "models:/churn@champion", "source_uri": "s3://raw/day=1/", "source_conn_id": "minio",
          "source_format": "csv", "source_header": False, "sink_uri": "gs://scores/day=1/", "sink_conn_id": None,
