@@ -3,7 +3,6 @@ callable, and a command run with SOURCE_PATH and TARGET_PATH set."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from airflow_batch_scoring.artifacts.plugins import plugin_names
 from airflow_batch_scoring.errors import ModelError
 from tests.support.artifacts import score_spec
 from tests.support.helpers import FEATURES, Models, make_frame
+from tests.support.plugins import install_plugin
 
 PLUGIN = '''
 import shutil
@@ -39,22 +39,13 @@ FAIL = ["sh", "-c", "echo conversion failed >&2; exit 3"]
 @pytest.fixture
 def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Install a plug-in package the way pip would leave it: a module and a dist-info with entry_points.txt."""
-    site = tmp_path / "site"
-    dist = site / "acme_processors-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (site / "acme_processors.py").write_text(PLUGIN)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-processors\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """\
+    site = install_plugin(tmp_path / "site", "acme_processors", PLUGIN, """\
             [airflow_batch_scoring.artifact_processors]
             acme/joblib = acme_processors:unwrap
             acme/broken = acme_processors:broken
             acme/onnx-copy = acme_processors:COPY_AS_ONNX
             acme/fail = acme_processors:FAIL
-            """
-        )
-    )
+            """)
     monkeypatch.syspath_prepend(str(site))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.job import ModelSpec
 from tests.support.artifacts import score_spec
 from tests.support.helpers import FEATURES, make_frame
+from tests.support.plugins import install_plugin
 
 PLUGIN = '''
 import json
@@ -77,20 +77,11 @@ NOT_A_FLAVOR = 42
 def acme_flavor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install a flavour package the way pip would leave it (a module and a dist-info with entry_points.txt), for this
     process and for the replicas it starts."""
-    site = tmp_path / "site"
-    dist = site / "acme_flavor-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (site / "acme_flavor.py").write_text(PLUGIN)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-flavor\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        textwrap.dedent(
-            """\
+    site = install_plugin(tmp_path / "site", "acme_flavor", PLUGIN, """\
             [airflow_batch_scoring.flavors]
             acme = acme_flavor:AcmeFlavor
             broken = acme_flavor:NOT_A_FLAVOR
-            """
-        )
-    )
+            """)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))  # the replicas are other processes
     return site
