@@ -1,5 +1,10 @@
 """The ScoringJob spec: the one JSON document the driver hands to every replica.
 
+A job and its parts (:class:`ModelSpec`, :class:`Piece`, the source and sink specs of
+:mod:`airflow_batch_scoring.specs`) are frozen values: the driver builds the final job with
+:func:`dataclasses.replace`, and the job is serialised only where it crosses a process boundary
+(:meth:`ScoringJob.to_json`, :meth:`ScoringJob.from_json`).
+
 A job names the processed model, the source and the sink, the scoring options, and the shard plan. It never holds
 credentials: those travel separately (see :mod:`airflow_batch_scoring.runtime.secrets`).
 
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +28,7 @@ DEFAULT_WRITE_CONCURRENCY = 4
 MIN_UPLOAD_PART = 5 * 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class Piece:
     """A part of one input file: a byte range (text formats) or a list of row groups (Parquet).
 
@@ -34,13 +39,19 @@ class Piece:
     path: str
     start: int = 0
     end: int = -1
-    row_groups: list[int] | None = None
+    row_groups: tuple[int, ...] | None = None
     rows: int | None = None
     #: SQL source: the piece's range of the partition column (see :mod:`airflow_batch_scoring.sources.sql_relation`).
     sql_range: dict[str, Any] | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Piece:
+        """The piece as JSON held it (its row groups back as a tuple)."""
+        row_groups = data.get("row_groups")
+        return cls(**{**data, "row_groups": tuple(row_groups) if row_groups is not None else None})
 
-@dataclass
+
+@dataclass(frozen=True)
 class ModelSpec:
     """The processed model every replica loads.
 
@@ -75,7 +86,7 @@ class ModelSpec:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoringJob:
     """Everything a replica needs to score its shard, as one JSON document.
 
@@ -83,7 +94,7 @@ class ScoringJob:
     :param attempt: names this attempt of the run (``try2``); staged part names carry it, and only the attempt
         holding the run's lease may publish (see :mod:`airflow_batch_scoring.sinks.file_staging`).
     :param runtime_image: the container image the replicas run in (the Kubernetes runtime), for the manifest.
-    :param shards: ``shards[i]`` is the list of pieces replica ``i`` scores.
+    :param shards: ``shards[i]`` holds the pieces replica ``i`` scores.
     :param staging_uri: where replicas write their parts before the commit publishes them.
     :param part_size: bytes per read request and per multipart-upload part (at least 5 MiB is used for
         uploads), and the unit in which a large text file is split between replicas.
@@ -99,9 +110,9 @@ class ScoringJob:
     source: DataSpec
     sink: DataSpec
     staging_uri: str
-    shards: list[list[Piece]] = field(default_factory=list)
+    shards: tuple[tuple[Piece, ...], ...] = ()
     batch_size: int = 100_000
-    passthrough_columns: list[str] = field(default_factory=list)
+    passthrough_columns: tuple[str, ...] = ()
     input_schema: list[dict[str, str]] | None = None
     output_schema: list[dict[str, str]] | None = None
     schema_check: bool = True
@@ -135,15 +146,18 @@ class ScoringJob:
         return {f.name.lower(): f.type for f in schema}
 
     def to_json(self) -> str:
+        """The job as the JSON document a replica reads (the process boundary; the specs carry their ``kind``)."""
         data = asdict(self)
         data["source"], data["sink"] = spec_to_dict(self.source), spec_to_dict(self.sink)
         return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ScoringJob:
+        """The job :meth:`to_json` wrote, its JSON lists back as tuples."""
         data = json.loads(text)
         data["model"] = ModelSpec(**data["model"])
         data["source"] = spec_from_dict(data["source"])
         data["sink"] = spec_from_dict(data["sink"])
-        data["shards"] = [[Piece(**piece) for piece in shard] for shard in data["shards"]]
+        data["shards"] = tuple(tuple(Piece.from_dict(piece) for piece in shard) for shard in data["shards"])
+        data["passthrough_columns"] = tuple(data.get("passthrough_columns") or ())
         return cls(**data)

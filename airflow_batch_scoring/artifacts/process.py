@@ -100,12 +100,12 @@ def spec_from_mapping(value: Mapping[str, Any]) -> ModelSpec:
 
 
 def apply_schemas(spec: ModelSpec, input_schema: Any = None, output_schema: Any = None) -> ModelSpec:
-    """Let explicit ``input_schema`` / ``output_schema`` win over what the artifact tells."""
+    """``spec`` with the explicit ``input_schema`` / ``output_schema`` winning over what the artifact tells."""
     parsed_in, parsed_out = ModelSchema.parse(input_schema), ModelSchema.parse(output_schema)
     if parsed_in is not None:
-        spec.input_schema = schema_json(parsed_in)
+        spec = replace(spec, input_schema=schema_json(parsed_in))
     if parsed_out is not None:
-        spec.output_schema = schema_json(parsed_out)
+        spec = replace(spec, output_schema=schema_json(parsed_out))
     return spec
 
 
@@ -208,11 +208,14 @@ def _process_with_plugin(name: str, request: ArtifactRequest) -> ModelSpec:
             f"The artifact processor {name!r} says it wrote a {produced!r} model; it must write one of "
             f"{', '.join(types)}."
         )
-    spec = _process_as(flavor, ArtifactRequest(uri=result["path"], target_dir=request.target_dir))
-    spec.uri = uri
-    spec.artifact_type = name
-    spec.source_metadata = json_safe(
-        {**(spec.source_metadata or {}), "processor": name, "processed_as": produced, "source_path": source_path,
-         **dict(result.get("metadata") or {})}
+    processed = _process_as(flavor, ArtifactRequest(uri=result["path"], target_dir=request.target_dir))
+    spec = replace(
+        processed,
+        uri=uri,
+        artifact_type=name,
+        source_metadata=json_safe(
+            {**(processed.source_metadata or {}), "processor": name, "processed_as": produced,
+             "source_path": source_path, **dict(result.get("metadata") or {})}
+        ),
     )
     return apply_schemas(spec, result.get("input_schema"), result.get("output_schema"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -71,9 +72,9 @@ def prepare_job(
         source=reading.spec,  # (with what the listing told: the files' format)
         sink=sink,
         staging_uri="",
-        shards=shards,
+        shards=tuple(tuple(pieces) for pieces in shards),
         batch_size=opts.batch_size,
-        passthrough_columns=list(opts.passthrough_columns),
+        passthrough_columns=tuple(opts.passthrough_columns),
         input_schema=opts.input_schema.to_json() if opts.input_schema else None,
         output_schema=opts.output_schema.to_json() if opts.output_schema else None,
         schema_check=opts.schema_check,
@@ -86,8 +87,7 @@ def prepare_job(
         max_bad_fraction=policy.max_bad_fraction,
         passthrough_types=passthrough.encode(run_types),
     )
-    job.staging_uri = writing.staging_uri(job)
-    return job, files
+    return replace(job, staging_uri=writing.staging_uri(job)), files
 
 
 def check_places(source: DataSpec, sink: DataSpec) -> tuple[DataSpec, DataSpec]:

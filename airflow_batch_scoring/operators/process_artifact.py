@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -27,6 +28,7 @@ from airflow_batch_scoring.errors import ConfigurationError, ModelError
 from airflow_batch_scoring.flavors.processing import local_path
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials, storage_options
 from airflow_batch_scoring.io.files import check_user_info, filesystem
+from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote, put_model
@@ -202,7 +204,7 @@ class ProcessArtifactOperator(BaseOperator):
             spec = self._process(artifact_dir, tracking_uri, registry_uri, processor_options)
         ModelVersionLink.persist(context, spec, tracking_uri, registry_uri)
         if is_remote(target):
-            spec.path = put_model(spec.path, f"{target}/artifact", options, spec.digest)
+            spec = replace(spec, path=put_model(spec.path, f"{target}/artifact", options, spec.digest))
         result = spec.to_dict()
         if is_remote(target):
             result[CONN_KEY] = self.target_conn_id
@@ -228,7 +230,9 @@ class ProcessArtifactOperator(BaseOperator):
         return model_for_stage(str(self.model), get_stage(str(self.stage), conf.get("batch_scoring", "stages",
                                                                                     fallback=None)))
 
-    def _process(self, target: str, tracking_uri: str | None, registry_uri: str | None, options: dict[str, Any]):
+    def _process(
+        self, target: str, tracking_uri: str | None, registry_uri: str | None, options: dict[str, Any]
+    ) -> ModelSpec:
         return process_model(
             self._model_reference(),
             target,

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import traceback
+from dataclasses import replace
 
 from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, is_retryable, is_unreachable
 from airflow_batch_scoring.job import ScoringJob
@@ -73,7 +74,8 @@ def run_shard_command(args: argparse.Namespace) -> int:
         run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
         return 0
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
-        job.model.path = fetch_model(job.model.path, secrets.get("sink"), folder, job.model.digest)
+        local = replace(job.model, path=fetch_model(job.model.path, secrets.get("sink"), folder, job.model.digest))
+        job = replace(job, model=local)  # the model as fetched into this pod
         run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
     return 0
 

@@ -283,7 +283,7 @@ def _score_shard(
     reader = source.open_reader(
         job, plan, batch_size=job.batch_size, on_bad_row=errors.add if errors is not None else None
     )
-    pieces: list[Piece] = job.shards[shard]
+    pieces: tuple[Piece, ...] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
     whole_text = all(p.end >= 0 and p.row_groups is None for p in pieces)  # text byte ranges (not: compressed streams)
     total_bytes = sum(p.end - p.start for p in pieces) if whole_text else 0

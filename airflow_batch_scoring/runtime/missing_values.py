@@ -11,7 +11,7 @@ with ``"quarantine"`` the engine scores the shard again, setting those rows asid
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -99,7 +99,7 @@ def refused_value_error(
     job: ScoringJob,
     source: Source,
     plan: ReadPlan,
-    pieces: list[Piece],
+    pieces: Sequence[Piece],
     err: Exception,
     kinds: set[str] | None = None,
 ) -> BatchScoringError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import importlib.util
+from dataclasses import replace
 
 import fsspec
 import pyarrow as pa
@@ -115,11 +116,11 @@ def plan_parquet(
         shard = min(replicas - 1, (2 * before + rows) * replicas // (2 * total))
         before += rows
         pieces = shards[shard]
-        if pieces and pieces[-1].path == uri:
-            pieces[-1].row_groups.append(index)  # type: ignore[union-attr]
-            pieces[-1].rows = (pieces[-1].rows or 0) + rows
+        last = pieces[-1] if pieces else None
+        if last is not None and last.path == uri:
+            pieces[-1] = replace(last, row_groups=(*(last.row_groups or ()), index), rows=(last.rows or 0) + rows)
         else:
-            pieces.append(Piece(uri, row_groups=[index], rows=rows))
+            pieces.append(Piece(uri, row_groups=(index,), rows=rows))
     return shards
 
 

@@ -52,8 +52,8 @@ def test_runtime_command_runs_one_shard_and_reads_secrets_from_stdin(models: Mod
         source=FileSpec(uri=(tmp_path / "in.parquet").as_uri(), format="parquet"),
         sink=FileSpec(uri=(tmp_path / "out").as_uri(), format="csv"),
         staging_uri=(tmp_path / "out" / "_temporary" / "j1").as_uri(),
-        shards=[[Piece((tmp_path / "in.parquet").as_uri(), row_groups=[0, 1, 2, 3])]],
-        passthrough_columns=["id"],
+        shards=((Piece((tmp_path / "in.parquet").as_uri(), row_groups=(0, 1, 2, 3)),),),
+        passthrough_columns=("id",),
     )
     job_path = tmp_path / "job.json"
     job_path.write_text(job.to_json())

@@ -74,7 +74,7 @@ def _job_file(folder: Path, replicas: int) -> str:
         source=FileSpec(uri="s3://scoring/in/", format="csv"),
         sink=FileSpec(uri="s3://scoring/out/", format="csv"),
         staging_uri=staging,
-        shards=[[Piece(path=f"s3://scoring/in/{i}.csv")] for i in range(replicas)],
+        shards=tuple((Piece(path=f"s3://scoring/in/{i}.csv"),) for i in range(replicas)),
     )
     path = folder / "job.json"
     path.write_text(job.to_json())

@@ -165,7 +165,7 @@ def test_replacing_the_source_table_with_its_scores_is_refused(model, tmp_path: 
     with pytest.raises(ConfigurationError, match="is the source table and mode='replace'"):
         prepare({"uri": url, "table": "CUSTOMERS", "mode": "replace"})
     job, _ = prepare({"uri": url, "table": "scores", "mode": "replace"})  # another table is fine
-    assert job.sink.table == "scores"
+    assert str(job.sink.table) == "scores"
 
 
 # --- item 1: publishing removes only this provider's own output ---------------------------------------------------

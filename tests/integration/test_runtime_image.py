@@ -4,6 +4,7 @@ entrypoint scores a shard from a job and a secrets file, as a pod does, against 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -101,7 +102,8 @@ def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweed
         storage_options=secrets,
         options=ScoringOptions.parse(replicas=2, passthrough_columns=["id"]),
     )
-    job.model.path = upload_model(model.path, job.staging_uri, options, model.digest)  # an MLflow model folder
+    staged = dataclasses.replace(model, path=upload_model(model.path, job.staging_uri, options, model.digest))
+    job = dataclasses.replace(job, model=staged)  # an MLflow model folder, staged on the store
     (tmp_path / "job.json").write_text(job.to_json())
     (tmp_path / "secrets.json").write_text(json.dumps(secrets))
     outputs = []

@@ -1,4 +1,5 @@
-"""specs.py: a source or sink spec is parsed once into a tagged, immutable type, and survives the job's JSON."""
+"""specs.py and job.py: a source or sink spec is parsed once into a tagged, immutable type; the job is frozen and
+survives its JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.specs import (
     FileSpec,
     QuerySpec,
@@ -97,3 +99,40 @@ def test_table_name_refusals(value: object, message: str) -> None:
 def test_a_sql_table_name_is_validated_once_when_parsed() -> None:
     with pytest.raises(ConfigurationError, match=r"source\['table'\] 'a.b.c' has more than two parts"):
         parse_data_spec({"conn_id": "db", "table": "a.b.c"}, "source")
+
+
+def _job() -> ScoringJob:
+    return ScoringJob(
+        job_id="j1",
+        model=ModelSpec(uri="models:/churn@champion", path="/models/churn", flavor="sklearn"),
+        source=parse_data_spec({"conn_id": "db", "query": "SELECT * FROM t WHERE day = :day",
+                                "parameters": {"day": "2026-01-01"}}, "source"),
+        sink=parse_data_spec({"uri": "s3://bucket/out/", "format": "csv", "header": True}, "sink"),
+        staging_uri="s3://bucket/out/_temporary/j1",
+        shards=((Piece("s3://bucket/in/a.parquet", row_groups=(0, 1), rows=10),), ()),
+        passthrough_columns=("id",),
+    )
+
+
+def test_a_job_is_frozen_all_the_way_down() -> None:
+    job = _job()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.staging_uri = "s3://elsewhere/"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.model.path = "/tmp/model"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.shards[0][0].rows = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.sink.uri = "s3://elsewhere/"  # type: ignore[misc]
+    assert isinstance(job.shards, tuple) and isinstance(job.passthrough_columns, tuple)
+    moved = dataclasses.replace(job, staging_uri="s3://bucket/out/_temporary/j2")
+    assert (moved.staging_uri, job.staging_uri) == ("s3://bucket/out/_temporary/j2", "s3://bucket/out/_temporary/j1")
+
+
+def test_a_job_round_trips_through_json_as_tuples() -> None:
+    job = _job()
+    again = ScoringJob.from_json(job.to_json())
+    assert again == job
+    assert isinstance(again.source, QuerySpec) and isinstance(again.sink, FileSpec)
+    assert again.shards[0][0].row_groups == (0, 1) and again.passthrough_columns == ("id",)
+    assert json.loads(job.to_json())["source"]["kind"] == "query"
