@@ -285,7 +285,7 @@ def _score_shard(
     )
     pieces: list[Piece] = job.shards[shard]
     total_rows = sum(p.rows for p in pieces if p.rows is not None) if all(p.rows is not None for p in pieces) else None
-    whole_text = job.source.format != "parquet" and all(p.end >= 0 for p in pieces)  # (not: compressed streams)
+    whole_text = all(p.end >= 0 and p.row_groups is None for p in pieces)  # text byte ranges (not: compressed streams)
     total_bytes = sum(p.end - p.start for p in pieces) if whole_text else 0
     read_queue: _ReadQueue = _ReadQueue(maxsize=READ_AHEAD_WHILE_LOADING if read_first else READ_AHEAD)
     write_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
