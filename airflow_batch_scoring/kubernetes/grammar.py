@@ -28,6 +28,23 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
 
 
+def plain(value: Any) -> Any:
+    """A Kubernetes client model (``V1Toleration``, ``V1Affinity``, ``V1ResourceRequirements``, ...) as the API's
+    JSON (camelCase, unset fields left out), as the client's ``ApiClient.sanitize_for_serialization`` writes it, read
+    from the model's own ``attribute_map``; mappings and lists item by item; anything else as it is.
+
+    So a setting written as the client's models or as in a pod manifest is checked by the same rules.
+    """
+    if hasattr(value, "openapi_types") and hasattr(value, "attribute_map"):
+        fields = ((value.attribute_map[attr], getattr(value, attr)) for attr in value.openapi_types)
+        return {key: plain(item) for key, item in fields if item is not None}
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
 def where(name: str) -> str:
     """How an error names the setting ``name``: ``kubernetes['name']``."""
     return f"kubernetes[{name!r}]"
@@ -151,11 +168,14 @@ def affinity(value: Any) -> dict[str, Any] | None:
 
 
 def pull_secrets(value: Any) -> list[str]:
-    """Image pull Secret names: a list, or one comma-separated string."""
+    """Image pull Secret names: a list (of names, or of references ``{'name': ...}`` as ``V1LocalObjectReference``
+    gives them), or one comma-separated string."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        value = [item["name"] if isinstance(item, Mapping) and set(item) == {"name"} else item for item in value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _DNS_SUBDOMAIN.match(v) for v in value):
         raise ConfigurationError(
             f"kubernetes['image_pull_secrets'] must be a list of Secret names (or one comma-separated string), "

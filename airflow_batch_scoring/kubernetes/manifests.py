@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -134,11 +135,6 @@ def build_job(
     if threads:
         env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     env.update(settings.env_vars)
-    resources = None
-    if settings.resources:
-        resources = k8s.V1ResourceRequirements(
-            requests=settings.resources.get("requests"), limits=settings.resources.get("limits")
-        )
     volumes = [
         k8s.V1Volume(name="scoring-job", config_map=k8s.V1ConfigMapVolumeSource(name=config_map_name(name))),
         k8s.V1Volume(
@@ -169,15 +165,15 @@ def build_job(
             cmds=list(COMMAND),
             arguments=pod_arguments(shards, replicas),
             env_vars=env,
-            container_resources=resources,
-            security_context=dict(settings.security_context) or None,
-            container_security_context=dict(settings.container_security_context) or None,
+            container_resources=to_model(settings.resources, "V1ResourceRequirements"),
+            security_context=to_model(settings.security_context, "V1PodSecurityContext"),
+            container_security_context=to_model(settings.container_security_context, "V1SecurityContext"),
             node_selector=dict(settings.node_selector),
-            tolerations=[dict(t) for t in settings.tolerations],
-            affinity=dict(settings.affinity) if settings.affinity else None,
+            tolerations=to_model(settings.tolerations, "list[V1Toleration]"),
+            affinity=to_model(settings.affinity, "V1Affinity"),
             service_account_name=settings.service_account_name,
             automount_service_account_token=False,
-            image_pull_secrets=",".join(settings.image_pull_secrets) or None,
+            image_pull_secrets=[k8s.V1LocalObjectReference(name=name) for name in settings.image_pull_secrets] or None,
             labels=_labels(settings, name),
             annotations=annotations,
             volumes=volumes,
@@ -305,6 +301,19 @@ def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
         "blockOwnerDeletion": True,
         "controller": False,
     }
+
+
+def to_model(value: Any, kind: str) -> Any:
+    """``value`` (the API's JSON) as the Kubernetes client's model ``kind`` (``"V1Affinity"``,
+    ``"list[V1Toleration]"``), by the client's own deserialisation; ``None`` for an empty value.
+
+    The client leaves out fields it does not know: :func:`_check_round_trip` refuses a setting that lost one.
+    """
+    from kubernetes.client import ApiClient
+
+    if not value:
+        return None
+    return ApiClient().deserialize(SimpleNamespace(data=json.dumps(value)), kind)
 
 
 def api_dict(obj: Any) -> Any:

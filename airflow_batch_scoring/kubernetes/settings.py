@@ -107,6 +107,9 @@ def _security_context(value: Any, name: str, defaults: Mapping[str, Any], known:
 
 
 def _env_vars(value: Any) -> dict[str, str]:
+    """A mapping of names to values, or a list of ``V1EnvVar`` (``{'name': ..., 'value': ...}``) with plain values."""
+    if isinstance(value, (list, tuple)):
+        value = dict(_env_var(i, item) for i, item in enumerate(value))
     result = {}
     for name, item in grammar.mapping(value, "kubernetes['env_vars']").items():
         grammar.env_name(name, "kubernetes['env_vars']")
@@ -116,6 +119,17 @@ def _env_vars(value: Any) -> dict[str, str]:
             )
         result[name] = "" if item is None else str(item)
     return result
+
+
+def _env_var(index: int, item: Any) -> tuple[Any, Any]:
+    what = f"kubernetes['env_vars'][{index}]"
+    entry = grammar.mapping(item, what)
+    if set(entry) - {"name", "value"} or "name" not in entry:
+        raise ConfigurationError(
+            f"{what} = {item!r}: give a name and a plain value (V1EnvVar(name=..., value=...)); a value read from "
+            "another object (valueFrom) is not supported: the runtime's credentials come from its own mounted Secret."
+        )
+    return entry["name"], entry.get("value")
 
 
 def check_task_arguments(value: Any) -> None:
@@ -136,6 +150,13 @@ def check_task_arguments(value: Any) -> None:
 @dataclass
 class KubernetesSettings:
     """Where and how the replicas of a scoring job run on Kubernetes.
+
+    Where ``KubernetesJobOperator`` takes the Kubernetes client's models, so does ``kubernetes={...}``: ``resources``
+    (``V1ResourceRequirements``), ``security_context`` (``V1PodSecurityContext``), ``container_security_context``
+    (``V1SecurityContext``), ``tolerations`` (``V1Toleration`` items), ``affinity`` (``V1Affinity``),
+    ``image_pull_secrets`` (``V1LocalObjectReference`` items) and ``env_vars`` (``V1EnvVar`` items with a value), as
+    well as their pod-manifest form (camelCase mappings). Either way they are kept, checked and merged with the
+    defaults as the API's JSON, and sent as the client's models.
 
     :param image: the runtime image (built from ``runtime_image/``), e.g. ``registry.example.com/scoring:0.1.0``.
     :param namespace: the namespace of the Job, its Secret and ConfigMap; default: the connection's, else the
@@ -243,6 +264,7 @@ class KubernetesSettings:
         if value is None:
             value = {}
         cls.check_keys(value)
+        value = {key: grammar.plain(item) for key, item in value.items()}  # the client's models as the API's JSON
         image = grammar.string(value.get("image"), "image")
         if not image:
             raise ConfigurationError(

@@ -299,3 +299,49 @@ def test_security_context_and_resources_can_be_overridden(kubeconfig):
     with pytest.raises(ConfigurationError, match=r"Unknown field\(s\) \['runAsNonroot'\] in "
                                                  r"kubernetes\['container_security_context'\]"):
         KubernetesSettings.parse({"image": IMAGE, "container_security_context": {"runAsNonroot": True}})
+
+
+def test_the_kubernetes_clients_models_reach_the_job_as_their_manifest_form_would(kubeconfig):
+    """``kubernetes={...}`` takes the client's models where ``KubernetesJobOperator`` does; the Job is the one the
+    pod-manifest form gives (same checks, same defaults), valid, and still passes the restricted profile."""
+    from kubernetes.client import models as k8s
+
+    models = {
+        **FULL,
+        "resources": k8s.V1ResourceRequirements(requests={"cpu": "1500m", "memory": "4Gi"},
+                                                limits={"cpu": 3, "memory": "4Gi", "nvidia.com/gpu": 1}),
+        "tolerations": [k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+                        k8s.V1Toleration(key="spot", operator="Equal", value="yes", effect="NoExecute",
+                                         toleration_seconds=300)],
+        "affinity": k8s.V1Affinity(node_affinity=k8s.V1NodeAffinity(
+            required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(node_selector_terms=[
+                k8s.V1NodeSelectorTerm(match_expressions=[k8s.V1NodeSelectorRequirement(
+                    key="node.kubernetes.io/instance-type", operator="In", values=["g5.xlarge"])])]))),
+        "image_pull_secrets": [k8s.V1LocalObjectReference(name="regcred"),
+                               k8s.V1LocalObjectReference(name="other-registry")],
+        "env_vars": [k8s.V1EnvVar(name="HTTPS_PROXY", value="http://proxy:3128")],
+    }
+    job = _build(models, kubeconfig)
+    for version in VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    assert job == _build(FULL, kubeconfig)
+    pod = _pod(job)["spec"]
+    assert pod["affinity"] == AFFINITY and pod["tolerations"] == FULL["tolerations"]
+
+    contexts = _build({"image": IMAGE, "security_context": k8s.V1PodSecurityContext(run_as_user=2000, fs_group=2000),
+                       "container_security_context": k8s.V1SecurityContext(capabilities=k8s.V1Capabilities(
+                           drop=["ALL"], add=["NET_BIND_SERVICE"]))}, kubeconfig)
+    spec = _pod(contexts)["spec"]
+    assert spec["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"},
+                                       "runAsUser": 2000, "fsGroup": 2000}  # over the defaults, as a mapping is
+    assert spec["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert restricted_violations(_pod(contexts)) == []
+    # the project's own rules hold for a model as for a mapping
+    with pytest.raises(ConfigurationError, match="is set by the runtime itself"):
+        KubernetesSettings.parse({"image": IMAGE, "env_vars": [k8s.V1EnvVar(name="JOB_COMPLETION_INDEX", value="1")]})
+    with pytest.raises(ConfigurationError, match="valueFrom"):
+        KubernetesSettings.parse({"image": IMAGE, "env_vars": [k8s.V1EnvVar(
+            name="TOKEN", value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name="s", key="k")))]})
+    with pytest.raises(ConfigurationError, match="'4 GB' is not a Kubernetes quantity"):
+        KubernetesSettings.parse({"image": IMAGE, "resources": k8s.V1ResourceRequirements(limits={"memory": "4 GB"})})
