@@ -82,6 +82,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     """Load the model now (first line of stdin), then score the shard the second line names, if any."""
     from airflow_batch_scoring.job import ModelSpec
     from airflow_batch_scoring.runtime.engine import Preloaded, run_shard
+    from airflow_batch_scoring.schema import ModelSchema
 
     preload = json.loads(sys.stdin.readline() or "{}")
     if "model" not in preload:
@@ -89,7 +90,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     loaded = Preloaded.load(
         ModelSpec(**preload["model"]),
         probabilities=bool(preload.get("probabilities")),
-        output_schema=preload.get("output_schema"),
+        output_schema=ModelSchema.parse(preload.get("output_schema")),
     )
     _emit(f"{PRELOADED_LINE} in {loaded.load_s:.2f}s; waiting for a shard")
     line = sys.stdin.readline()
