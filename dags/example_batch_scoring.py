@@ -39,6 +39,7 @@ with DAG(
         scoring_demo.write_input(uri, key=f"daily-{ds}", rows=50_000)
         return uri
 
+    # [START howto_operator_batch_scoring]
     score = BatchScoringOperator(
         task_id="score_customers",
         model=MODEL_URI,
@@ -50,6 +51,7 @@ with DAG(
         replicas=2,
         batch_size=20_000,
     )
+    # [END howto_operator_batch_scoring]
     prepare_demo() >> score
 
 

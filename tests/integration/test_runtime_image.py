@@ -1,6 +1,6 @@
 """The runtime image's contents without Docker: its pinned requirements install into a fresh virtual environment
-(no Airflow in it), the package installs without dependencies, as the Dockerfile does, and the image's entrypoint
-scores a shard from a job and a secrets file, as a pod does, against the real S3 server."""
+(no Airflow in it), the package's wheel installs without dependencies, as the Dockerfile does, and the image's
+entrypoint scores a shard from a job and a secrets file, as a pod does, against the real S3 server."""
 
 from __future__ import annotations
 
@@ -33,18 +33,23 @@ RUNTIME_MODULES = [
 
 @pytest.fixture(scope="module")
 def image_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with runtime_image/requirements.txt and the package (no dependencies)."""
+    """A fresh virtual environment with runtime_image/requirements.txt and the package's wheel (no dependencies)."""
     uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
     assert uv, "uv is needed to build the runtime environment (pip install uv)"
     venv = tmp_path_factory.mktemp("runtime-image") / "venv"
     python = venv / "bin" / "python"
+    dist = venv.parent / "dist"
     for command in (
         [uv, "venv", "-q", str(venv), "--python", f"{sys.version_info.major}.{sys.version_info.minor}"],
         [uv, "pip", "install", "-q", "--python", str(python), "-r", str(ROOT / "runtime_image" / "requirements.txt")],
-        [uv, "pip", "install", "-q", "--python", str(python), "--no-deps", str(ROOT)],
+        [uv, "build", "-q", "--wheel", "--out-dir", str(dist), str(ROOT)],
     ):
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{' '.join(command)}: {result.stderr[-3000:]}"
+    [wheel] = dist.glob("airflow_batch_scoring-*-py3-none-any.whl")
+    command = [uv, "pip", "install", "-q", "--python", str(python), "--no-deps", str(wheel)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(command)}: {result.stderr[-3000:]}"
     return python
 
 
@@ -125,7 +130,7 @@ def test_the_dockerfile_runs_what_the_pods_are_told_to_run():
     assert "FROM python:3.11-slim\n" in dockerfile
     [entrypoint] = [line for line in dockerfile.splitlines() if line.startswith("ENTRYPOINT ")]
     assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == manifests.COMMAND
-    assert "pip install --compile -r /tmp/requirements.txt" in dockerfile and "--no-deps /src" in dockerfile
+    assert "pip install --compile -r /tmp/requirements.txt" in dockerfile and "--no-deps /tmp/wheels/" in dockerfile
     pinned = [line for line in (ROOT / "runtime_image" / "requirements.txt").read_text().splitlines()
               if line and not line.startswith(("#", " "))]
     assert pinned and all("==" in line for line in pinned)

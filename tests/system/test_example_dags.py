@@ -28,6 +28,7 @@ EXAMPLES = {
     "example_batch_scoring_land",
     "example_batch_scoring_on_landing",
     "example_batch_scoring_downstream",
+    "example_batch_scoring_artifact",
 }
 
 
@@ -137,6 +138,20 @@ def test_weekly_dag_scores_that_week_into_that_week(examples: Examples):
     output = read_output(examples.demo_dir / "weekly" / "scores" / f"week={week}", "parquet")
     assert len(output) == 14_000
     check_scores(frame, output, examples.estimator())
+
+
+def test_artifact_dag_processes_once_and_scores_that_artifact(examples: Examples):
+    """ProcessArtifactOperator pins the alias to a version and a digest; the scoring task scores exactly that."""
+    dag = examples.dags["example_batch_scoring_artifact"]
+    run = dag.test(logical_date=pendulum.datetime(2026, 11, 20, 6, 0, tz="UTC"))
+    assert run.state == "success"
+    processed = xcom(run, "process_model")
+    assert processed["source_model_version"] == "1" and processed["digest"].startswith("sha256:")
+    assert processed["path"].startswith(str(examples.demo_dir / "artifact" / "models" / "20261120"))
+    summary = xcom(run, "score")
+    assert summary["model_digest"] == processed["digest"] and summary["rows_out"] == 10_000
+    output = read_output(examples.demo_dir / "artifact" / "scores" / "20261120", "parquet")
+    check_scores(examples.demo.features("artifact", 10_000), output, examples.estimator(), probabilities=True)
 
 
 def test_hourly_dag_reads_and_writes_its_own_hour(examples: Examples):
