@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
 
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
@@ -64,8 +63,9 @@ class BatchScoringOperator(BaseOperator):
         ``backoff_limit``, ``parallelism``, ``in_cluster``, ``config_file``, ``cluster_context``,
         ``on_finish_action`` (see :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`).
         ``deferrable``, ``kubernetes_conn_id`` and ``poll_interval`` are the operator's own arguments. (templated)
-    :param deferrable: (Kubernetes) wait for the Job in the triggerer instead of holding a worker slot; default
-        ``[operators] default_deferrable``, as for ``KubernetesJobOperator``. (templated)
+    :param deferrable: (Kubernetes) wait for the Job in the triggerer instead of holding a worker slot; not given:
+        the stage's ``deferrable``, else ``[operators] default_deferrable`` (as for ``KubernetesJobOperator``), read
+        when the task runs. A value given here wins over the stage's. (templated)
     :param kubernetes_conn_id: (Kubernetes) the cluster's Airflow connection (type ``kubernetes``). (templated)
     :param poll_interval: (Kubernetes) seconds between two looks at the Job. (templated)
     :param passthrough_columns: input columns copied to the output beside the predictions (e.g. an id). (templated)
@@ -157,7 +157,7 @@ class BatchScoringOperator(BaseOperator):
         max_bad_rows: int | str | None = None,
         max_bad_fraction: float | str | None = None,
         kubernetes: Mapping[str, Any] | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         kubernetes_conn_id: str | None = "kubernetes_default",
         poll_interval: float = 10.0,
         stage: str | None = None,

@@ -81,10 +81,11 @@ class ResolvedTask:
         """Apply ``stage`` (its alias, and its runtime, replicas and Kubernetes settings where the task sets none).
 
         A stage's ``kubernetes`` may set the :data:`TASK_ARGUMENTS` (``deferrable``, ``kubernetes_conn_id``,
-        ``poll_interval``): they apply where the task's argument is its default.
+        ``poll_interval``): they apply where the task's argument is its default. ``deferrable`` the task passed
+        (even equal to the default) always wins: a stage only changes its default.
 
-        :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None``: ``[operators]
-            default_deferrable``.
+        :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None`` (not given): the
+            stage's, else ``[operators] default_deferrable``.
         :param arguments: the other fields (``if_exists``, ...), as the operator has them.
         :raises ConfigurationError: for an unknown runtime, a Kubernetes connection setting in ``kubernetes``, a
             value of the wrong type, or a model a stage cannot pick through an alias.
@@ -92,16 +93,15 @@ class ResolvedTask:
         model = model if isinstance(model, Mapping) else str(model)
         settings = dict(kubernetes or {})
         check_task_arguments(settings)  # a templated ``kubernetes`` is checked once rendered
-        default = default_deferrable()
-        deferrable = default if deferrable is None or deferrable == "" else to_bool(deferrable, "deferrable")
+        wait: bool | None = None if deferrable is None or deferrable == "" else to_bool(deferrable, "deferrable")
         if stage is not None:
             model = model_for_stage(str(model), stage)
             runtime = runtime or stage.runtime
             replicas = replicas if replicas is not None else stage.replicas
             staged = dict(stage.kubernetes)
             given = {key: staged.pop(key) for key in TASK_ARGUMENTS if key in staged}
-            if "deferrable" in given and deferrable == default:
-                deferrable = to_bool(given["deferrable"], f"stage {stage.name!r}: kubernetes['deferrable']")
+            if "deferrable" in given and wait is None:
+                wait = to_bool(given["deferrable"], f"stage {stage.name!r}: kubernetes['deferrable']")
             if "kubernetes_conn_id" in given and kubernetes_conn_id == "kubernetes_default":
                 kubernetes_conn_id = given["kubernetes_conn_id"]
             if "poll_interval" in given and to_optional_float(poll_interval, "poll_interval") == 10.0:
@@ -119,7 +119,7 @@ class ResolvedTask:
             kubernetes=settings,
             keep_on_failure=try_number <= (retries or 0),
             stage=stage.name if stage is not None else None,
-            deferrable=deferrable,
+            deferrable=default_deferrable() if wait is None else wait,
             kubernetes_conn_id=str(kubernetes_conn_id) if kubernetes_conn_id else None,
             poll_interval=poll,
             **arguments,

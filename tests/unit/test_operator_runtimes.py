@@ -239,7 +239,7 @@ def test_deferrable_defaults_to_the_operators_config_and_the_arguments_reach_the
     from airflow_batch_scoring.kubernetes.runtime import KubernetesRuntime
 
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
-    assert operator().deferrable is False  # the signature's default was read when the module was imported
+    assert operator().deferrable is None  # not given: decided when the task runs (the stage's, else the config's)
     operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable=None).execute(context())
     assert mocked.runtime_for.call_args.args[0].deferrable is True  # None: the config's default at run time
     task = operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable="False", kubernetes_conn_id="k8s",
@@ -253,6 +253,27 @@ def test_deferrable_defaults_to_the_operators_config_and_the_arguments_reach_the
         operator(poll_interval="0").execute(context())
     with pytest.raises(AirflowFailException, match="deferrable must be true or false, got 'later'"):
         operator(deferrable="later").execute(context())
+
+
+@pytest.mark.parametrize("config_default", [False, True])
+def test_a_deferrable_the_task_passes_wins_over_the_stages(monkeypatch, config_default):
+    """The stage only changes deferrable's default: a value the task passes stays, even one equal to the default."""
+    from airflow_batch_scoring.stages import Stage
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", str(config_default).lower())
+
+    def resolved(stage_deferrable: bool | None, **given: Any) -> bool:
+        settings = {"image": IMAGE} if stage_deferrable is None else {"image": IMAGE, "deferrable": stage_deferrable}
+        stage = Stage(name="PROD", alias="champion", runtime="kubernetes", kubernetes=settings)
+        return ResolvedTask.resolve(model="models:/churn", runtime=None, replicas=None, kubernetes=None, stage=stage,
+                                    try_number=1, retries=0, **given).deferrable
+
+    for explicit in (False, True, "false", "True"):  # as passed, or as rendered from a template
+        for stage_deferrable in (None, False, True):
+            assert resolved(stage_deferrable, deferrable=explicit) is (str(explicit).lower() == "true")
+    assert resolved(True) is True and resolved(False) is False  # not given: the stage's
+    assert resolved(not config_default, deferrable=None) is (not config_default)
+    assert resolved(None) is config_default and resolved(None, deferrable="") is config_default  # else the config's
 
 
 def test_a_stage_may_still_set_the_connection_and_waiting_settings(mocked, monkeypatch):
