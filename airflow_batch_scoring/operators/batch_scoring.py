@@ -26,6 +26,7 @@ from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.options import DEFAULT_BATCH_SIZE, ScoringOptions
+from airflow_batch_scoring.runtime.secrets import Credentials
 from airflow_batch_scoring.stages import get_stage
 
 if TYPE_CHECKING:
@@ -337,12 +338,10 @@ class BatchScoringOperator(BaseOperator):
         check_allowed(normalize_location(uri), self.allowed_sink_prefixes)
 
     @staticmethod
-    def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
-        """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
-        return {
-            "source": credentials_for(source),
-            "sink": credentials_for(sink),
-        }
+    def _storage_options(source: DataSpec, sink: DataSpec) -> Credentials:
+        """The secrets of the source and the sink, read from their connections once per task execution: one
+        immutable snapshot that everything after uses (planning, the replicas out of band, the publish, lineage)."""
+        return Credentials(source=credentials_for(source), sink=credentials_for(sink))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Resume after the Kubernetes Job finished (``deferrable=True``): say why indexes failed,

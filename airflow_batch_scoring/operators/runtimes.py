@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from airflow_batch_scoring.io.files import InputFile
     from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
+    from airflow_batch_scoring.runtime.secrets import Credentials
 
 #: runtime name -> ``module:class`` of its :class:`ScoringRuntime` (imported when a task uses it).
 RUNTIMES: dict[str, str] = {
@@ -154,16 +155,16 @@ class ScoringRuntime(Protocol):
         """Get ready while the driver lists and plans (the local runtime prestarts its replicas)."""
         ...
 
-    def run(
-        self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:
         """Score ``job`` and publish it; return the summary.
+
+        :param options: the task execution's credentials, taken once (a runtime never reads a connection itself).
 
         :raises TaskDeferred: (a deferrable runtime) the task resumes in :meth:`resume`.
         """
         ...
 
-    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    def resume(self, event: Mapping[str, Any] | None, options: Credentials) -> dict[str, Any]:
         """Finish a deferred run (the trigger's ``event``): judge it, publish, return the summary."""
         ...
 
@@ -217,14 +218,14 @@ class LocalRuntime:
         """Start the replicas now: they load the model while the input is listed, planned and checked."""
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 
-    def run(self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]) -> dict[str, Any]:
+    def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:
         return execute_job(
             job, files, storage_options=options, log=self.log, launcher=self.launcher, if_exists=self.task.if_exists,
             # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
             keep_on_failure=self.task.keep_on_failure,
         )
 
-    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    def resume(self, event: Mapping[str, Any] | None, options: Credentials) -> dict[str, Any]:
         raise ReplicaError(
             f"A task on the local runtime never defers, but it resumed (event {dict(event or {})!r}); retry it."
         )

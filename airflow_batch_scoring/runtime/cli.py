@@ -26,7 +26,7 @@ from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, 
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.protocol import ERROR_MARKER
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
-from airflow_batch_scoring.runtime.secrets import read_secrets
+from airflow_batch_scoring.runtime.secrets import Credentials, read_secrets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +99,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     go = json.loads(line)
     with open(go["job"]) as f:
         job = ScoringJob.from_json(f.read())
-    run_shard(job, int(go["shard"]), storage_options=go.get("secrets") or {}, log=_emit,
+    run_shard(job, int(go["shard"]), storage_options=Credentials.of(go.get("secrets")), log=_emit,
               progress_interval=args.progress_interval, preloaded=loaded)
     return 0
 

@@ -14,6 +14,7 @@ from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.operators import BatchScoringOperator
 from airflow_batch_scoring.operators import batch_scoring as module
 from airflow_batch_scoring.operators.runtimes import LocalRuntime, ResolvedTask, runtime_class
+from airflow_batch_scoring.runtime.secrets import Credentials
 
 IMAGE = "registry.example.com/scoring:1"
 
@@ -66,6 +67,27 @@ def test_execute_hands_one_resolved_task_to_the_runtime_and_changes_no_argument(
     mocked.runtime.run.assert_called_once_with(job, files, {"source": {}, "sink": {}})
     mocked.runtime.close.assert_called_once_with()
     assert (task.runtime, task.replicas, task._runtime) == (None, 3, None)
+
+
+def test_credentials_are_read_once_per_execution_into_one_snapshot_everything_uses(mocked, monkeypatch):
+    read: list[Any] = []
+
+    def credentials_for(spec: Any) -> dict[str, Any]:
+        read.append(spec)
+        return {"token": f"token-{len(read)}"}
+
+    lineage = mock.MagicMock(name="record_lineage")
+    monkeypatch.setattr(module, "credentials_for", credentials_for)
+    monkeypatch.setattr(module, "record_lineage", lineage)
+    operator().execute(context())
+    assert len(read) == 2  # the source's and the sink's connection, each read once
+    snapshot = mocked.runtime.run.call_args.args[2]
+    assert isinstance(snapshot, Credentials)
+    assert snapshot == {"source": {"token": "token-1"}, "sink": {"token": "token-2"}}
+    assert mocked.prepare_job.call_args.kwargs["storage_options"] is snapshot
+    assert lineage.call_args.args[5] is snapshot
+    snapshot["sink"]["token"] = "changed"  # a component changing what it was given changes nothing for the others
+    assert snapshot["sink"] == {"token": "token-2"}
 
 
 def test_the_last_try_does_not_keep_its_shards(mocked):
