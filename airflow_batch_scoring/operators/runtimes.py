@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_batch_scoring.io.files import InputFile
     from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
     from airflow_batch_scoring.runtime.secrets import Credentials
+    from airflow_batch_scoring.schema import ModelSchema
 
 #: runtime name -> ``module:class`` of its :class:`ScoringRuntime` (imported when a task uses it).
 RUNTIMES: dict[str, str] = {
@@ -52,9 +53,9 @@ class ResolvedTask:
     :param poll_interval: seconds between two looks at a Kubernetes Job.
     """
 
-    model: Any
+    model: str | Mapping[str, Any]
     runtime: str
-    replicas: Any
+    replicas: int | str
     kubernetes: Mapping[str, Any] = field(default_factory=dict)
     if_exists: str = "replace"
     keep_on_failure: bool = False
@@ -67,9 +68,9 @@ class ResolvedTask:
     def resolve(
         cls,
         *,
-        model: Any,
+        model: str | Mapping[str, Any],
         runtime: str | None,
-        replicas: Any,
+        replicas: int | str | None,
         kubernetes: Mapping[str, Any] | None,
         stage: Stage | None,
         try_number: int,
@@ -151,7 +152,7 @@ class ScoringRuntime(Protocol):
         """Refuse a source or sink the replicas cannot reach, before the model is fetched."""
         ...
 
-    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
         """Get ready while the driver lists and plans (the local runtime prestarts its replicas)."""
         ...
 
@@ -214,7 +215,7 @@ class LocalRuntime:
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
         """Every location the worker can reach is fine."""
 
-    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
         """Start the replicas now: they load the model while the input is listed, planned and checked."""
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 
