@@ -110,15 +110,15 @@ def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
-    from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.options import ScoringOptions
+    from airflow_batch_scoring.specs import parse_data_spec
 
-    source = DataSpec.parse(
+    source = parse_data_spec(
         _spec(args.source, "source", format=args.source_format, header=args.header,
               columns=to_columns(args.columns, "--columns")),
         "source",
     )
-    sink = DataSpec.parse(_spec(args.sink, "sink", format=args.sink_format, header=args.sink_header), "sink")
+    sink = parse_data_spec(_spec(args.sink, "sink", format=args.sink_format, header=args.sink_header), "sink")
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

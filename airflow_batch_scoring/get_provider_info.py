@@ -24,7 +24,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Batch Scoring",
-                "python-modules": ["airflow_batch_scoring.hooks.mlflow"],
+                "python-modules": ["airflow_batch_scoring.hooks.mlflow", "airflow_batch_scoring.hooks.kubernetes"],
             }
         ],
         "connection-types": [

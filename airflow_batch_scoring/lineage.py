@@ -114,7 +114,8 @@ def _spec_value(spec: Any, name: str) -> Any:
 
 
 def spec_dataset_name(spec: Any, storage_options: Mapping[str, Any] | None = None) -> tuple[str, str] | None:
-    """The OpenLineage name of a source or sink spec (a DataSpec or mapping): its URI, or its table and connection.
+    """The OpenLineage name of a source or sink spec (a :data:`~airflow_batch_scoring.specs.DataSpec` or a
+    mapping): its URI, or its table and connection.
 
     Returns ``None`` when the spec names no dataset (e.g. a SQL query, whose tables are not parsed here).
     """
@@ -160,7 +161,10 @@ def _plain_spec(spec: Any) -> Any:
     """What naming needs of a spec (URI, table, connection id): no secret, nothing that changes later."""
     if isinstance(spec, str):
         return spec
-    return {name: _spec_value(spec, name) for name in ("uri", "table", "conn_id")}
+    values = {name: _spec_value(spec, name) for name in ("uri", "table", "conn_id")}
+    if values["table"] is not None:
+        values["table"] = str(values["table"])  # a parsed TableName as "schema.name"
+    return values
 
 
 @dataclass

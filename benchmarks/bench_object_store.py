@@ -89,8 +89,8 @@ def child_job(spec_path: str) -> dict[str, Any]:
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.io.files import filesystem
-    from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.options import ScoringOptions
+    from airflow_batch_scoring.specs import parse_data_spec
 
     class StagedPartsLauncher(LocalLauncher):
         """The local launcher; once the replicas are done it lists the staged parts with their ETags. These tell
@@ -112,8 +112,8 @@ def child_job(spec_path: str) -> dict[str, Any]:
     spec = json.loads(Path(spec_path).read_text())
     s3 = {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": spec["endpoint"]}
     options = {side: (dict(s3) if spec[side].startswith("s3://") else {}) for side in ("source", "sink")}
-    source = DataSpec.parse({"uri": spec["source"], "format": "csv", "columns": NAMES}, "source")
-    sink = DataSpec.parse({"uri": spec["sink"], "format": "csv"}, "sink")
+    source = parse_data_spec({"uri": spec["source"], "format": "csv", "columns": NAMES}, "source")
+    sink = parse_data_spec({"uri": spec["sink"], "format": "csv"}, "sink")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-object-store-model-") as folder:
         model = process_model(spec["model"], folder)

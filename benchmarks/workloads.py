@@ -108,14 +108,15 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     from airflow_batch_scoring.io.readers.columns import ReadPlan
     from airflow_batch_scoring.io.textblocks import iter_blocks
     from airflow_batch_scoring.io.writers import make_writer
-    from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
+    from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
     from airflow_batch_scoring.runtime.shard_stages import rebatch
+    from airflow_batch_scoring.specs import FileSpec
 
     fields = ScoringJob.__dataclass_fields__  # the engine's read block size (renamed part_size at some point)
     block_size = (fields.get("part_size") or fields.get("read_block_size")).default
     fs = fsspec.filesystem("file")
     uri = Path(data).as_uri()
-    spec = DataSpec(uri=uri, format="csv", header=False, columns=NAMES)
+    spec = FileSpec(uri=uri, format="csv", header=False, columns=tuple(NAMES))
     predictor = load_predictor(
         ModelSpec(uri=model_path, path=model_path, flavor="sklearn"), probabilities=False, output_schema=None
     )

@@ -12,12 +12,13 @@ from typing import Any
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import AUTO, DataSpec, ModelSpec, ScoringJob
+from airflow_batch_scoring.job import ModelSpec, ScoringJob
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sinks import sink_class
 from airflow_batch_scoring.sources import open_source, source_class
+from airflow_batch_scoring.specs import DataSpec
 
 
 def safe_job_id(text: str) -> str:
@@ -48,7 +49,7 @@ def prepare_job(
     opts = options or ScoringOptions()
     secrets = storage_options or {}
     policy = opts.bad_rows
-    check_places(source, sink)  # before anything is read or written
+    source, sink = check_places(source, sink)  # before anything is read or written
     reading = open_source(source, secrets.get("source"))
     files = reading.listing()
     writing = sink_class(sink)
@@ -60,20 +61,14 @@ def prepare_job(
             f"on_bad_rows='quarantine' is not supported with {reading.what} as the source yet; use 'fail'."
         )
     shards = reading.plan(opts.replicas, plan, opts.part_size)
-    sink.format = sink.format or writing.default_format(reading.output_format())
-    if sink.header == AUTO:  # a CSV output gets a header when the input has one
-        sink.header = reading.detect_header(plan, opts.part_size)
+    sink = writing.resolve(sink, reading.output_format(), lambda: reading.detect_header(plan, opts.part_size))
     run_types = reading.decide_passthrough(
         plan.passthrough, opts.passthrough_schema, schema.names if schema else None
     )
-    if sink.compression and sink.format == "parquet":
-        raise ConfigurationError(
-            "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
-        )
     job = ScoringJob(
         job_id=safe_job_id(job_id),
         model=model,
-        source=source,
+        source=reading.spec,  # (with what the listing told: the files' format)
         sink=sink,
         staging_uri="",
         shards=shards,
@@ -95,10 +90,12 @@ def prepare_job(
     return job, files
 
 
-def check_places(source: DataSpec, sink: DataSpec) -> None:
-    """Resolve ``..`` in the source and sink locations (in place), then refuse a sink at a filesystem's or bucket's
-    root and a sink that is, holds or lies inside the source (or, for SQL, replaces the source table).
+def check_places(source: DataSpec, sink: DataSpec) -> tuple[DataSpec, DataSpec]:
+    """Resolve ``..`` in the source and sink locations, then refuse a sink at a filesystem's or bucket's root and a
+    sink that is, holds or lies inside the source (or, for SQL, replaces the source table).
 
+    :returns: the source and the sink with their locations resolved.
     :raises ConfigurationError: naming the locations and what to do instead.
     """
-    sink_class(sink).check_place(sink, source, source_class(source).place(source))
+    source, files = source_class(source).place(source)
+    return source, sink_class(sink).check_place(sink, source, files)

@@ -1,8 +1,9 @@
 """The one place the Airflow side tells files from SQL: a source's or sink's credentials, its browsable location and
 the object-store URI the replicas read or write (``None`` for a database).
 
-Each kind of data spec (:attr:`DataSpec.kind <airflow_batch_scoring.job.DataSpec.kind>`) maps to one
-:class:`DataAccess`; callers ask :func:`data_access` instead of branching on the kind themselves.
+Each kind of data spec (:attr:`FileSpec.kind <airflow_batch_scoring.specs.FileSpec.kind>`, ``"table"``,
+``"query"``) maps to one :class:`DataAccess` (a table and a query share the SQL access); callers ask
+:func:`data_access` instead of branching on the kind themselves.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import storage_options
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.links import output_location_url
+from airflow_batch_scoring.specs import DataSpec, narrow_sql
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class DataAccess:
 def _sql_location(spec: DataSpec, secrets: Mapping[str, Any]) -> str:
     from airflow_batch_scoring.sinks.sql import sink_location  # SQLAlchemy only when a spec is SQL
 
-    return sink_location(spec, secrets)
+    return sink_location(narrow_sql(spec), secrets)
 
 
 _FILES = DataAccess(
@@ -44,7 +45,7 @@ _FILES = DataAccess(
     uri=lambda spec: spec.uri,
 )
 _SQL = DataAccess(credentials=sql_secrets, location=_sql_location, uri=lambda spec: None)
-_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "sql": _SQL}
+_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "table": _SQL, "query": _SQL}
 
 
 def data_access(spec: DataSpec) -> DataAccess:

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.sql import URL_KEY
-from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.specs import DataSpec
 
 
 def _mask(*values: Any) -> None:

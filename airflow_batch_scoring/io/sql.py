@@ -20,9 +20,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.schema import ColumnType, column_type_of_arrow
-from airflow_batch_scoring.sql_spec import split_table
+from airflow_batch_scoring.specs import SqlSpec, TableName, TableSpec
 
 #: the key of the database URL in a source's or sink's secret material.
 URL_KEY = "sqlalchemy_url"
@@ -59,7 +58,7 @@ _PG_OIDS: dict[int, pa.DataType] = {
 }
 
 
-def database_url(spec: DataSpec, secrets: Mapping[str, Any] | None, role: str) -> str:
+def database_url(spec: SqlSpec, secrets: Mapping[str, Any] | None, role: str) -> str:
     """The SQLAlchemy URL of a SQL spec: from its secret material (a connection), else its ``uri``.
 
     :raises ConfigurationError: when neither is given.
@@ -137,21 +136,20 @@ def connect_error(err: SQLAlchemyError, what: str, conn_id: str | None) -> Input
     )
 
 
-def quote_table(dialect: sa.engine.Dialect, name: str) -> str:
+def quote_table(dialect: sa.engine.Dialect, name: TableName) -> str:
     """``schema.table`` quoted by the dialect (names were validated before)."""
-    schema, table = split_table(name)
     preparer = dialect.identifier_preparer
-    quoted = preparer.quote(table)
-    return f"{preparer.quote_schema(schema)}.{quoted}" if schema else quoted
+    quoted = preparer.quote(name.name)
+    return f"{preparer.quote_schema(name.schema)}.{quoted}" if name.schema else quoted
 
 
 def quote_column(dialect: sa.engine.Dialect, name: str) -> str:
     return dialect.identifier_preparer.quote(name)
 
 
-def describe_table(spec: DataSpec) -> str:
+def describe_table(spec: SqlSpec) -> str:
     """``table public.scores`` or ``the source query``, for messages."""
-    return f"table {spec.table}" if spec.table else "the source query"
+    return f"table {spec.table}" if isinstance(spec, TableSpec) else "the source query"
 
 
 def arrow_type_of_sql(sql_type: Any, dialect_name: str) -> pa.DataType | None:

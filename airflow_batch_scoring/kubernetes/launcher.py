@@ -1,8 +1,10 @@
 """The Kubernetes launcher: the replicas of a job as the pods of one Indexed Job.
 
 It has the local launcher's shape (``run(job_path, replicas, secrets, shards)`` and ``kill()``), so the driver runs a
-job the same way on both runtimes, plus ``start``/``wait``/``collect`` for the deferrable path. All API calls go
-through the cncf-kubernetes provider's ``KubernetesHook``.
+job the same way on both runtimes, plus ``start``/``wait``/``collect`` for the deferrable path. It holds the policy
+(what to create, when to reattach or replace, how to judge and explain the Job, what to clean up); every API call is
+:class:`~airflow_batch_scoring.hooks.kubernetes.ScoringJobHook`'s (on the cncf-kubernetes provider's
+``KubernetesHook``).
 
 Per run, in one namespace: a Secret (the credentials), a ConfigMap (the ScoringJob), then the Job; the Secret and the
 ConfigMap are then given an ``ownerReference`` to the Job, so that deleting the Job deletes them. The Job's name is
@@ -18,14 +20,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
+from airflow_batch_scoring.errors import ReplicaError
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 from airflow_batch_scoring.runtime.protocol import error_from_marker
 from airflow_batch_scoring.runtime.remote_model import is_remote, staged_model_uri, upload_model
+
+if TYPE_CHECKING:
+    from airflow_batch_scoring.hooks.kubernetes import ScoringJobHook
 
 #: How long a retry waits for the previous attempt's Job to be deleted before creating its own.
 DELETE_TIMEOUT_S = 300
@@ -97,92 +102,28 @@ class KubernetesLauncher:
     # -- the API ----------------------------------------------------------------------------------------------------
 
     @cached_property
-    def hook(self) -> Any:
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    def hook(self) -> ScoringJobHook:
+        """The API calls (:class:`~airflow_batch_scoring.hooks.kubernetes.ScoringJobHook`) on the settings' cluster."""
+        from airflow_batch_scoring.hooks.kubernetes import ScoringJobHook
 
-        return KubernetesHook(
+        return ScoringJobHook(
             conn_id=self.settings.kubernetes_conn_id,
             in_cluster=self.settings.in_cluster,
             config_file=self.settings.config_file,
             cluster_context=self.settings.cluster_context,
         )
 
-    def _call(self, what: str, function: Callable[..., Any], *args: Any, quiet: bool = False, **kwargs: Any) -> Any:
-        """Call the API; turn a refusal into an error that says what to fix (never echoing a Secret's body)."""
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.config.config_exception import ConfigException
-
-        try:
-            return function(*args, **kwargs)
-        except ConfigException as err:
-            raise ConfigurationError(
-                f"Cannot configure the Kubernetes client ({err}): set kubernetes['kubernetes_conn_id'] to a "
-                "Kubernetes connection (kubeconfig, or in-cluster), or kubernetes['config_file'] or "
-                "kubernetes['in_cluster']=True."
-            ) from None
-        except ApiException as err:
-            raise self._explain(what, err, quiet) from None
-
-    def _explain(self, what: str, err: Any, quiet: bool = False) -> Exception:
-        """An API refusal as an error that says what to fix; ``quiet`` leaves out the server's message."""
-        detail = "" if quiet else _api_message(err)
-        where = f"namespace {self.namespace!r}"
-        if err.status in (401, 403):
-            return ConfigurationError(
-                f"The Kubernetes API refused to {what} in {where} ({err.status} {err.reason}{detail}): give the "
-                f"identity of connection {self.settings.kubernetes_conn_id!r} the Role in README 'Kubernetes "
-                "runtime' (jobs, pods, pods/log, secrets, configmaps)."
-            )
-        if err.status == 404 and what.startswith("create"):
-            return ConfigurationError(
-                f"Cannot {what}: {where} does not exist ({err.reason}{detail}). Create it, or set "
-                "kubernetes['namespace']."
-            )
-        if err.status in (400, 422):
-            return ConfigurationError(f"Kubernetes refused to {what} ({err.status} {err.reason}{detail}).")
-        return err
-
     def _read_job(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            job = self.hook.batch_v1_client.read_namespaced_job_status(name=self.name, namespace=self.namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise self._explain("read the Job", err) from None
-        return manifests.api_dict(job)
+        return self.hook.read_job(self.name, self.namespace)
 
     def _pods(self) -> list[dict[str, Any]]:
-        result = self._call(
-            "list the Job's pods", self.hook.core_v1_client.list_namespaced_pod, namespace=self.namespace,
-            label_selector=f"{status.JOB_NAME_LABEL}={self.name}",
-        )
-        return [manifests.api_dict(pod) for pod in result.items or []]
+        return self.hook.list_job_pods(self.name, self.namespace)
 
     def _log_tail(self, pod: str) -> str:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = self.hook.core_v1_client.read_namespaced_pod_log(
-                name=pod, namespace=self.namespace, container=manifests.CONTAINER, tail_lines=200,
-                _preload_content=False,
-            )
-            return response.data.decode("utf-8", errors="replace")
-        except (ApiException, OSError):
-            return ""
+        return self.hook.tail_pod_log(pod, self.namespace, manifests.CONTAINER)
 
     def _delete(self, propagation: str = "Foreground") -> None:
-        from kubernetes.client import models as k8s
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.hook.batch_v1_client.delete_namespaced_job(
-                name=self.name, namespace=self.namespace, body=k8s.V1DeleteOptions(propagation_policy=propagation)
-            )
-        except ApiException as err:
-            if err.status != 404:
-                raise self._explain("delete the Job", err) from None
+        self.hook.delete_job(self.name, self.namespace, propagation)
 
     def _delete_and_wait(self) -> None:
         self._delete("Foreground")
@@ -215,10 +156,11 @@ class KubernetesLauncher:
             local_model = job.model.path
             job = replace(job, model=replace(job.model, path=staged_model_uri(job.staging_uri, job.model.path)))
         plan = manifests.plan_digest(job, self.inputs)
-        manifest = self._call(
-            "build the Job", manifests.build_job, self.settings, name=self.name, shards=shards or [0],
-            replicas=replicas, plan=plan, context=self.context, task=self.task, finish_siblings=self.finish_siblings,
-        )
+        with self.hook.explained("build the Job", self.settings.namespace):  # the provider reads the connection
+            manifest = manifests.build_job(
+                self.settings, name=self.name, shards=shards or [0], replicas=replicas, plan=plan,
+                context=self.context, task=self.task, finish_siblings=self.finish_siblings,
+            )
         self.namespace = manifest.metadata.namespace
         existing = self._read_job()
         if existing is not None:
@@ -250,58 +192,28 @@ class KubernetesLauncher:
         return {"name": self.name, "namespace": self.namespace, "shards": list(self.shards)}
 
     def _create(self, manifest: Any, job: ScoringJob, secrets: Mapping[str, Any]) -> None:
+        """Create the Secret, the ConfigMap and the Job, then make the Job their owner; on a failure, delete what this
+        attempt created."""
         assert self.namespace is not None
-        core = self.hook.core_v1_client
         secret = manifests.build_secret(self.settings, name=self.name, namespace=self.namespace, secrets=secrets)
         config_map = manifests.build_config_map(
             self.settings, name=self.name, namespace=self.namespace, job_json=job.to_json(),
             inputs_json=json.dumps(self.inputs, sort_keys=True),
         )
-        self._create_or_replace("Secret", secret, core.create_namespaced_secret, core.delete_namespaced_secret)
+        dependents = {"secret": secret.metadata.name, "config_map": config_map.metadata.name}
+        self.hook.create_or_replace_secret(secret)
         try:
-            self._create_or_replace(
-                "ConfigMap", config_map, core.create_namespaced_config_map, core.delete_namespaced_config_map
-            )
-            created = manifests.api_dict(self._call("create the Job", self.hook.create_job, manifest))
+            self.hook.create_or_replace_config_map(config_map)
+            created = self.hook.submit_job(manifest)
         except BaseException:
-            self._remove_dependents()
+            self.hook.delete_dependents(namespace=self.namespace, **dependents)
             raise
         try:
-            owner = {"metadata": {"ownerReferences": [manifests.owner_reference(created)]}}
-            self._call("own the Secret", core.patch_namespaced_secret, manifests.secret_name(self.name),
-                       self.namespace, owner, quiet=True)
-            self._call("own the ConfigMap", core.patch_namespaced_config_map,
-                       manifests.config_map_name(self.name), self.namespace, owner)
+            self.hook.own_dependents(manifests.owner_reference(created), namespace=self.namespace, **dependents)
         except BaseException:
             self._delete("Foreground")
-            self._remove_dependents()
+            self.hook.delete_dependents(namespace=self.namespace, **dependents)
             raise
-
-    def _create_or_replace(self, kind: str, body: Any, create: Callable[..., Any], delete: Callable[..., Any]) -> None:
-        """Create ``body``; one left by an attempt that died before owning it is replaced (it is immutable)."""
-        from kubernetes.client.exceptions import ApiException
-
-        quiet = kind == "Secret"
-        try:
-            create(namespace=self.namespace, body=body)
-        except ApiException as err:
-            if err.status != 409:
-                raise self._explain(f"create the {kind}", err, quiet) from None
-            self._call(f"replace the {kind}", delete, name=body.metadata.name, namespace=self.namespace, quiet=quiet)
-            self._call(f"create the {kind}", create, namespace=self.namespace, body=body, quiet=quiet)
-
-    def _remove_dependents(self) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        core = self.hook.core_v1_client
-        for delete, name in (
-            (core.delete_namespaced_secret, manifests.secret_name(self.name)),
-            (core.delete_namespaced_config_map, manifests.config_map_name(self.name)),
-        ):
-            try:
-                delete(name=name, namespace=self.namespace)
-            except ApiException:
-                pass
 
     # -- waiting ------------------------------------------------------------------------------------------------------
 
@@ -412,26 +324,10 @@ class KubernetesLauncher:
 
     def read_spec(self) -> tuple[ScoringJob, list[dict[str, Any]]]:
         """The ScoringJob the pods ran and the input listing, from the Job's ConfigMap."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            config_map = self.hook.core_v1_client.read_namespaced_config_map(
-                name=manifests.config_map_name(self.name), namespace=self.namespace
+        data = self.hook.read_config_map(manifests.config_map_name(self.name), self.namespace)
+        if data is None:
+            raise ReplicaError(
+                f"The ConfigMap of Job {self.namespace}/{self.name} is gone (the Job was deleted before the task "
+                "resumed); nothing was published. Retry the task."
             )
-        except ApiException as err:
-            if err.status == 404:
-                raise ReplicaError(
-                    f"The ConfigMap of Job {self.namespace}/{self.name} is gone (the Job was deleted before the task "
-                    "resumed); nothing was published. Retry the task."
-                ) from None
-            raise
-        data = config_map.data or {}
         return ScoringJob.from_json(data[manifests.JOB_KEY]), json.loads(data.get(manifests.INPUTS_KEY) or "[]")
-
-
-def _api_message(err: Any) -> str:
-    try:
-        message = json.loads(err.body or "{}").get("message")
-    except (TypeError, ValueError):
-        message = None
-    return f": {message}" if message else ""

@@ -18,11 +18,12 @@ from airflow_batch_scoring.driver.run import JobStart, begin_job, execute_job, f
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.hooks.data import data_access
 from airflow_batch_scoring.io.files import InputFile, normalize_uri, scheme_of
-from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
+from airflow_batch_scoring.job import ModelSpec, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 from airflow_batch_scoring.sinks import open_sink
+from airflow_batch_scoring.specs import DataSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

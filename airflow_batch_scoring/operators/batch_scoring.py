@@ -18,7 +18,7 @@ from airflow_batch_scoring.hooks.data import credentials_for, data_access
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.locations import check_allowed, check_prefixes, normalize_location
-from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY, DataSpec
+from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY
 from airflow_batch_scoring.kubernetes.settings import check_task_arguments
 from airflow_batch_scoring.lineage import operator_lineage, record_lineage
 from airflow_batch_scoring.links import LINKS_ATTRIBUTE, ModelVersionLink, OutputLocationLink
@@ -27,6 +27,7 @@ from airflow_batch_scoring.operators.process_artifact import fetch_processed_mod
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.options import DEFAULT_BATCH_SIZE, ScoringOptions
 from airflow_batch_scoring.runtime.secrets import Credentials
+from airflow_batch_scoring.specs import DataSpec, parse_data_spec
 from airflow_batch_scoring.stages import get_stage
 
 if TYPE_CHECKING:
@@ -245,8 +246,8 @@ class BatchScoringOperator(BaseOperator):
 
         setattr(self, LINKS_ATTRIBUTE, {})  # the links this run stores (read by the links when the task ends)
         task = self._resolve(context)
-        source = DataSpec.parse(self.source, "source")
-        sink = DataSpec.parse(self.sink, "sink")
+        source = parse_data_spec(self.source, "source")
+        sink = parse_data_spec(self.sink, "sink")
         self._check_sink_allowed(sink)
         runtime = runtime_for(task, context, self.log.info)
         runtime.check_locations(source, sink)  # before the model is fetched
@@ -351,8 +352,8 @@ class BatchScoringOperator(BaseOperator):
 
     def _complete(self, context: Context, event: dict[str, Any] | None) -> dict[str, Any]:
         task = self._resolve(context)  # the stage's settings again: a deferred task resumes on a fresh operator
-        source = DataSpec.parse(self.source, "source")
-        sink = DataSpec.parse(self.sink, "sink")
+        source = parse_data_spec(self.source, "source")
+        sink = parse_data_spec(self.sink, "sink")
         self._check_sink_allowed(sink)
         options = self._storage_options(source, sink)
         runtime = self._runtime = runtime_for(task, context, self.log.info)

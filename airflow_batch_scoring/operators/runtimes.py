@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_batch_scoring.io.files import InputFile
-    from airflow_batch_scoring.job import DataSpec, ModelSpec, ScoringJob
+    from airflow_batch_scoring.job import ModelSpec, ScoringJob
     from airflow_batch_scoring.runtime.secrets import Credentials
     from airflow_batch_scoring.schema import ModelSchema
+    from airflow_batch_scoring.specs import DataSpec
 
 #: runtime name -> ``module:class`` of its :class:`ScoringRuntime` (imported when a task uses it).
 RUNTIMES: dict[str, str] = {

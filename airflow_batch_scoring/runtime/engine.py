@@ -166,8 +166,7 @@ def _score_shard(
     )
     pieces = job.shards[shard]
     progress = ShardProgress(
-        report, log, f"replica {shard + 1}/{job.replicas}", pieces, text=job.source.format != "parquet",
-        started=started, interval=progress_interval,
+        report, log, f"replica {shard + 1}/{job.replicas}", pieces, started=started, interval=progress_interval,
     )
 
     def refused(err: Exception, kinds: set[str]) -> BaseException:

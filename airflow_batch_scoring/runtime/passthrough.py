@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.schema import ModelSchema
 
 
@@ -53,7 +52,7 @@ def _unify(name: str, found: Sequence[tuple[str, pa.DataType]]) -> pa.DataType:
 
 
 def decide(
-    source: DataSpec,
+    source_format: str,
     passthrough: Sequence[str],
     given: ModelSchema | None,
     model_columns: Sequence[str] | None = None,
@@ -63,6 +62,7 @@ def decide(
 ) -> pa.Schema:
     """Decide the type of each passthrough column for the run (see the module).
 
+    :param source_format: the source files' format (``""`` for a table or a query).
     :param given: the user's ``passthrough_schema``.
     :param model_columns: the model's input columns, when known (those keep the model schema's type).
     :param parquet_schemas: Parquet: each input file's URI and Arrow schema.
@@ -88,7 +88,7 @@ def decide(
             continue  # the model schema's type
         elif sql_columns:  # a SQL source: its columns as read
             arrow_type = next((t for n, t in sql_columns if n.lower() == key), None)
-        elif source.format == "parquet":
+        elif source_format == "parquet":
             found = [
                 (uri, schema.field(i).type) for uri, schema in parquet_schemas
                 for i, field_name in enumerate(schema.names) if field_name.lower() == key

@@ -78,8 +78,8 @@ class ShardProgress:
     :param report: the report to fill (its ``load_s`` is set by whoever loads the model).
     :param log: receives the progress lines.
     :param label: the lines' prefix (``replica 1/4``).
-    :param pieces: the shard's pieces: their rows (when all are known) or text bytes give the share done.
-    :param text: the pieces are text (CSV, JSON lines) read by byte ranges; else (Parquet, SQL) only rows count.
+    :param pieces: the shard's pieces: their rows (when all are known) or, for text read by byte ranges (CSV, JSON
+        lines; not compressed streams), their bytes give the share done.
     :param started: :func:`time.perf_counter` when the shard began (before the model loaded): ``duration_s`` counts
         from it.
     :param interval: seconds between two progress lines.
@@ -92,7 +92,6 @@ class ShardProgress:
         label: str,
         pieces: Sequence[Piece],
         *,
-        text: bool,
         started: float,
         interval: float,
     ):
@@ -100,7 +99,7 @@ class ShardProgress:
         self.read_mark = ReadMark()
         known = all(p.rows is not None for p in pieces)
         self.total_rows = sum(p.rows or 0 for p in pieces) if known else None
-        whole_text = text and all(p.end >= 0 for p in pieces)  # (not: compressed streams)
+        whole_text = all(p.end >= 0 and p.row_groups is None for p in pieces)  # text byte ranges (not: compressed)
         self.total_bytes = sum(p.end - p.start for p in pieces) if whole_text else 0
         self._progress: Progress | None = None
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_batch_scoring.job import COMPRESSION_SUFFIXES
+from airflow_batch_scoring.formats import COMPRESSION_SUFFIXES
 
 EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 

@@ -1,25 +1,40 @@
-"""Sinks: where a job's output goes (:class:`~airflow_batch_scoring.sinks.base.Sink`), a file folder or a SQL table."""
+"""Sinks: where a job's output goes (:class:`~airflow_batch_scoring.sinks.base.Sink`), a file folder or a SQL table.
+
+:data:`SINKS` maps each spec kind to the sink that writes it; a new kind of sink (a Delta or Iceberg table) adds a
+key there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.sinks.base import Sink
+from airflow_batch_scoring.specs import DataSpec
 
 
-def sink_class(spec: DataSpec) -> type[Sink]:
-    """The sink a spec names: a table (:mod:`~.sinks.sql`, imported only then), else a folder of files."""
-    if spec.table:
-        from airflow_batch_scoring.sinks.sql import SqlSink
-
-        return SqlSink
+def _files() -> type[Sink]:
     from airflow_batch_scoring.sinks.files import FileSink
 
     return FileSink
 
 
+def _table() -> type[Sink]:
+    from airflow_batch_scoring.sinks.sql import SqlSink  # SQLAlchemy only when a sink is SQL
+
+    return SqlSink
+
+
+#: the sink class of each spec kind, imported when first asked for (a query is never a sink).
+SINKS: dict[str, Callable[[], type[Sink]]] = {"files": _files, "table": _table}
+
+
+def sink_class(spec: DataSpec) -> type[Sink]:
+    """The sink that writes the kind of data ``spec`` names."""
+    return SINKS[spec.kind]()
+
+
 def open_sink(job: ScoringJob, secrets: Mapping[str, Any] | None) -> Sink:
     """The job's sink, with the sink's secret material."""
-    return sink_class(job.sink)(job, secrets)  # type: ignore[call-arg]
+    return sink_class(job.sink)(job, secrets)

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
+from airflow_batch_scoring.specs import DataSpec
 
 
 class KeepsStaging:
@@ -92,14 +93,16 @@ class Sink(Protocol):
 
     job: ScoringJob
 
+    def __init__(self, job: ScoringJob, secrets: Mapping[str, Any] | None) -> None: ...
+
     @staticmethod
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
         """Before anything is read: the target's store or database answers (never creates anything)."""
         ...
 
     @staticmethod
-    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
-        """Resolve the spec's location (in place) and refuse one that would overwrite or mix with the source.
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> DataSpec:
+        """Refuse a place that would overwrite or mix with the source; return the spec with its location resolved.
 
         :param source_files: the source's files' location (``None`` for a table or a query).
         :raises ConfigurationError: naming the locations and what to do instead.
@@ -112,8 +115,14 @@ class Sink(Protocol):
         ...
 
     @staticmethod
-    def default_format(source_format: str) -> str:
-        """The output format when the spec names none."""
+    def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
+        """The spec with what it left to the input decided before any replica starts (a file sink's format and
+        ``header="auto"``).
+
+        :param source_format: the source's file format (``""`` for a table or a query).
+        :param detect_header: whether the input's first file has a header line (reads it).
+        :raises ConfigurationError: for settings that do not go together (a compressed Parquet output).
+        """
         ...
 
     @property

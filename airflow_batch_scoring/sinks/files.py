@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
+from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.formats import AUTO
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput, open_error_output
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.io.writers import make_writer
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
 from airflow_batch_scoring.sinks import file_publish, file_staging
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
+from airflow_batch_scoring.specs import DataSpec, FileSpec, narrow
 
 
 class FileShardWriter:
@@ -35,11 +39,12 @@ class FileShardWriter:
         self.shard = shard
         #: on_bad_rows="quarantine" only
         self.quarantine: ErrorOutput | None = open_error_output(job, shard, self.fs, self.staging)
-        sink_format = job.sink.format or job.source.format
-        self.name = part_name(shard, sink_format, job.attempt, job.sink.compression)
+        spec = narrow(job.sink, FileSpec)
+        sink_format = spec.format or (job.source.format if isinstance(job.source, FileSpec) else "")
+        self.name = part_name(shard, sink_format, job.attempt, spec.compression)
         self.writer = make_writer(
-            sink_format, self.fs, f"{self.staging}/{self.name}", header=job.sink.header is True,
-            compression=job.sink.compression, part_size=job.part_size, write_concurrency=job.write_concurrency,
+            sink_format, self.fs, f"{self.staging}/{self.name}", header=spec.header is True,
+            compression=spec.compression, part_size=job.part_size, write_concurrency=job.write_concurrency,
         )
         self.rows = 0
 
@@ -81,20 +86,30 @@ class FileSink:
         check_sink_root(spec.uri, secrets, spec.conn_id)
 
     @staticmethod
-    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> DataSpec:
         """Refuse a sink at a filesystem's or bucket's root, and one that is, holds or lies inside the source."""
-        spec.uri = locations.normalize_location(spec.uri, "sink")
-        locations.check_sink_not_root(spec.uri)
+        resolved = replace(narrow(spec, FileSpec), uri=locations.normalize_location(spec.uri, "sink"))
+        locations.check_sink_not_root(resolved.uri)
         if source_files is not None:
-            locations.check_apart(source_files, spec.uri)
+            locations.check_apart(source_files, resolved.uri)
+        return resolved
 
     @staticmethod
     def staging_uri(job: ScoringJob) -> str:
         return file_publish.staging_uri(job.sink.uri, job.job_id)
 
     @staticmethod
-    def default_format(source_format: str) -> str:
-        return source_format
+    def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
+        """The format the source's when none is given; ``header="auto"``: a header line when the input has one."""
+        resolved = narrow(spec, FileSpec)
+        resolved = replace(resolved, format=resolved.format or source_format)
+        if resolved.header == AUTO:  # a CSV output gets a header when the input has one
+            resolved = replace(resolved, header=detect_header())
+        if resolved.compression and resolved.format == "parquet":
+            raise ConfigurationError(
+                "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
+            )
+        return resolved
 
     @property
     def location(self) -> str:
@@ -129,7 +144,7 @@ class FileSink:
         return file_publish.read_reports(self.job, self.secrets)
 
     def describe(self) -> dict[str, Any]:
-        spec = self.job.sink
+        spec = narrow(self.job.sink, FileSpec)
         return {"uri": spec.uri, "format": spec.format, "header": spec.header, "compression": spec.compression}
 
     def finish_pending(self, if_exists: str) -> Published | None:

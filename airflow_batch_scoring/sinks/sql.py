@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.sql import connect_error, database_url, db_message, display_url
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
 from airflow_batch_scoring.sinks.sql_commit import BOOKKEEPING, bookkeeping_table, drop_tables, engine_of, publish
@@ -33,19 +33,21 @@ from airflow_batch_scoring.sinks.sql_staging import (
     run_prefix,
     staging_location,
 )
-from airflow_batch_scoring.sql_spec import split_table
+from airflow_batch_scoring.specs import DataSpec, SqlSpec, TableSpec, narrow
 
 
-def sink_location(spec: DataSpec, secrets: Mapping[str, Any] | None) -> str:
-    """``postgresql://host:port/db#schema.table``: the target without credentials (XCom's ``output_uri``)."""
-    return f"{display_url(database_url(spec, secrets, 'sink'))}#{spec.table}"
+def sink_location(spec: SqlSpec, secrets: Mapping[str, Any] | None) -> str:
+    """``postgresql://host:port/db#schema.table``: the target without credentials (XCom's ``output_uri``; a query
+    is its database alone)."""
+    database = display_url(database_url(spec, secrets, "sink"))
+    return f"{database}#{spec.table}" if isinstance(spec, TableSpec) else database
 
 
 def _columns_of(inspector: Any, table: str, schema: str | None) -> list[str]:
     return [c["name"] for c in inspector.get_columns(table, schema=schema)]
 
 
-def check_sink(spec: DataSpec, secrets: Mapping[str, Any] | None, if_exists: str = "replace") -> None:
+def check_sink(spec: TableSpec, secrets: Mapping[str, Any] | None, if_exists: str = "replace") -> None:
     """Before any replica starts: the database answers, the schema exists, an existing target has the merge keys,
     and ``if_exists="fail"`` finds no target.
 
@@ -53,14 +55,14 @@ def check_sink(spec: DataSpec, secrets: Mapping[str, Any] | None, if_exists: str
     :raises ConfigurationError: for a target that may not be written as asked.
     """
     engine, where = engine_of(spec, secrets, write=False)
-    schema, table = split_table(spec.table or "")
+    schema, table = spec.table.schema, spec.table.name
     try:
         with engine.connect() as connection:
             inspector = sa.inspect(connection)
             if schema is not None and schema not in inspector.get_schema_names():
                 raise InputError(
                     f"the sink's schema {schema!r} does not exist in {where}; create it, or fix sink['table'] "
-                    f"({spec.table!r})."
+                    f"({str(spec.table)!r})."
                 )
             if not inspector.has_table(table, schema=schema):
                 return
@@ -92,7 +94,7 @@ def _earlier_reports(
     connection: sa.Connection, job: ScoringJob, names: list[str], fingerprint: str
 ) -> tuple[dict[int, ShardReport], str | None]:
     """The completed shards recorded by the run's earlier attempts whose fingerprint is ``fingerprint``."""
-    schema, _ = split_table(job.sink.table or "")
+    schema = narrow(job.sink, TableSpec).table.schema
     completed: dict[int, ShardReport] = {}
     reason = None
     current = reports_table(job)
@@ -122,8 +124,9 @@ def begin_attempt(
     :returns: the shards reused (their staging tables are kept; their reports are copied into this attempt's reports
         table), and the staging tables dropped (earlier attempts' work that is not reused).
     """
-    engine, where = engine_of(job.sink, secrets)
-    schema, _ = split_table(job.sink.table or "")
+    sink = narrow(job.sink, TableSpec)
+    engine, where = engine_of(sink, secrets)
+    schema = sink.table.schema
     try:
         if engine.dialect.name == "sqlite":
             raw = engine.raw_connection()
@@ -164,30 +167,32 @@ def read_reports(job: ScoringJob, secrets: Mapping[str, Any] | None) -> list[Sha
 
     :raises ReplicaError: naming the shards whose report is missing (they did not finish).
     """
-    engine, where = engine_of(job.sink, secrets, write=False)
+    sink = narrow(job.sink, TableSpec)
+    engine, where = engine_of(sink, secrets, write=False)
     reports_table = reports_sa_table(job)
     try:
         with engine.connect() as connection:
             rows: list[Any] = list(connection.execute(sa.select(reports_table.c.shard, reports_table.c.report)).all())
     except SQLAlchemyError as err:
-        raise connect_error(err, where, job.sink.conn_id) from None
+        raise connect_error(err, where, sink.conn_id) from None
     finally:
         engine.dispose()
     found = {shard: ShardReport(**json.loads(text)) for shard, text in rows if shard != PLAN_ROW}
     missing = [shard for shard in range(job.replicas) if shard not in found]
     if missing:
-        raise ReplicaError(f"Shard(s) {missing} did not finish (no report); nothing was written to {job.sink.table}.")
+        raise ReplicaError(f"Shard(s) {missing} did not finish (no report); nothing was written to {sink.table}.")
     return [found[shard] for shard in range(job.replicas)]
 
 
 def discard(job: ScoringJob, secrets: Mapping[str, Any] | None) -> None:
     """Drop this attempt's staging and reports tables, and the earlier attempts' staging tables it reused (best
     effort: never hides the error that led here)."""
+    sink = narrow(job.sink, TableSpec)
     try:
-        engine, _ = engine_of(job.sink, secrets)
+        engine, _ = engine_of(sink, secrets)
     except ConfigurationError:
         return
-    schema, _ = split_table(job.sink.table or "")
+    schema = sink.table.schema
     try:
         with engine.begin() as connection:
             drop_tables(connection, schema, attempt_prefix(job))
@@ -219,39 +224,45 @@ class SqlSink:
 
     def __init__(self, job: ScoringJob, secrets: Mapping[str, Any] | None):
         self.job = job
+        self.spec = narrow(job.sink, TableSpec)
         self.secrets = secrets
 
     @staticmethod
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
-        check_sink(spec, secrets)
+        check_sink(narrow(spec, TableSpec), secrets)
 
     @staticmethod
-    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> None:
+    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> DataSpec:
         """Refuse a target that replaces the source table."""
-        locations.check_tables_apart(
-            source.table, (source.conn_id, source.uri), spec.table, (spec.conn_id, spec.uri), spec.mode
-        )
+        target = narrow(spec, TableSpec)
+        if isinstance(source, TableSpec):
+            locations.check_tables_apart(
+                str(source.table), (source.conn_id, source.uri), str(target.table), (target.conn_id, target.uri),
+                target.mode,
+            )
+        return target
 
     @staticmethod
     def staging_uri(job: ScoringJob) -> str:
         return staging_location(job)
 
     @staticmethod
-    def default_format(source_format: str) -> str:
-        return ""
+    def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
+        """A table takes the output's columns as they are: nothing to decide."""
+        return spec
 
     @property
     def location(self) -> str:
-        return sink_location(self.job.sink, self.secrets)
+        return sink_location(self.spec, self.secrets)
 
     @property
     def into(self) -> str:
-        return f" into {self.job.sink.table} ({self.job.sink.mode})"
+        return f" into {self.spec.table} ({self.spec.mode})"
 
     def check(self, if_exists: str) -> None:
         if self.job.on_bad_rows != "fail":
             raise ConfigurationError("on_bad_rows='quarantine' is not supported with a SQL sink yet; use 'fail'.")
-        check_sink(self.job.sink, self.secrets, if_exists)
+        check_sink(self.spec, self.secrets, if_exists)
 
     def resume_publish(self, if_exists: str, log: Callable[[str], None]) -> bool:
         return False  # the commit is one transaction: it never stops part-way
@@ -269,9 +280,10 @@ class SqlSink:
         return read_reports(self.job, self.secrets)
 
     def describe(self) -> dict[str, Any]:
-        spec = self.job.sink
+        spec = self.spec
         return {"database": display_url(database_url(spec, self.secrets, "sink")), "conn_id": spec.conn_id,
-                "table": spec.table, "mode": spec.mode, "merge_keys": spec.merge_keys}
+                "table": str(spec.table), "mode": spec.mode,
+                "merge_keys": list(spec.merge_keys) if spec.merge_keys is not None else None}
 
     def finish_pending(self, if_exists: str) -> Published | None:
         return None
@@ -281,7 +293,7 @@ class SqlSink:
     ) -> Published:
         details = publish(self.job, reports, manifest, self.secrets, log)
         location = self.location
-        spec = self.job.sink
+        spec = self.spec
         return Published(
             manifest=dict(manifest),
             output_uri=location,

@@ -37,10 +37,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.sql import database_url, db_message, display_url, make_engine
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport
 from airflow_batch_scoring.sinks.sql_staging import attempt_prefix
-from airflow_batch_scoring.sql_spec import split_table
+from airflow_batch_scoring.specs import TableSpec, narrow
 
 BOOKKEEPING = "batch_scoring_runs"
 
@@ -65,7 +65,7 @@ def bookkeeping_table(schema: str | None, metadata: sa.MetaData | None = None) -
     )
 
 
-def engine_of(spec: DataSpec, secrets: Mapping[str, Any] | None, write: bool = True) -> tuple[sa.Engine, str]:
+def engine_of(spec: TableSpec, secrets: Mapping[str, Any] | None, write: bool = True) -> tuple[sa.Engine, str]:
     url = database_url(spec, secrets, "sink")
     where = f"the sink database {display_url(url)}"
     return make_engine(url, write=write, what=where), where
@@ -98,10 +98,10 @@ class _Commit:
 
     def __init__(self, job: ScoringJob, connection: sa.Connection, stages: list[str], log: Callable[[str], None]):
         self.job = job
-        self.spec = job.sink
+        self.spec = narrow(job.sink, TableSpec)
         self.connection = connection
         self.dialect = connection.dialect
-        self.schema, self.name = split_table(job.sink.table or "")
+        self.schema, self.name = self.spec.table.schema, self.spec.table.name
         self.stages = stages
         self.log = log
         self.metadata = sa.MetaData()
@@ -250,14 +250,15 @@ def publish(
     :returns: ``{"table", "mode", "inserted", "updated", "deleted", "created", "already_committed"}``.
     :raises InputError: when the database refuses the rows (naming the table and the database's reason).
     """
-    engine, where = engine_of(job.sink, secrets)
-    schema, _ = split_table(job.sink.table or "")
+    sink = narrow(job.sink, TableSpec)
+    engine, where = engine_of(sink, secrets)
+    schema, target = sink.table.schema, str(sink.table)
     stages = [part for report in reports for part in report.parts]
-    mode = job.sink.mode or "append"
-    details: dict[str, Any] = {"table": job.sink.table, "mode": mode, "inserted": 0, "updated": 0, "deleted": 0,
+    mode = sink.mode or "append"
+    details: dict[str, Any] = {"table": target, "mode": mode, "inserted": 0, "updated": 0, "deleted": 0,
                                "created": False, "already_committed": False}
     runs = bookkeeping_table(schema)
-    key = sa.and_(runs.c.run_id == job.job_id, runs.c.target == job.sink.table)
+    key = sa.and_(runs.c.run_id == job.job_id, runs.c.target == target)
     try:
         with engine.begin() as connection:
             connection.execution_options(preserve_rowcount=True)  # INSERT ... SELECT counts
@@ -265,7 +266,7 @@ def publish(
             if earlier is not None and mode == "append":
                 details["already_committed"] = True
                 log(
-                    f"Run {job.job_id!r} was already appended to {job.sink.table} by attempt {earlier[0]!r} at "
+                    f"Run {job.job_id!r} was already appended to {target} by attempt {earlier[0]!r} at "
                     f"{earlier[1]}; it is not appended again (delete its row from {BOOKKEEPING} to append it anew)"
                 )
             else:
@@ -276,7 +277,7 @@ def publish(
                     details.update(commit.counts, created=commit.created)
                 totals = manifest.get("totals", {})
                 connection.execute(sa.insert(runs).values(
-                    run_id=job.job_id, target=job.sink.table, attempt=job.attempt, mode=mode,
+                    run_id=job.job_id, target=target, attempt=job.attempt, mode=mode,
                     committed_at=datetime.now(timezone.utc).replace(tzinfo=None),
                     rows_in=totals.get("rows_in"), rows_out=totals.get("rows_out"),
                     inserted=details["inserted"], updated=details["updated"], deleted=details["deleted"],
@@ -287,13 +288,13 @@ def publish(
             drop_tables(connection, schema, attempt_prefix(job))
     except IntegrityError as err:
         raise InputError(
-            f"the commit into {job.sink.table} was refused by a constraint: {db_message(err)}. Nothing was written. "
+            f"the commit into {target} was refused by a constraint: {db_message(err)}. Nothing was written. "
             "Check the table's keys and NOT NULL columns against the output (or another attempt of this run "
             "committed at the same moment)."
         ) from None
     except SQLAlchemyError as err:
         raise InputError(
-            f"the commit into {job.sink.table} ({where}) failed: {db_message(err)}. Nothing was written; check the "
+            f"the commit into {target} ({where}) failed: {db_message(err)}. Nothing was written; check the "
             "table's column types against the output columns."
         ) from None
     finally:

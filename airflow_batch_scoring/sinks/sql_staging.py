@@ -39,7 +39,7 @@ from airflow_batch_scoring.io.sql import (
     sa_columns,
 )
 from airflow_batch_scoring.job import ScoringJob
-from airflow_batch_scoring.sql_spec import split_table
+from airflow_batch_scoring.specs import TableName, TableSpec, narrow
 
 STAGING_PREFIX = "_bs_"
 
@@ -73,12 +73,12 @@ def reports_table(job: ScoringJob) -> str:
 
 def staging_location(job: ScoringJob) -> str:
     """What the job's ``staging_uri`` says for a SQL sink: the staging tables' schema and prefix."""
-    schema, _ = split_table(job.sink.table or "")
+    schema = narrow(job.sink, TableSpec).table.schema
     return f"sql:{schema + '.' if schema else ''}{attempt_prefix(job)}*"
 
 
 def reports_sa_table(job: ScoringJob, metadata: sa.MetaData | None = None) -> sa.Table:
-    schema, _ = split_table(job.sink.table or "")
+    schema = narrow(job.sink, TableSpec).table.schema
     return sa.Table(
         reports_table(job),
         metadata or sa.MetaData(),
@@ -99,10 +99,10 @@ class SqlStagingWriter:
     def __init__(self, job: ScoringJob, shard: int, secrets: Mapping[str, Any] | None):
         self.job = job
         self.shard = shard
-        self.url = database_url(job.sink, secrets, "sink")
+        self.url = database_url(narrow(job.sink, TableSpec), secrets, "sink")
         self.where = f"the sink database {display_url(self.url)}"
         self.engine = make_engine(self.url, write=True, what=self.where)
-        self.schema, _ = split_table(job.sink.table or "")
+        self.schema = narrow(job.sink, TableSpec).table.schema
         self.name = staging_table(job, shard)
         self.rows = 0
         #: a SQL sink does not quarantine bad rows (refused before the replicas start).
@@ -125,8 +125,9 @@ class SqlStagingWriter:
         return sa.Table(self.name, sa.MetaData(), schema=self.schema)
 
     @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+    def qualified(self) -> TableName:
+        """The staging table's name, in the target's schema."""
+        return TableName(self.schema, self.name)
 
     def write(self, table: pa.Table) -> None:
         table = normalize_arrow(table)

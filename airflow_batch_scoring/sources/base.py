@@ -9,7 +9,7 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -17,8 +17,9 @@ import pyarrow as pa
 from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
+from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.specs import DataSpec
 
 
 class ShardReader(Protocol):
@@ -37,19 +38,28 @@ class ShardReader(Protocol):
 class Source(Protocol):
     """Where a job reads its rows from.
 
-    :ivar spec: the source spec.
+    Built from a spec, its secret material and (on the driver) its listing; an implementation narrows the spec to
+    the kind it reads.
+
+    :ivar spec: the source spec (after :meth:`plan`, with what the listing told, e.g. the files' format).
     :ivar what: the source for messages (``file:///data/in.csv``, ``table public.customers``).
     :ivar row_errors: whether its readers report bad rows one by one (``on_bad_rows="quarantine"``, and locating a
         value the model refused); a source without cannot quarantine.
     """
 
-    spec: DataSpec
     what: str
     row_errors: bool
 
+    def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None, files: Sequence[InputFile] = ()) -> None:
+        ...
+
+    @property
+    def spec(self) -> DataSpec: ...
+
     @staticmethod
-    def place(spec: DataSpec) -> str | None:
-        """Resolve the spec's location (in place); return the files' location, ``None`` for a table or a query."""
+    def place(spec: DataSpec) -> tuple[DataSpec, str | None]:
+        """The spec with its location resolved (``..`` removed), and the files' location (``None`` for a table or
+        a query)."""
         ...
 
     def listing(self) -> list[InputFile]:
@@ -57,7 +67,7 @@ class Source(Protocol):
         ...
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
-        """Split the source into ``replicas`` shards (fills the spec's format when the listing tells it)."""
+        """Split the source into ``replicas`` shards (and sets :attr:`spec`'s format when the listing tells it)."""
         ...
 
     def output_format(self) -> str:

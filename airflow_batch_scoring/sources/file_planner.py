@@ -20,19 +20,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.formats import compression_of
 from airflow_batch_scoring.io.files import InputFile
-from airflow_batch_scoring.job import DataSpec, Piece, compression_of
+from airflow_batch_scoring.job import Piece
+from airflow_batch_scoring.specs import FileSpec
 
 _UNSUPPORTED_COMPRESSION = (".zip", ".snappy", ".lz4")
 
 
-def _splittable(spec: DataSpec, file: InputFile) -> bool:
+def _splittable(spec: FileSpec, file: InputFile) -> bool:
     """Whether a text file can be cut into byte ranges: not when compressed (a stream is read from its start), nor
     CSV whose quoted values may hold line breaks."""
     return not (spec.format == "csv" and spec.newlines_in_values) and compression_of(file.uri) is None
 
 
-def plan_text(spec: DataSpec, files: list[InputFile], replicas: int, part_size: int) -> list[list[Piece]]:
+def plan_text(spec: FileSpec, files: list[InputFile], replicas: int, part_size: int) -> list[list[Piece]]:
     """Cut text inputs into ``replicas`` byte-balanced shards, cutting only on multiples of ``part_size``."""
     total = sum(f.size for f in files)
     if total == 0:
@@ -122,7 +124,7 @@ def plan_parquet(
 
 
 def plan_shards(
-    spec: DataSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem, part_size: int = 1,
+    spec: FileSpec, files: list[InputFile], replicas: int, fs: fsspec.AbstractFileSystem, part_size: int = 1,
     schemas: list[tuple[str, pa.Schema]] | None = None,
 ) -> list[list[Piece]]:
     """Plan ``replicas`` shards over ``files``; some shards may be empty when the input is small.

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.formats import compression_of
 from airflow_batch_scoring.io.files import InputFile, filesystem
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import Piece, ScoringJob, compression_of
+from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.specs import FileSpec, narrow
 
 #: bytes read from the head of each text file.
 SAMPLE_BYTES = 256 * 1024
@@ -50,15 +52,16 @@ def preflight(
         passthrough=list(job.passthrough_columns),
         passthrough_types=job.passthrough_arrow_types(),
     )
-    fs, _ = filesystem(job.source.uri, storage_options)
+    source = narrow(job.source, FileSpec)
+    fs, _ = filesystem(source.uri, storage_options)
     block = min(job.part_size, SAMPLE_BYTES)
-    reader = make_reader(job.source, plan, fs, block_size=block, batch_size=SAMPLE_ROWS)
+    reader = make_reader(source, plan, fs, block_size=block, batch_size=SAMPLE_ROWS)
     quarantine = getattr(job, "on_bad_rows", "fail") == "quarantine"
     rows = 0
     for file in files[:max_files]:
-        if job.source.format == "parquet":
+        if source.format == "parquet":
             piece = Piece(path=file.uri, row_groups=None)
-        elif job.source.newlines_in_values or compression_of(file.uri):
+        elif source.newlines_in_values or compression_of(file.uri):
             piece = Piece(path=file.uri, start=0, end=-1)  # the whole file, of which only the first block is read
         else:
             piece = Piece(path=file.uri, start=0, end=min(file.size, block))

@@ -14,24 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.formats import infer_format
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, list_inputs
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.base import PieceReader
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob, infer_format
+from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sources.base import ShardReader
 from airflow_batch_scoring.sources.file_planner import plan_shards
 from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES, preflight
+from airflow_batch_scoring.specs import DataSpec, FileSpec, narrow
 
 
 def format_of_listing(uri: str, files: Sequence[InputFile]) -> str:
@@ -81,7 +83,7 @@ class _FileShardReader:
 class FileSource:
     """A file, folder or glob of CSV, JSON lines or Parquet files.
 
-    :param spec: the source spec.
+    :param spec: the source spec (a :class:`~airflow_batch_scoring.specs.FileSpec`).
     :param secrets: the source's fsspec options.
     :param files: the listing the driver made (none on a replica, which reads the pieces it is given).
     """
@@ -89,16 +91,16 @@ class FileSource:
     row_errors = True
 
     def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None, files: Sequence[InputFile] = ()):
-        self.spec = spec
+        self.spec = narrow(spec, FileSpec)
         self.secrets = secrets
         self.files = list(files)
-        self.what = spec.uri
+        self.what = self.spec.uri
         self._parquet_schemas: list[tuple[str, pa.Schema]] = []
 
     @staticmethod
-    def place(spec: DataSpec) -> str | None:
-        spec.uri = locations.normalize_location(spec.uri, "source")
-        return spec.uri
+    def place(spec: DataSpec) -> tuple[DataSpec, str | None]:
+        resolved = replace(narrow(spec, FileSpec), uri=locations.normalize_location(spec.uri, "source"))
+        return resolved, resolved.uri
 
     def listing(self) -> list[InputFile]:
         self.files = list_inputs(self.spec.uri, self.secrets, conn_id=self.spec.conn_id)
@@ -106,7 +108,7 @@ class FileSource:
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
         if not self.spec.format:
-            self.spec.format = format_of_listing(self.spec.uri, self.files)
+            self.spec = replace(self.spec, format=format_of_listing(self.spec.uri, self.files))
         fs, _ = filesystem(self.spec.uri, self.secrets)
         self._parquet_schemas = []
         return plan_shards(self.spec, self.files, replicas, fs, part_size, self._parquet_schemas)
@@ -124,7 +126,7 @@ class FileSource:
     def decide_passthrough(
         self, names: list[str], given: ModelSchema | None, model_columns: list[str] | None
     ) -> pa.Schema:
-        return passthrough.decide(self.spec, names, given, model_columns, parquet_schemas=self._parquet_schemas)
+        return passthrough.decide(self.spec.format, names, given, model_columns, parquet_schemas=self._parquet_schemas)
 
     def preflight(self, job: ScoringJob) -> str:
         rows = preflight(job, self.files, self.secrets)

@@ -20,11 +20,12 @@ from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.io.sql import connect_error, database_url, describe_table, display_url
-from airflow_batch_scoring.job import DataSpec, Piece, ScoringJob
+from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sources.base import ShardReader
 from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
+from airflow_batch_scoring.specs import DataSpec, QuerySpec, TableSpec, narrow_sql
 
 #: rows the preflight reads before any replica starts.
 PREFLIGHT_ROWS = 1000
@@ -44,7 +45,8 @@ def read_plan(job: ScoringJob) -> ReadPlan:
 class SqlSource:
     """A table or a query on one database.
 
-    :param spec: the source spec (``table``, or ``query`` + ``parameters``).
+    :param spec: the source spec (a :class:`~airflow_batch_scoring.specs.TableSpec` or a
+        :class:`~airflow_batch_scoring.specs.QuerySpec`).
     :param secrets: the source's secret material (``{"sqlalchemy_url": ...}``).
     :param files: ignored (a SQL source has no listing); accepted so that every source is built alike.
     """
@@ -52,14 +54,14 @@ class SqlSource:
     row_errors = False
 
     def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None, files: Sequence[InputFile] = ()):
-        self.spec = spec
+        self.spec = narrow_sql(spec)
         self.secrets = secrets
-        self.what = describe_table(spec)
+        self.what = describe_table(self.spec)
         self._columns: list[tuple[str, pa.DataType]] = []
 
     @staticmethod
-    def place(spec: DataSpec) -> str | None:
-        return None
+    def place(spec: DataSpec) -> tuple[DataSpec, str | None]:
+        return spec, None
 
     def listing(self) -> list[InputFile]:
         return []
@@ -85,7 +87,7 @@ class SqlSource:
     def decide_passthrough(
         self, names: list[str], given: ModelSchema | None, model_columns: list[str] | None
     ) -> pa.Schema:
-        return passthrough.decide(self.spec, names, given, model_columns, sql_columns=self._columns)
+        return passthrough.decide("", names, given, model_columns, sql_columns=self._columns)
 
     def preflight(self, job: ScoringJob) -> str:
         """Read the first rows of the first non-empty shard the way a replica will.
@@ -129,9 +131,9 @@ class SqlSource:
         return {
             "database": display_url(database_url(self.spec, self.secrets, "source")),
             "conn_id": self.spec.conn_id,
-            "table": self.spec.table,
-            "query": self.spec.query,
-            "parameters": self.spec.parameters,
+            "table": str(self.spec.table) if isinstance(self.spec, TableSpec) else None,
+            "query": self.spec.query if isinstance(self.spec, QuerySpec) else None,
+            "parameters": self.spec.parameters if isinstance(self.spec, QuerySpec) else None,
             "partition_column": next((r["column"] for r in ranges if r), None),
             "ranges": ranges,
         }

@@ -40,9 +40,9 @@ from airflow_batch_scoring.io.sql import (
     quote_column,
     quote_table,
 )
-from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.job import Piece
 from airflow_batch_scoring.sources.sql_types import decode, encode, kind_of, split_range, to_arrow
-from airflow_batch_scoring.sql_spec import split_table
+from airflow_batch_scoring.specs import QuerySpec, SqlSpec, TableName, TableSpec
 
 _QUERY_ALIAS = "_bs_source"
 
@@ -54,8 +54,12 @@ class SqlRelation:
     :param secrets: the source's secret material (``{"sqlalchemy_url": ...}``).
     """
 
-    def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None):
+    def __init__(self, spec: SqlSpec, secrets: Mapping[str, Any] | None):
         self.spec = spec
+        #: the table read, or ``None`` for a query
+        self.table: TableName | None = spec.table if isinstance(spec, TableSpec) else None
+        #: the query's parameters (named: a mapping; positional: a tuple), ``None`` for a table
+        self.parameters = spec.parameters if isinstance(spec, QuerySpec) else None
         self.what = describe_table(spec)
         self.url = database_url(spec, secrets, "source")
         self.engine = make_engine(self.url, what=f"the source database ({display_url(self.url)})")
@@ -68,7 +72,7 @@ class SqlRelation:
     # -- SQL building: names quoted by the dialect, values bound in the driver's own paramstyle ---------------------
 
     def _named(self) -> bool:
-        return not isinstance(self.spec.parameters, list)
+        return not isinstance(self.parameters, tuple)
 
     def placeholder(self, name: str) -> str:
         style = self.dialect.paramstyle
@@ -84,21 +88,21 @@ class SqlRelation:
         return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style, "?")
 
     def _query_text(self) -> str:
-        query = self.spec.query or ""
-        if self.spec.parameters is None and self.dialect.paramstyle in ("format", "pyformat"):
+        query = self.spec.query if isinstance(self.spec, QuerySpec) else ""
+        if self.parameters is None and self.dialect.paramstyle in ("format", "pyformat"):
             # SQLAlchemy always hands the driver a parameter set, and then it reads % as a placeholder
             query = query.replace("%", "%%")
         return query
 
     def relation(self) -> str:
         """The FROM item: the quoted table, or the user's query as a derived table."""
-        if self.spec.table:
-            return quote_table(self.dialect, self.spec.table)
+        if self.table is not None:
+            return quote_table(self.dialect, self.table)
         return f"({self._query_text()}) AS {_QUERY_ALIAS}"
 
     def _params(self, extra: list[tuple[str, Any]]) -> Any:
-        user = self.spec.parameters
-        if isinstance(user, list):
+        user = self.parameters
+        if isinstance(user, tuple):
             return tuple(user) + tuple(value for _, value in extra)
         merged = dict(user or {})
         merged.update(extra)
@@ -120,7 +124,7 @@ class SqlRelation:
 
     def error(self, err: SQLAlchemyError) -> InputError:
         message = db_message(err)
-        if self.spec.table:
+        if self.table is not None:
             return InputError(
                 f"{self.what} cannot be read: {message}. Check that the table and its columns exist and that the "
                 "connection's user may read them."
@@ -141,8 +145,8 @@ class SqlRelation:
         if self._columns is not None:
             return self._columns
         reflected: dict[str, Any] = {}
-        if self.spec.table:
-            schema, table = split_table(self.spec.table)
+        if self.table is not None:
+            schema, table = self.table.schema, self.table.name
             inspector = sa.inspect(connection)
             try:
                 exists = inspector.has_table(table, schema=schema)
@@ -199,11 +203,10 @@ class SqlRelation:
     # -- planning -----------------------------------------------------------------------------------------------
 
     def _fallback_column(self, connection: sa.Connection) -> tuple[str | None, str]:
-        if not self.spec.table:
+        if self.table is None:
             return None, "a query without source['partition_column']"
-        schema, table = split_table(self.spec.table)
         inspector = sa.inspect(connection)
-        key = inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
+        key = inspector.get_pk_constraint(self.table.name, schema=self.table.schema).get("constrained_columns") or []
         types = {name: kind for name, kind in self.columns(connection)}
         if len(key) == 1 and types.get(key[0]) is not None and (
             pa.types.is_integer(types[key[0]]) or pa.types.is_timestamp(types[key[0]])
@@ -293,7 +296,7 @@ class SqlRelation:
 class SqlReader:
     """Streams the pieces of one shard of a SQL source as Arrow tables (the file readers' interface)."""
 
-    def __init__(self, spec: DataSpec, plan: ReadPlan, secrets: Mapping[str, Any] | None, *, batch_size: int):
+    def __init__(self, spec: SqlSpec, plan: ReadPlan, secrets: Mapping[str, Any] | None, *, batch_size: int):
         self.spec = spec
         self.plan = plan
         self.batch_size = batch_size

@@ -4,7 +4,8 @@ The cncf-kubernetes provider's ``KubernetesJobTrigger`` waits for a Job's final 
 cannot be pulled never fails, so it would wait until the Job's deadline. This trigger judges the Job with the same
 rules as the non-deferrable wait (:func:`airflow_batch_scoring.kubernetes.status.assess`), so an image that cannot be
 pulled ends the wait at once. It only says *that* the Job is done; the task, resumed on a worker, reads why indexes
-failed (pod states and logs) and commits the output.
+failed (pod states and logs) and commits the output. The trigger keeps the polling loop; the API calls are
+:class:`~airflow_batch_scoring.hooks.kubernetes.AsyncScoringJobHook`'s.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_batch_scoring.kubernetes import status
+
+if TYPE_CHECKING:
+    from airflow_batch_scoring.hooks.kubernetes import AsyncScoringJobHook
 
 
 class ScoringJobTrigger(BaseTrigger):
@@ -80,47 +84,23 @@ class ScoringJobTrigger(BaseTrigger):
         )
 
     @cached_property
-    def hook(self) -> Any:
-        import yaml
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+    def hook(self) -> AsyncScoringJobHook:
+        """The API calls (:class:`~airflow_batch_scoring.hooks.kubernetes.AsyncScoringJobHook`) on the Job's cluster."""
+        from airflow_batch_scoring.hooks.kubernetes import AsyncScoringJobHook
 
-        config_dict = None
-        if self.config_file:  # the provider's async hook reads a kubeconfig only from its connection
-            with open(self.config_file) as f:
-                config_dict = yaml.safe_load(f)
-        return AsyncKubernetesHook(
+        return AsyncScoringJobHook(
             conn_id=self.kubernetes_conn_id,
             in_cluster=self.in_cluster,
             config_file=self.config_file,
-            config_dict=config_dict,
             cluster_context=self.cluster_context,
         )
-
-    async def _look(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        from kubernetes_asyncio import client
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        async with self.hook.get_conn() as connection:
-            try:
-                job = await client.BatchV1Api(connection).read_namespaced_job_status(self.name, self.namespace)
-            except ApiException as err:
-                if err.status == 404:
-                    return None, []
-                raise
-            pods = await client.CoreV1Api(connection).list_namespaced_pod(
-                self.namespace, label_selector=f"{status.JOB_NAME_LABEL}={self.name}"
-            )
-            return (
-                connection.sanitize_for_serialization(job),
-                [connection.sanitize_for_serialization(pod) for pod in pods.items or []],
-            )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         last = None
         grace = status.SiblingGrace(self.grace_period_seconds)
         try:
             while True:
-                job, pods = await self._look()
+                job, pods = await self.hook.read_job_and_pods(self.name, self.namespace)
                 if job is None:
                     yield self._event("deleted", f"Job {self.namespace}/{self.name} was deleted")
                     return
@@ -144,15 +124,5 @@ class ScoringJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """The task was killed by a user while deferred: delete the Job with foreground propagation."""
-        from kubernetes_asyncio import client
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         self.log.info("Deleting Job %s/%s (foreground propagation)", self.namespace, self.name)
-        async with self.hook.get_conn() as connection:
-            try:
-                await client.BatchV1Api(connection).delete_namespaced_job(
-                    self.name, self.namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
-                )
-            except ApiException as err:
-                if err.status != 404:
-                    raise
+        await self.hook.delete_job(self.name, self.namespace, "Foreground")

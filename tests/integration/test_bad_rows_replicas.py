@@ -14,8 +14,8 @@ import pyarrow as pa
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.bad_rows import COLUMNS, csv_with_bad_lines, errors_of, spread_bad_lines
 from tests.support.helpers import Models, make_frame
 from tests.support.scoring import check_predictions
@@ -52,9 +52,9 @@ def test_quarantine_on_an_object_store(
     frame = make_frame(1200, seed=16)
     path, bad = spread_bad_lines(frame, tmp_path)
     fs.put_file(str(path), f"{run}/in/data.csv")
-    source = DataSpec.parse({"uri": f"s3://{run}/in/", "format": "csv", "columns": COLUMNS,
+    source = parse_data_spec({"uri": f"s3://{run}/in/", "format": "csv", "columns": COLUMNS,
                              "conn_id": "s3_bad_rows"}, "source")
-    sink = DataSpec.parse({"uri": f"s3://{run}/out/", "format": "jsonl", "conn_id": "s3_bad_rows"}, "sink")
+    sink = parse_data_spec({"uri": f"s3://{run}/out/", "format": "jsonl", "conn_id": "s3_bad_rows"}, "sink")
     options = {"source": storage_options(source.uri, "s3_bad_rows"), "sink": storage_options(sink.uri, "s3_bad_rows")}
     model = process_model(str(models.regressor_path), str(tmp_path / "model"))
     job, files = prepare_job(

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from airflow_batch_scoring.driver.local import LocalLauncher, replica_command
-from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
+from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
+from airflow_batch_scoring.specs import FileSpec
 from tests.support.helpers import Models, make_frame, read_output, write_frame
 from tests.support.scoring import check_predictions
 
@@ -48,8 +49,8 @@ def test_runtime_command_runs_one_shard_and_reads_secrets_from_stdin(models: Mod
     job = ScoringJob(
         job_id="j1",
         model=ModelSpec(uri=str(models.regressor_path), path=str(models.regressor_path), flavor="sklearn"),
-        source=DataSpec(uri=(tmp_path / "in.parquet").as_uri(), format="parquet"),
-        sink=DataSpec(uri=(tmp_path / "out").as_uri(), format="csv"),
+        source=FileSpec(uri=(tmp_path / "in.parquet").as_uri(), format="parquet"),
+        sink=FileSpec(uri=(tmp_path / "out").as_uri(), format="csv"),
         staging_uri=(tmp_path / "out" / "_temporary" / "j1").as_uri(),
         shards=[[Piece((tmp_path / "in.parquet").as_uri(), row_groups=[0, 1, 2, 3])]],
         passthrough_columns=["id"],

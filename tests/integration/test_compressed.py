@@ -15,9 +15,10 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
-from airflow_batch_scoring.job import DataSpec, compression_of, infer_format
+from airflow_batch_scoring.formats import compression_of, infer_format
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sources.file_preflight import preflight
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import (
     SCHEMA,
     Models,
@@ -61,8 +62,8 @@ def test_compressed_files_are_scored_whole_each_by_one_replica(models: Models, t
     job, files = prepare_job(
         job_id="compressed",
         model=process_model(str(models.regressor_path), str(tmp_path / "model")),
-        source=DataSpec.parse(source_spec(fmt, folder.as_uri() + "/"), "source"),
-        sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        source=parse_data_spec(source_spec(fmt, folder.as_uri() + "/"), "source"),
+        sink=parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
         options=ScoringOptions.parse(passthrough_columns=["id"], replicas=replicas, batch_size=256, part_size=4096),
     )
     pieces = [piece for shard in job.shards for piece in shard]
@@ -100,8 +101,8 @@ def test_preflight_reads_the_head_of_a_compressed_file(models: Models, tmp_path:
     job, files = prepare_job(
         job_id="preflight",
         model=process_model(str(models.regressor_path), str(tmp_path / "model")),
-        source=DataSpec.parse(source_spec("csv", (tmp_path / "data.csv.gz").as_uri()), "source"),
-        sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
+        source=parse_data_spec(source_spec("csv", (tmp_path / "data.csv.gz").as_uri()), "source"),
+        sink=parse_data_spec({"uri": (tmp_path / "out").as_uri()}, "sink"),
         options=ScoringOptions.parse(input_schema=SCHEMA, passthrough_columns=["id"]),
     )
     with pytest.raises(InputError, match=r"data.csv.gz, line 10, column 'f0'"):
@@ -148,7 +149,7 @@ def test_compression_settings_are_checked(models: Models, tmp_path: Path):
         score(str(models.regressor_path), source, {"uri": (tmp_path / "o").as_uri(), "format": "parquet",
                                                    "compression": "gzip"}, tmp_path)
     with pytest.raises(ConfigurationError, match=r"must be gzip, bz2 or xz \(or none\), got 'zip'"):
-        DataSpec.parse({"uri": "file:///o/", "compression": "zip"}, "sink")
+        parse_data_spec({"uri": "file:///o/", "compression": "zip"}, "sink")
     with pytest.raises(ConfigurationError, match="a source's compression is read from its file names"):
-        DataSpec.parse({"uri": "file:///i.csv", "compression": "gzip"}, "source")
-    assert DataSpec.parse({"uri": "file:///o/", "compression": "GZ"}, "sink").compression == "gzip"
+        parse_data_spec({"uri": "file:///i.csv", "compression": "gzip"}, "source")
+    assert parse_data_spec({"uri": "file:///o/", "compression": "GZ"}, "sink").compression == "gzip"

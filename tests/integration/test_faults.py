@@ -17,11 +17,11 @@ from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError, StorageError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sinks import file_staging
 from airflow_batch_scoring.sinks.files import FileSink
 from airflow_batch_scoring.sources.files import fingerprint
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.fault_models import SlowWhereMarked, check_exactly_once, marked_frame
 from tests.support.helpers import SCHEMA, assert_nothing_published, make_frame, read_output, source_spec, write_frame
 from tests.support.launchers import KillWhenOthersFinish
@@ -39,8 +39,8 @@ def build(tmp_path: Path, model: object, *, job_id: str, attempt: str, source: s
         job_id=job_id,
         attempt=attempt,
         model=process_model(str(path), str(tmp_path / f"model-{attempt}")),
-        source=DataSpec.parse(source_spec("csv", source), "source"),
-        sink=DataSpec.parse({"uri": sink_uri or sink.as_uri()}, "sink"),
+        source=parse_data_spec(source_spec("csv", source), "source"),
+        sink=parse_data_spec({"uri": sink_uri or sink.as_uri()}, "sink"),
         storage_options=storage_options,
         options=ScoringOptions.parse(
             replicas=replicas,

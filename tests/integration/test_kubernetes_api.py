@@ -26,10 +26,11 @@ from airflow_batch_scoring.errors import (
     StorageError,
     is_retryable,
 )
-from airflow_batch_scoring.job import DataSpec, ModelSpec, Piece, ScoringJob
+from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
+from airflow_batch_scoring.specs import FileSpec
 from tests.support.kube_cluster import FakeCluster, Kubelet, Outcome
 from tests.support.waiting import wait_for
 
@@ -70,8 +71,8 @@ def _job_file(folder: Path, replicas: int) -> str:
         job_id="job-1",
         model=ModelSpec(uri="models:/churn/3", path=f"{staging}/_model/model.joblib", flavor="sklearn",
                         digest="sha256:" + "0" * 64),
-        source=DataSpec(uri="s3://scoring/in/", format="csv"),
-        sink=DataSpec(uri="s3://scoring/out/", format="csv"),
+        source=FileSpec(uri="s3://scoring/in/", format="csv"),
+        sink=FileSpec(uri="s3://scoring/out/", format="csv"),
         staging_uri=staging,
         shards=[[Piece(path=f"s3://scoring/in/{i}.csv")] for i in range(replicas)],
     )

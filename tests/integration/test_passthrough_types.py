@@ -23,8 +23,9 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
-from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import FileSpec, parse_data_spec
 from tests.support.helpers import FEATURES, SCHEMA, Models, assert_nothing_published, make_frame
 from tests.support.launchers import InProcessLauncher
 
@@ -42,8 +43,8 @@ def run(model: ModelSpec, source: dict, sink: dict, *, in_process: bool = False,
     job, files = prepare_job(
         job_id=f"pt-{uuid.uuid4().hex[:8]}",
         model=model,
-        source=DataSpec.parse(source, "source"),
-        sink=DataSpec.parse(sink, "sink"),
+        source=parse_data_spec(source, "source"),
+        sink=parse_data_spec(sink, "sink"),
         options=ScoringOptions.parse(**kwargs),
     )
     launcher = InProcessLauncher() if in_process else None
@@ -305,7 +306,7 @@ def test_json_lines_passthrough_text_rule(tmp_path: Path):
     path.write_text("".join(f'{{"Id": {value}, "f0": {i}}}\n' for i, value in enumerate(values)))
     for block_size in (64, 1 << 20):
         plan = ReadPlan([Column("f0", ColumnType.FLOAT64)], passthrough=["id"])
-        reader = make_reader(DataSpec(uri=path.as_uri(), format="jsonl"), plan, fsspec.filesystem("file"),
+        reader = make_reader(FileSpec(uri=path.as_uri(), format="jsonl"), plan, fsspec.filesystem("file"),
                              block_size=block_size, batch_size=10)
         table = pa.concat_tables(list(reader.read(Piece(path.as_uri()))))
         assert table.column("Id").type == pa.string()
@@ -324,7 +325,7 @@ def test_csv_passthrough_is_the_text_as_written(tmp_path: Path):
     path = tmp_path / "in.csv"
     path.write_text('000123,1\n,2\nNA,3\n"a,b",4\n1e5,5\n')
     plan = ReadPlan([Column("f0", ColumnType.FLOAT64)], passthrough=["id"])
-    reader = make_reader(DataSpec(uri=path.as_uri(), format="csv", columns=["id", "f0"], header=False), plan,
+    reader = make_reader(FileSpec(uri=path.as_uri(), format="csv", columns=("id", "f0"), header=False), plan,
                          fsspec.filesystem("file"), block_size=8, batch_size=10)
     table = pa.concat_tables(list(reader.read(Piece(path.as_uri()))))
     assert table.column("id").to_pylist() == ["000123", "", "NA", "a,b", "1e5"]

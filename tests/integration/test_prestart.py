@@ -17,9 +17,9 @@ from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ModelError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime.cli import PRELOADED_LINE
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import (
     FEATURES,
     Models,
@@ -51,8 +51,8 @@ def build(tmp_path: Path, model_path: Path, replicas: int, rows: int = 3000, **k
     job, files = prepare_job(
         job_id="prestart",
         model=process_model(str(model_path), str(tmp_path / "model")),
-        source=DataSpec.parse(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
-        sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri(), "format": "csv"}, "sink"),
+        source=parse_data_spec(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
+        sink=parse_data_spec({"uri": (tmp_path / "out").as_uri(), "format": "csv"}, "sink"),
         options=ScoringOptions.parse(replicas=replicas, batch_size=500, passthrough_columns=["id"], **kwargs),
     )
     return frame, job, files

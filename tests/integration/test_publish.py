@@ -19,9 +19,9 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.locations import check_allowed, normalize_location
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sinks import file_publish
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.fault_models import Doubler, check_exactly_once
 from tests.support.helpers import make_frame, read_output, source_spec, write_frame
 from tests.support.servers import S3_KEY, S3_SECRET
@@ -45,8 +45,8 @@ def build(model, source_uri: str, sink_uri: str, *, job_id: str = "run", attempt
         job_id=job_id,
         attempt=attempt,
         model=model,
-        source=DataSpec.parse(source_spec(fmt, source_uri), "source"),
-        sink=DataSpec.parse({"uri": sink_uri}, "sink"),
+        source=parse_data_spec(source_spec(fmt, source_uri), "source"),
+        sink=parse_data_spec({"uri": sink_uri}, "sink"),
         storage_options=storage_options,
         options=ScoringOptions.parse(replicas=replicas, batch_size=100, passthrough_columns=["id"]),
     )
@@ -153,12 +153,12 @@ def test_replacing_the_source_table_with_its_scores_is_refused(model, tmp_path: 
     url = f"sqlite:///{database}"
 
     def prepare(sink: dict):
-        source = DataSpec.parse({"uri": url, "table": "customers"}, "source")
+        source = parse_data_spec({"uri": url, "table": "customers"}, "source")
         return prepare_job(
             job_id="sql",
             model=model,
             source=source,
-            sink=DataSpec.parse(sink, "sink"),
+            sink=parse_data_spec(sink, "sink"),
             options=ScoringOptions.parse(passthrough_columns=["id"]),
         )
 

@@ -16,8 +16,8 @@ from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError, ReplicaError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import SlowModel, assert_nothing_published, make_frame, source_spec, write_frame
 
 pytestmark = pytest.mark.usefixtures("replicas_import_tests")  # replicas unpickle tests.support.helpers.SlowModel
@@ -29,8 +29,8 @@ def test_sigkilled_replica_fails_the_run_and_nothing_is_published(tmp_path: Path
     job, files = prepare_job(
         job_id="kill-test",
         model=process_model(str(tmp_path / "slow.joblib"), str(tmp_path)),
-        source=DataSpec.parse(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
-        sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
+        source=parse_data_spec(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
+        sink=parse_data_spec({"uri": (tmp_path / "out").as_uri()}, "sink"),
         options=ScoringOptions.parse(replicas=3, batch_size=10, passthrough_columns=["id"]),
     )
     started = threading.Event()
@@ -70,8 +70,8 @@ def _slow_job(tmp_path: Path, attempt: str, frame_rows: int = 3000, bad_line: in
         job_id="grace-test",
         attempt=attempt,
         model=process_model(str(tmp_path / "slow.joblib"), str(tmp_path / f"model-{attempt}")),
-        source=DataSpec.parse(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
-        sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
+        source=parse_data_spec(source_spec("csv", (tmp_path / "in.csv").as_uri()), "source"),
+        sink=parse_data_spec({"uri": (tmp_path / "out").as_uri()}, "sink"),
         options=ScoringOptions.parse(replicas=3, batch_size=10, passthrough_columns=["id"]),
     )
 

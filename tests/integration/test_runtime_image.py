@@ -80,10 +80,10 @@ def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweed
                                                  tmp_path: Path):
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.driver.prepare import prepare_job
-    from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.options import ScoringOptions
     from airflow_batch_scoring.runtime.remote_model import upload_model
     from airflow_batch_scoring.runtime.shards import report_name
+    from airflow_batch_scoring.specs import parse_data_spec
 
     prefix = f"{uuid.uuid4().hex[:8]}"
     frame = make_frame(900, seed=71)
@@ -95,9 +95,9 @@ def test_the_entrypoint_scores_a_shard_as_a_pod(image_env: Path, bucket, seaweed
     job, _ = prepare_job(
         job_id="image-test",
         model=model,
-        source=DataSpec.parse({"uri": f"s3://kubernetes/{prefix}/in/", "format": "csv",
+        source=parse_data_spec({"uri": f"s3://kubernetes/{prefix}/in/", "format": "csv",
                                "columns": ["id", *FEATURES]}, "source"),
-        sink=DataSpec.parse({"uri": f"s3://kubernetes/{prefix}/out/", "format": "csv"}, "sink"),
+        sink=parse_data_spec({"uri": f"s3://kubernetes/{prefix}/out/", "format": "csv"}, "sink"),
         storage_options=secrets,
         options=ScoringOptions.parse(replicas=2, passthrough_columns=["id"]),
     )

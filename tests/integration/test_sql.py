@@ -29,9 +29,9 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
+from airflow_batch_scoring.specs import DataSpec, parse_data_spec
 from tests.support.helpers import FEATURES, Models, SlowModel, make_frame, write_frame
 from tests.support.scoring import check_predictions
 from tests.support.sql import Database, as_arrow, score, unique
@@ -273,7 +273,7 @@ def test_missing_table_column_query_error_and_uncoercible_type(db: Database, mod
 )
 def test_malicious_or_invalid_names_are_rejected(spec: dict, role: str, message: str):
     with pytest.raises(ConfigurationError) as err:
-        DataSpec.parse({"conn_id": "pg_test", **spec}, role)
+        parse_data_spec({"conn_id": "pg_test", **spec}, role)
     assert message in str(err.value)
     assert "secret" not in str(err.value)
 
@@ -284,15 +284,15 @@ def test_connection_errors_name_the_connection_never_the_password(postgres, monk
     wrong = "Wr0ng-Pa55-xyz"
     monkeypatch.setenv("AIRFLOW_CONN_PG_BAD", json.dumps({**postgres.connection(), "password": wrong}))
     monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", json.dumps({"conn_type": "aws", "login": "a", "password": "b"}))
-    source = DataSpec.parse({"conn_id": "pg_bad", "table": "t"}, "source")
+    source = parse_data_spec({"conn_id": "pg_bad", "table": "t"}, "source")
     secrets = {"source": sql_secrets(source), "sink": {}}
     with pytest.raises(InputError) as err:
         prepare_job(job_id="bad", model=process_model(str(models.regressor_path), str(tmp_path)), source=source,
-                    sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"), storage_options=secrets)
+                    sink=parse_data_spec({"uri": (tmp_path / "out").as_uri()}, "sink"), storage_options=secrets)
     assert "connection 'pg_bad'" in str(err.value) and "password authentication failed" in str(err.value)
     assert wrong not in str(err.value)
     with pytest.raises(ConfigurationError, match="is not a SQL hook"):
-        sql_secrets(DataSpec.parse({"conn_id": "not_sql", "table": "t"}, "source"))
+        sql_secrets(parse_data_spec({"conn_id": "not_sql", "table": "t"}, "source"))
 
 
 # -- planning: every row exactly once, NULLs included ------------------------------------------------------------
@@ -318,25 +318,25 @@ def test_partitions_hold_every_row_once_nulls_in_one(db: Database):
     ids = [None] * 7 + list(range(100)) + [5, 5]
     frame = pd.DataFrame({"k": pd.array(ids, dtype="Int64"), "v": range(len(ids)), "s": ["a%b"] * len(ids)})
     db.load(frame, "ranged")
-    spec = DataSpec.parse({"conn_id": db.conn_id, "table": "ranged", "partition_column": "k"}, "source")
+    spec = parse_data_spec({"conn_id": db.conn_id, "table": "ranged", "partition_column": "k"}, "source")
     shards = _read_shards(db, spec, 3, ["k", "v"])
     assert [t.num_rows for t in shards] == [42, 33, 34]
     assert shards[0].column("k").null_count == 7 and all(t.column("k").null_count == 0 for t in shards[1:])
     assert sorted(v for t in shards for v in t.column("v").to_pylist()) == list(range(len(ids)))
     # a query (with a literal % and no parameters) split by a column: the same rows
-    spec = DataSpec.parse({"conn_id": db.conn_id, "query": "SELECT k, v FROM ranged WHERE s LIKE 'a%'",
+    spec = parse_data_spec({"conn_id": db.conn_id, "query": "SELECT k, v FROM ranged WHERE s LIKE 'a%'",
                            "partition_column": "K"}, "source")
     shards = _read_shards(db, spec, 4, ["k", "v"])
     assert sorted(v for t in shards if t for v in t.column("v").to_pylist()) == list(range(len(ids)))
     # no partition column: a table splits by its primary key (SQLite: rowid); a query is read by one replica
     db.execute("CREATE TABLE keyed (pk INTEGER PRIMARY KEY, v INTEGER)")
     db.execute(*[f"INSERT INTO keyed VALUES ({i * 3}, {i})" for i in range(30)])
-    shards = _read_shards(db, DataSpec.parse({"conn_id": db.conn_id, "table": "keyed"}, "source"), 3, ["v"])
+    shards = _read_shards(db, parse_data_spec({"conn_id": db.conn_id, "table": "keyed"}, "source"), 3, ["v"])
     assert [t.num_rows for t in shards] == [10, 10, 10]
-    spec = DataSpec.parse({"conn_id": db.conn_id, "query": "SELECT v FROM keyed"}, "source")
+    spec = parse_data_spec({"conn_id": db.conn_id, "query": "SELECT v FROM keyed"}, "source")
     assert [t.num_rows if t else 0 for t in _read_shards(db, spec, 3, ["v"])] == [30, 0, 0]
     # a table without a key: SQLite splits by its rowid; elsewhere one replica reads it
-    spec = DataSpec.parse({"conn_id": db.conn_id, "table": "ranged"}, "source")
+    spec = parse_data_spec({"conn_id": db.conn_id, "table": "ranged"}, "source")
     counts = [t.num_rows if t else 0 for t in _read_shards(db, spec, 3, ["v"])]
     assert sum(counts) == len(ids) and (all(counts) if db.kind == "sqlite" else counts == [len(ids), 0, 0])
 
@@ -347,12 +347,12 @@ def test_partition_by_date_and_timestamp(pg: Database):
                           "v": range(200)})
     pg.load(frame, "dated", dtype={"day": sa.Date()})
     for column in ("day", "at"):
-        spec = DataSpec.parse({"conn_id": pg.conn_id, "table": "dated", "partition_column": column}, "source")
+        spec = parse_data_spec({"conn_id": pg.conn_id, "table": "dated", "partition_column": column}, "source")
         shards = _read_shards(pg, spec, 4, ["v"])
         assert sum(1 for t in shards if t is not None and t.num_rows) == 4
         assert sorted(v for t in shards if t for v in t.column("v").to_pylist()) == list(range(200))
     pg.load(frame.assign(v=frame["v"].astype(str)), "texted")
-    spec = DataSpec.parse({"conn_id": pg.conn_id, "table": "texted", "partition_column": "v"}, "source")
+    spec = parse_data_spec({"conn_id": pg.conn_id, "table": "texted", "partition_column": "v"}, "source")
     with pytest.raises(ConfigurationError, match=r"the partition column 'v' holds str values \('0'\); it must be"):
         _read_shards(pg, spec, 2, ["v"])
 
@@ -392,8 +392,8 @@ def _file_into_table_attempt(pg: Database, tmp_path: Path, run: str, target: str
         job_id=run,
         attempt=attempt,
         model=model,
-        source=DataSpec.parse({"uri": (tmp_path / "in.csv").as_uri(), "columns": ["id", *FEATURES]}, "source"),
-        sink=DataSpec.parse({"conn_id": pg.conn_id, "table": target}, "sink"),
+        source=parse_data_spec({"uri": (tmp_path / "in.csv").as_uri(), "columns": ["id", *FEATURES]}, "source"),
+        sink=parse_data_spec({"conn_id": pg.conn_id, "table": target}, "sink"),
         storage_options=pg.secrets(),
         options=ScoringOptions.parse(replicas=3, batch_size=batch_size, passthrough_columns=["id"], part_size=4096),
     )

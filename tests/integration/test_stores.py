@@ -18,9 +18,9 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import InputError
 from airflow_batch_scoring.hooks.storage import storage_options
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.links import output_location_url
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import FEATURES, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
 from tests.support.servers import S3_KEY, S3_SECRET
@@ -98,8 +98,8 @@ def test_large_output_uses_multipart_upload(seaweedfs, s3_bucket, models: Models
     fs.put_file(str(tmp_path / "in.parquet"), "scoring/big/in.parquet")
     from airflow_batch_scoring.artifacts import process_model
 
-    source = DataSpec.parse({"uri": "s3://scoring/big/in.parquet", "conn_id": "s3_big"}, "source")
-    sink = DataSpec.parse({"uri": "s3://scoring/big/out/", "format": "jsonl", "conn_id": "s3_big"}, "sink")
+    source = parse_data_spec({"uri": "s3://scoring/big/in.parquet", "conn_id": "s3_big"}, "source")
+    sink = parse_data_spec({"uri": "s3://scoring/big/out/", "format": "jsonl", "conn_id": "s3_big"}, "sink")
     options = {"source": storage_options(source.uri, "s3_big"), "sink": storage_options(sink.uri, "s3_big")}
     job, files = prepare_job(
         job_id="big",

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
-from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MOJO_FIXTURE = FIXTURES / "gbm_binomial.zip"
@@ -32,8 +33,8 @@ def score_spec(
     job, files = prepare_job(
         job_id=f"artifacts-{work.name}",
         model=spec,
-        source=DataSpec.parse({"uri": source.as_uri()}, "source"),
-        sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        source=parse_data_spec({"uri": source.as_uri()}, "source"),
+        sink=parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
         options=ScoringOptions.parse(replicas=replicas, batch_size=batch_size, passthrough_columns=["id"], **kwargs),
     )
     summary = execute_job(job, files, log=lambda line: None)

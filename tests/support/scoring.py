@@ -9,8 +9,8 @@ import numpy as np
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import FEATURES
 
 
@@ -26,8 +26,8 @@ def score(
     job, files = prepare_job(
         job_id=f"test-{work.name}",
         model=model,
-        source=DataSpec.parse(source, "source"),
-        sink=DataSpec.parse(sink, "sink"),
+        source=parse_data_spec(source, "source"),
+        sink=parse_data_spec(sink, "sink"),
         options=ScoringOptions.parse(**kwargs),
     )
     return execute_job(job, files, log=lambda line: None)

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.driver.run import execute_job
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.launchers import InProcessLauncher
 
 
@@ -88,8 +88,8 @@ def db(request) -> Database:
 def score(db: Database, model: str, source: dict, sink: dict, tmp_path: Path, *, launcher=None, job_id=None,
           attempt="try1", log=None, **kwargs) -> dict:
     """Plan and run a job through the driver (in process unless a launcher is given)."""
-    source_spec = DataSpec.parse({"conn_id": db.conn_id, **source} if "uri" not in source else source, "source")
-    sink_spec = DataSpec.parse({"conn_id": db.conn_id, **sink} if "uri" not in sink else sink, "sink")
+    source_spec = parse_data_spec({"conn_id": db.conn_id, **source} if "uri" not in source else source, "source")
+    sink_spec = parse_data_spec({"conn_id": db.conn_id, **sink} if "uri" not in sink else sink, "sink")
     kwargs.setdefault("passthrough_columns", ["id"])
     job, files = prepare_job(
         job_id=job_id or unique("job"),

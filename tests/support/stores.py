@@ -107,10 +107,10 @@ def score_on(store: Store, model: str, source: dict, sink: dict, tmp_path: Path,
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
     from airflow_batch_scoring.hooks.storage import storage_options
-    from airflow_batch_scoring.job import DataSpec
     from airflow_batch_scoring.options import ScoringOptions
+    from airflow_batch_scoring.specs import parse_data_spec
 
-    source, sink = DataSpec.parse(source, "source"), DataSpec.parse(sink, "sink")
+    source, sink = parse_data_spec(source, "source"), parse_data_spec(sink, "sink")
     options = {"source": storage_options(source.uri, source.conn_id), "sink": storage_options(sink.uri, sink.conn_id)}
     job, files = prepare_job(
         job_id=f"t-{uuid.uuid4().hex[:6]}",

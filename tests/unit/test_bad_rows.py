@@ -30,8 +30,9 @@ from airflow_batch_scoring.driver.run import execute_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.io.bad_rows.quarantine import MAX_RAW_CHARS, salvage
-from airflow_batch_scoring.job import DataSpec, ModelSpec
+from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.options import ScoringOptions
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.bad_rows import (
     COLUMNS,
     csv_with_bad_lines,
@@ -83,8 +84,8 @@ def score(model: ModelSpec, source: dict, sink: Path, *, after_listing: Callable
     job, files = prepare_job(
         job_id=f"t-{uuid.uuid4().hex[:8]}",
         model=model,
-        source=DataSpec.parse(source, "source"),
-        sink=DataSpec.parse({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        source=parse_data_spec(source, "source"),
+        sink=parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
         options=ScoringOptions.parse(**kwargs),
     )
     if after_listing is not None:
@@ -894,13 +895,13 @@ def test_policy_parameters_are_checked(arguments: dict, words: str):
 )
 def test_text_source_options_are_checked(spec: dict, role: str, words: str):
     with pytest.raises(ConfigurationError, match=re.escape(words)):
-        DataSpec.parse({"uri": "file:///data/in.csv", **spec}, role)
+        parse_data_spec({"uri": "file:///data/in.csv", **spec}, role)
 
 
 def test_text_source_options_are_normalised():
-    spec = DataSpec.parse({"uri": "file:///in.csv", "encoding": "Latin1", "max_line_bytes": "2048"}, "source")
+    spec = parse_data_spec({"uri": "file:///in.csv", "encoding": "Latin1", "max_line_bytes": "2048"}, "source")
     assert (spec.encoding, spec.max_line_bytes) == ("iso8859-1", 2048)
-    assert DataSpec.parse({"uri": "file:///in.csv", "encoding": "UTF8"}, "source").encoding is None
+    assert parse_data_spec({"uri": "file:///in.csv", "encoding": "UTF8"}, "source").encoding is None
 
 
 def test_policy_defaults():

@@ -101,6 +101,9 @@ def test_every_module_file_and_test_named_exists(page: Path):
     for dotted in set(re.findall(r"\bairflow_batch_scoring(?:\.\w+)+", text)) - _entry_point_groups():
         if not _module_exists(dotted.rstrip(".")):
             missing.append(dotted)
+    for module, names in re.findall(r"^\s*from (airflow_batch_scoring[\w.]*) import ([\w, ]+)$", text, re.M):
+        missing += [f"{module}.{name}" for name in names.replace(" ", "").split(",")
+                    if not _module_exists(f"{module}.{name}")]
     paths = re.findall(
         r"\b((?:airflow_batch_scoring|tests|dags|benchmarks|runtime_image|scripts|docs|\.ci)/[\w./-]*\w)", text)
     for path in set(paths):

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 #: the engine: packages and modules that run without Airflow (in a replica, the runtime image, a shell)
 ENGINE_PACKAGES = ("runtime", "io", "artifacts", "flavors", "sources", "sinks", "driver")
-ENGINE_MODULES = ("schema", "job", "specs", "options", "coercion", "errors", "stages", "sql_spec")
+ENGINE_MODULES = ("schema", "job", "specs", "formats", "options", "coercion", "errors", "stages", "sql_spec")
 #: the Airflow side of the package: hooks, operators, triggers, the Kubernetes runtime, links, lineage, params
 AIRFLOW_SIDE = ("hooks", "operators", "triggers", "kubernetes", "links", "lineage", "params")
 

@@ -11,10 +11,10 @@ import kubernetes_validate
 import pytest
 
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.kubernetes import manifests
 from airflow_batch_scoring.kubernetes.runtime import check_locations
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.pod_security import restricted_violations
 
 IMAGE = "registry.example.com/batch-scoring-runtime:0.1.0"
@@ -208,11 +208,11 @@ def test_a_misspelt_affinity_field_is_refused_instead_of_dropped(kubeconfig):
 
 def test_local_paths_are_refused_with_a_way_out():
     with pytest.raises(ConfigurationError) as err:
-        check_locations(("source", DataSpec.parse("s3://bucket/in/", "source")),
-                        ("sink", DataSpec.parse("file:///data/out/", "sink")))
+        check_locations(("source", parse_data_spec("s3://bucket/in/", "source")),
+                        ("sink", parse_data_spec("file:///data/out/", "sink")))
     assert "runtime='kubernetes' needs the sink on an object store the pods can reach" in str(err.value)
     assert "'file:///data/out/' is a path on the Airflow worker" in str(err.value)
-    check_locations(("source", DataSpec.parse("gs://b/in/", "source")), ("sink", "abfs://c/out/"))
+    check_locations(("source", parse_data_spec("gs://b/in/", "source")), ("sink", "abfs://c/out/"))
 
 
 def test_operator_refuses_unknown_settings_and_runtimes_when_the_dag_is_parsed():

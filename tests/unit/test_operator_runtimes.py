@@ -214,13 +214,13 @@ def test_a_reattached_launcher_deletes_its_job_when_killed(monkeypatch):
 
     launcher = KubernetesLauncher.reattach(KubernetesSettings(image=IMAGE), {"name": "job-x", "namespace": "ns"})
     deleted = mock.MagicMock()
-    monkeypatch.setattr(launcher, "_delete", deleted)
+    monkeypatch.setattr(launcher, "hook", mock.MagicMock(delete_job=deleted))
     launcher.kill()
-    deleted.assert_called_once_with("Foreground")
+    deleted.assert_called_once_with("job-x", "ns", "Foreground")
     fresh = KubernetesLauncher(KubernetesSettings(image=IMAGE), name="job-y")
-    monkeypatch.setattr(fresh, "_delete", deleted)
+    monkeypatch.setattr(fresh, "hook", mock.MagicMock(delete_job=deleted))
     fresh.kill()  # never started: nothing to delete
-    deleted.assert_called_once_with("Foreground")
+    deleted.assert_called_once_with("job-x", "ns", "Foreground")
 
 
 def test_mlflow_conn_id_gives_the_tracking_and_registry_uris_while_the_model_is_resolved(mocked, monkeypatch):

@@ -8,9 +8,9 @@ from airflow.sdk import DAG, ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
 from airflow_batch_scoring.coercion import to_bool as flag
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.operators import BatchScoringOperator
 from airflow_batch_scoring.params import scoring_params, scoring_templates
+from airflow_batch_scoring.specs import parse_data_spec
 
 VALID = {"model": "models:/churn@champion", "source_uri": "s3://raw/day=1/", "source_conn_id": "minio",
          "source_format": "csv", "source_header": False, "sink_uri": "gs://scores/day=1/", "sink_conn_id": None,
@@ -61,12 +61,12 @@ def test_templates_render_to_what_the_operator_reads(native: bool):
         operator = BatchScoringOperator(task_id="score", **scoring_templates())
     context = {"params": VALID}
     render = operator.render_template
-    source = DataSpec.parse(render(operator.source, context), "source")
-    sink = DataSpec.parse(render(operator.sink, context), "sink")
+    source = parse_data_spec(render(operator.source, context), "source")
+    sink = parse_data_spec(render(operator.sink, context), "sink")
     assert (source.uri, source.format, source.header, source.conn_id) == ("s3://raw/day=1/", "csv", False, "minio")
     assert (sink.uri, sink.format, sink.header, sink.conn_id) == ("gs://scores/day=1/", "parquet", True, None)
     assert sink.compression is None
-    gzipped = DataSpec.parse(render(operator.sink, {"params": {**VALID, "sink_compression": "gzip"}}), "sink")
+    gzipped = parse_data_spec(render(operator.sink, {"params": {**VALID, "sink_compression": "gzip"}}), "sink")
     assert gzipped.compression == "gzip"
     assert render(operator.passthrough_columns, context) == "id,region"
     assert int(render(operator.replicas, context)) == 8 and int(render(operator.batch_size, context)) == 50_000

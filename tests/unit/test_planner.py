@@ -9,8 +9,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io.files import InputFile, list_inputs
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.sources.file_planner import plan_shards
+from airflow_batch_scoring.specs import FileSpec
 
 
 def text_files(sizes):
@@ -18,7 +18,7 @@ def text_files(sizes):
 
 
 def test_text_shards_tile_the_bytes_evenly():
-    spec = DataSpec(uri="file:///d/", format="csv")
+    spec = FileSpec(uri="file:///d/", format="csv")
     files = text_files([1000, 10, 0, 5000])
     plan = plan_shards(spec, files, 3, LocalFileSystem())
     assert plan == plan_shards(spec, files, 3, LocalFileSystem())  # deterministic
@@ -34,7 +34,7 @@ def test_text_shards_tile_the_bytes_evenly():
 
 
 def test_unsplittable_csv_gets_whole_files_balanced():
-    spec = DataSpec(uri="file:///d/", format="csv", newlines_in_values=True)
+    spec = FileSpec(uri="file:///d/", format="csv", newlines_in_values=True)
     plan = plan_shards(spec, text_files([50, 40, 30, 20, 10]), 2, LocalFileSystem())
     assert all(p.start == 0 and p.end in (50, 40, 30, 20, 10) for shard in plan for p in shard)
     assert sorted(sum(p.end for p in shard) for shard in plan) == [70, 80]
@@ -44,14 +44,14 @@ def test_parquet_shards_by_row_groups(tmp_path):
     for name, rows in (("a", 400), ("b", 100)):
         pq.write_table(pa.table({"x": list(range(rows))}), tmp_path / f"{name}.parquet", row_group_size=100)
     files = list_inputs(tmp_path.as_uri())
-    plan = plan_shards(DataSpec(uri=tmp_path.as_uri(), format="parquet"), files, 2, LocalFileSystem())
+    plan = plan_shards(FileSpec(uri=tmp_path.as_uri(), format="parquet"), files, 2, LocalFileSystem())
     groups = sorted((p.path.rsplit("/", 1)[1], g) for shard in plan for p in shard for g in p.row_groups)
     assert groups == [("a.parquet", g) for g in range(4)] + [("b.parquet", 0)]
     assert sorted(sum(p.rows for p in shard) for shard in plan) == [200, 300]
 
 
 def test_empty_inputs_and_archives_are_refused():
-    spec = DataSpec(uri="file:///d/", format="csv")
+    spec = FileSpec(uri="file:///d/", format="csv")
     with pytest.raises(InputError, match="the input is empty"):
         plan_shards(spec, text_files([0, 0]), 2, LocalFileSystem())
     with pytest.raises(ConfigurationError, match=r"This compression is not supported \(file:///d/a.csv.zip\)"):
@@ -59,7 +59,7 @@ def test_empty_inputs_and_archives_are_refused():
 
 
 def test_compressed_files_are_whole_pieces_balanced_by_size():
-    spec = DataSpec(uri="file:///d/", format="csv")
+    spec = FileSpec(uri="file:///d/", format="csv")
     files = [InputFile("file:///d/a.csv.gz", 900), InputFile("file:///d/b.csv", 1000),
              InputFile("file:///d/c.csv.bz2", 500), InputFile("file:///d/d.csv.xz", 400)]
     shards = plan_shards(spec, files, 2, LocalFileSystem(), part_size=100)
@@ -82,7 +82,7 @@ def test_listing_skips_markers_and_sorts(tmp_path):
 
 
 def test_small_input_is_still_shared_by_every_replica():
-    spec = DataSpec(uri="file:///d/", format="csv")
+    spec = FileSpec(uri="file:///d/", format="csv")
     plan = plan_shards(spec, text_files([8_000_000]), 2, LocalFileSystem(), part_size=16 * 1024 * 1024)
     assert [sum(p.end - p.start for p in shard) for shard in plan] == [4_000_000, 4_000_000]
     big = plan_shards(spec, text_files([100 * 2**20]), 3, LocalFileSystem(), part_size=16 * 2**20)

@@ -15,11 +15,11 @@ from sklearn.linear_model import LinearRegression
 
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
-from airflow_batch_scoring.job import DataSpec
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import engine
 from airflow_batch_scoring.runtime import progress as progress_module
 from airflow_batch_scoring.runtime.progress import Progress, ReadMark, scored_fraction
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import FEATURES, SCHEMA, make_frame, write_frame
 
 ROWS, BATCH = 3000, 100
@@ -55,8 +55,8 @@ def test_progress_lines_follow_the_rows_scored(tmp_path: Path):
     job, _ = prepare_job(
         job_id=f"progress-{tmp_path.name}",
         model=process_model(str(model_file), str(tmp_path / "model")),
-        source=DataSpec.parse({"uri": (tmp_path / "in.csv").as_uri(), "format": "csv", "header": True}, "source"),
-        sink=DataSpec.parse({"uri": (tmp_path / "out").as_uri()}, "sink"),
+        source=parse_data_spec({"uri": (tmp_path / "in.csv").as_uri(), "format": "csv", "header": True}, "source"),
+        sink=parse_data_spec({"uri": (tmp_path / "out").as_uri()}, "sink"),
         options=ScoringOptions.parse(
             input_schema=SCHEMA,
             batch_size=BATCH,

@@ -16,10 +16,11 @@ import pytest
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import InputError, ModelError
-from airflow_batch_scoring.job import DataSpec, ScoringJob
+from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import engine
 from airflow_batch_scoring.runtime.shards import ShardReport
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import SCHEMA, Models, make_frame, write_frame
 from tests.support.scoring import check_predictions
 
@@ -32,8 +33,8 @@ def _job(models: Models, work: Path, source: Path, input_schema: Any, model_file
     job, _ = prepare_job(
         job_id=f"test-{work.name}-{'schema' if input_schema else 'model'}",
         model=model,
-        source=DataSpec.parse({"uri": source.as_uri(), "format": "csv", "header": True}, "source"),
-        sink=DataSpec.parse({"uri": (work / "out").as_uri(), "header": False}, "sink"),
+        source=parse_data_spec({"uri": source.as_uri(), "format": "csv", "header": True}, "source"),
+        sink=parse_data_spec({"uri": (work / "out").as_uri(), "header": False}, "sink"),
         options=ScoringOptions.parse(input_schema=input_schema, batch_size=100, passthrough_columns=["id"]),
     )
     return job

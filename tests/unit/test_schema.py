@@ -11,8 +11,9 @@ from airflow_batch_scoring.errors import ConfigurationError, InputError, SchemaE
 from airflow_batch_scoring.io.readers import READERS, make_reader
 from airflow_batch_scoring.io.readers.columns import ReadPlan, coerce, resolve_columns
 from airflow_batch_scoring.io.readers.csv import CsvReader
-from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.job import Piece
 from airflow_batch_scoring.schema import ColumnType, ModelSchema
+from airflow_batch_scoring.specs import FileSpec
 
 
 def test_seven_types_map_to_arrow():
@@ -75,7 +76,7 @@ def test_all_seven_types_coerced_from_csv_with_nulls(tmp_path):
     path.write_text("true,2026-03-01T10:20:30.123456,1.5,2.25,7,9000000000,hello\n,,,,,,\n")
     import fsspec
 
-    reader = CsvReader(DataSpec(uri=path.as_uri(), format="csv"), ReadPlan(list(schema.columns)),
+    reader = CsvReader(FileSpec(uri=path.as_uri(), format="csv"), ReadPlan(list(schema.columns)),
                        fsspec.filesystem("file"), 1 << 20)
     table = pa.concat_tables(reader.read(Piece(path.as_uri(), 0, path.stat().st_size)))
     assert table.schema == schema.to_arrow()
@@ -108,11 +109,11 @@ def test_each_format_has_one_reader_and_an_unknown_format_is_a_configuration_err
     assert sorted(READERS) == ["csv", "jsonl", "parquet"]
     plan = ReadPlan(None)
     for name, reader_class in READERS.items():
-        reader = make_reader(DataSpec(uri=tmp_path.as_uri(), format=name), plan, fsspec.filesystem("file"),
+        reader = make_reader(FileSpec(uri=tmp_path.as_uri(), format=name), plan, fsspec.filesystem("file"),
                              block_size=1 << 20, batch_size=7)
         assert type(reader) is reader_class and reader.batch_size == 7 and reader.on_bad_row is None
     with pytest.raises(ConfigurationError, match=r"file format 'avro'.*\['csv', 'jsonl', 'parquet'\]"):
-        make_reader(DataSpec(uri=tmp_path.as_uri(), format="avro"), plan, fsspec.filesystem("file"),
+        make_reader(FileSpec(uri=tmp_path.as_uri(), format="avro"), plan, fsspec.filesystem("file"),
                     block_size=1 << 20, batch_size=7)
 
 

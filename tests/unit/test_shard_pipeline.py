@@ -26,7 +26,7 @@ from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.flavors import Predictor
 from airflow_batch_scoring.io.readers.columns import ReadPlan
-from airflow_batch_scoring.job import DataSpec, Piece
+from airflow_batch_scoring.job import Piece
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime.missing_values import INFINITE, MISSING
 from airflow_batch_scoring.runtime.pipeline import ShardPipeline
@@ -45,6 +45,7 @@ from airflow_batch_scoring.runtime.verified import load_verified
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sinks import open_sink
 from airflow_batch_scoring.sources import open_source
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import FEATURES, SCHEMA, make_frame, write_frame
 
 ROWS, BATCH = 1050, 100
@@ -64,8 +65,8 @@ class Shard:
         self.job, _ = prepare_job(
             job_id=f"pipeline-{folder.name}",
             model=self.model,
-            source=DataSpec.parse({"uri": (folder / "in.csv").as_uri(), "format": "csv", "header": True}, "source"),
-            sink=DataSpec.parse({"uri": (folder / "out").as_uri(), "header": True}, "sink"),
+            source=parse_data_spec({"uri": (folder / "in.csv").as_uri(), "format": "csv", "header": True}, "source"),
+            sink=parse_data_spec({"uri": (folder / "out").as_uri(), "header": True}, "sink"),
             options=ScoringOptions.parse(input_schema=SCHEMA, batch_size=BATCH, passthrough_columns=["id"]),
         )
         self.schema = ModelSchema.parse(SCHEMA)
@@ -215,8 +216,7 @@ def test_shard_progress_keeps_the_report_and_writes_it_before_the_last_line(monk
     lines: list[str] = []
     pieces = [Piece("a.csv", 0, 600), Piece("b.csv", 0, 400)]
     started = time.perf_counter() - 8.0  # the shard began 8 s ago (the model load counts)
-    progress = ShardProgress(ShardReport(shard=0), lines.append, "replica 1/2", pieces, text=True, started=started,
-                             interval=5.0)
+    progress = ShardProgress(ShardReport(shard=0), lines.append, "replica 1/2", pieces, started=started, interval=5.0)
     assert (progress.total_rows, progress.total_bytes) == (None, 1000)
     progress.start()  # 100.0
     progress.read(0.25)
@@ -236,15 +236,17 @@ def test_shard_progress_keeps_the_report_and_writes_it_before_the_last_line(monk
         f"report 400 {report.duration_s}", "replica 1/2: 400 rows scored, 36 rows/s, finished in 11.0s"
     ]
 
-    parquet = ShardProgress(ShardReport(shard=1), lines.append, "r", [Piece("p", rows=5), Piece("q", rows=7)],
-                            text=False, started=0.0, interval=0)
-    assert (parquet.total_rows, parquet.total_bytes) == (12, 0)
+    parquet = [Piece("p", row_groups=[0], rows=5), Piece("q", row_groups=[0, 1], rows=7)]
+    parquet_progress = ShardProgress(ShardReport(shard=1), lines.append, "r", parquet, started=0.0, interval=0)
+    assert (parquet_progress.total_rows, parquet_progress.total_bytes) == (12, 0)
+    compressed = ShardProgress(ShardReport(shard=2), lines.append, "r", [Piece("a.csv.gz")], started=0.0, interval=0)
+    assert (compressed.total_rows, compressed.total_bytes) == (None, 0)
 
 
 def _pipeline(shard: Shard, *, loading: bool = False) -> ShardPipeline:
     conform = shard.conform()
     progress = ShardProgress(ShardReport(shard=0), lambda line: None, "replica 1/1", shard.job.shards[0],
-                             text=True, started=0.0, interval=0)
+                             started=0.0, interval=0)
     read = shard.read(conform)
     read.mark = progress.read_mark
     writer = open_sink(shard.job, None).open_writer(0)

@@ -13,7 +13,7 @@ import pytest
 from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.files import filesystem, user_info
-from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import Models
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
@@ -27,8 +27,8 @@ URIS = [f"s3://AKIDEXAMPLE:{SECRET}@bucket/in/", f"file://user:{SECRET}@/data/in
 @pytest.mark.parametrize("uri", URIS)
 def test_every_entry_refuses_a_uri_with_credentials_without_echoing_them(uri: str, tmp_path: Path):
     calls = [
-        lambda: DataSpec.parse({"uri": uri, "format": "csv"}, "source"),
-        lambda: DataSpec.parse({"uri": uri}, "sink"),  # (no format to infer: refused before that message)
+        lambda: parse_data_spec({"uri": uri, "format": "csv"}, "source"),
+        lambda: parse_data_spec({"uri": uri}, "sink"),  # (no format to infer: refused before that message)
         lambda: filesystem(uri),
         lambda: process_model(uri, str(tmp_path / "model")),
     ]
@@ -45,7 +45,7 @@ def test_what_is_not_user_info_is_accepted():
                 "wasbs://container@account.blob.core.windows.net/in/", "models:/churn@champion", "/data/a@b.csv",
                 "file:///data/a@b.csv"):
         assert user_info(uri) is None, uri
-    assert DataSpec.parse({"uri": "s3://bucket/day@1/in.csv"}, "source").uri == "s3://bucket/day@1/in.csv"
+    assert parse_data_spec({"uri": "s3://bucket/day@1/in.csv"}, "source").uri == "s3://bucket/day@1/in.csv"
 
 
 def test_the_command_line_refuses_them_without_echoing(models: Models, tmp_path: Path):

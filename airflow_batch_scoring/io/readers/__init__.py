@@ -20,16 +20,16 @@ from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.io.readers.csv import CsvReader
 from airflow_batch_scoring.io.readers.jsonl import JsonLinesReader
 from airflow_batch_scoring.io.readers.parquet import ParquetReader
-from airflow_batch_scoring.job import DataSpec
+from airflow_batch_scoring.specs import FileSpec
 
-#: the reader of each file format, by ``DataSpec.format``.
+#: the reader of each file format, by ``FileSpec.format``.
 READERS: dict[str, type[PieceReader]] = {
     reader.format: reader for reader in (CsvReader, JsonLinesReader, ParquetReader)
 }
 
 
 def make_reader(
-    spec: DataSpec,
+    spec: FileSpec,
     plan: ReadPlan,
     fs: fsspec.AbstractFileSystem,
     *,

@@ -21,6 +21,7 @@ import fsspec
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import InputError
+from airflow_batch_scoring.formats import compression_of
 from airflow_batch_scoring.io.bad_rows import quarantine
 from airflow_batch_scoring.io.bad_rows.quarantine import BadRow, Diagnosis, raw_text, salvage
 from airflow_batch_scoring.io.readers.casts import CastFailure, MissingValue
@@ -36,7 +37,8 @@ from airflow_batch_scoring.io.textblocks import (
     range_bounds,
     split_lines,
 )
-from airflow_batch_scoring.job import DataSpec, Piece, compression_of
+from airflow_batch_scoring.job import Piece
+from airflow_batch_scoring.specs import FileSpec
 
 #: the characters ``surrogateescape`` decodes undecodable bytes to.
 UNDECODED = re.compile("[\udc80-\udcff]")
@@ -99,12 +101,12 @@ class PieceReader:
         :class:`~airflow_batch_scoring.errors.InputError` at the first one.
     """
 
-    #: the ``format`` of the sources this reader reads (``DataSpec.format``), its key in the readers' registry.
+    #: the ``format`` of the sources this reader reads (``FileSpec.format``), its key in the readers' registry.
     format: ClassVar[str]
 
     def __init__(
         self,
-        spec: DataSpec,
+        spec: FileSpec,
         plan: ReadPlan,
         fs: fsspec.AbstractFileSystem,
         block_size: int,

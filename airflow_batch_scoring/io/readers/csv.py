@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
+from airflow_batch_scoring.formats import AUTO
 from airflow_batch_scoring.io import csv_header
 from airflow_batch_scoring.io.bad_rows import quarantine
 from airflow_batch_scoring.io.bad_rows.quarantine import Diagnosis
@@ -24,7 +25,7 @@ from airflow_batch_scoring.io.textblocks import (
     split_lines,
     split_records,
 )
-from airflow_batch_scoring.job import AUTO, Piece
+from airflow_batch_scoring.job import Piece
 
 
 def _room_for(text: str) -> str:
@@ -96,7 +97,7 @@ class CsvReader(TextReader):
                 raise InputError("the header line is empty (header=True was set).", path=piece.path, line=1)
             prologue = len(header)
         else:
-            names = self.spec.columns or (
+            names = list(self.spec.columns or ()) or (
                 [c.name for c in self.plan.model_columns] if self.plan.model_columns is not None else None
             )
             if not names:
