@@ -109,7 +109,7 @@ def child_profile(model_path: str, data: str, out: str) -> dict[str, Any]:
     from airflow_batch_scoring.io.textblocks import iter_blocks
     from airflow_batch_scoring.io.writers import make_writer
     from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
-    from airflow_batch_scoring.runtime.engine import rebatch
+    from airflow_batch_scoring.runtime.shard_stages import rebatch
     from airflow_batch_scoring.specs import FileSpec
 
     fields = ScoringJob.__dataclass_fields__  # the engine's read block size (renamed part_size at some point)

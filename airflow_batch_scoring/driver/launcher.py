@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.schema import ModelSchema
 
 
 class Launcher(Protocol):
@@ -31,7 +32,7 @@ class Launcher(Protocol):
         replicas: int | str,
         *,
         probabilities: bool = False,
-        output_schema: Any = None,
+        output_schema: ModelSchema | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Start the replicas early, loading ``model`` while the driver still plans (a no-op where unsupported, or
@@ -42,7 +43,7 @@ class Launcher(Protocol):
         self,
         job_path: str,
         replicas: int,
-        secrets: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         shards: list[int] | None = None,
     ) -> None:

@@ -115,7 +115,7 @@ class LocalLauncher:
         replicas: int | str,
         *,
         probabilities: bool = False,
-        output_schema: Any = None,
+        output_schema: ModelSchema | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Start ``replicas`` processes that load ``model`` now and then wait for :meth:`run` to give them a shard.
@@ -125,8 +125,7 @@ class LocalLauncher:
         """
         try:
             replicas = int(replicas)
-            schema = ModelSchema.parse(output_schema)
-        except (TypeError, ValueError, errors.BatchScoringError):
+        except (TypeError, ValueError):
             return  # an invalid setting: the job's own checks will say what is wrong
         if self._waiting or self._replicas or is_remote(model.path) or replicas < 1:
             return
@@ -134,7 +133,7 @@ class LocalLauncher:
         self._prestart_key = self._key(env, replicas)
         preload = json.dumps({
             "model": model.to_dict(), "probabilities": bool(probabilities),
-            "output_schema": schema.to_json() if schema is not None else None,
+            "output_schema": output_schema.to_json() if output_schema is not None else None,
         })
         for _ in range(replicas):
             replica = self._spawn(prestarted_command(), environment, shard=None)
@@ -150,7 +149,7 @@ class LocalLauncher:
         self,
         job_path: str,
         replicas: int,
-        secrets: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         shards: list[int] | None = None,
     ) -> None:

@@ -142,7 +142,9 @@ def execute_job(
     runtime = launcher.runtime
     launcher.finish_siblings = keep_on_failure  # a retry will come: running replicas may finish their shards first
     # The replicas load the model during the preflight (a no-op if started already, or for a launcher that cannot).
-    launcher.prestart(job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_schema)
+    launcher.prestart(
+        job.model, job.replicas, probabilities=job.predict_probabilities, output_schema=job.output_model_schema()
+    )
     try:
         start = begin_job(
             job, files, storage_options=options, log=log, if_exists=if_exists, resume_shards=resume_shards,

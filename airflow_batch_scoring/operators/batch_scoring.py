@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
 
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
@@ -27,6 +26,7 @@ from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
 from airflow_batch_scoring.operators.runtimes import ResolvedTask, ScoringRuntime, runtime_class, runtime_for
 from airflow_batch_scoring.options import DEFAULT_BATCH_SIZE, ScoringOptions
+from airflow_batch_scoring.runtime.secrets import Credentials
 from airflow_batch_scoring.specs import DataSpec, parse_data_spec
 from airflow_batch_scoring.stages import get_stage
 
@@ -65,8 +65,9 @@ class BatchScoringOperator(BaseOperator):
         ``backoff_limit``, ``parallelism``, ``in_cluster``, ``config_file``, ``cluster_context``,
         ``on_finish_action`` (see :class:`~airflow_batch_scoring.kubernetes.settings.KubernetesSettings`).
         ``deferrable``, ``kubernetes_conn_id`` and ``poll_interval`` are the operator's own arguments. (templated)
-    :param deferrable: (Kubernetes) wait for the Job in the triggerer instead of holding a worker slot; default
-        ``[operators] default_deferrable``, as for ``KubernetesJobOperator``. (templated)
+    :param deferrable: (Kubernetes) wait for the Job in the triggerer instead of holding a worker slot; not given:
+        the stage's ``deferrable``, else ``[operators] default_deferrable`` (as for ``KubernetesJobOperator``), read
+        when the task runs. A value given here wins over the stage's. (templated)
     :param kubernetes_conn_id: (Kubernetes) the cluster's Airflow connection (type ``kubernetes``). (templated)
     :param poll_interval: (Kubernetes) seconds between two looks at the Job. (templated)
     :param passthrough_columns: input columns copied to the output beside the predictions (e.g. an id). (templated)
@@ -158,7 +159,7 @@ class BatchScoringOperator(BaseOperator):
         max_bad_rows: int | str | None = None,
         max_bad_fraction: float | str | None = None,
         kubernetes: Mapping[str, Any] | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         kubernetes_conn_id: str | None = "kubernetes_default",
         poll_interval: float = 10.0,
         stage: str | None = None,
@@ -338,12 +339,10 @@ class BatchScoringOperator(BaseOperator):
         check_allowed(normalize_location(uri), self.allowed_sink_prefixes)
 
     @staticmethod
-    def _storage_options(source: DataSpec, sink: DataSpec) -> dict[str, Any]:
-        """The secrets of the source and the sink (from their connections), handed to the replicas out of band."""
-        return {
-            "source": credentials_for(source),
-            "sink": credentials_for(sink),
-        }
+    def _storage_options(source: DataSpec, sink: DataSpec) -> Credentials:
+        """The secrets of the source and the sink, read from their connections once per task execution: one
+        immutable snapshot that everything after uses (planning, the replicas out of band, the publish, lineage)."""
+        return Credentials(source=credentials_for(source), sink=credentials_for(sink))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Resume after the Kubernetes Job finished (``deferrable=True``): say why indexes failed,

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from airflow_batch_scoring.io.files import InputFile
     from airflow_batch_scoring.job import ModelSpec, ScoringJob
+    from airflow_batch_scoring.runtime.secrets import Credentials
+    from airflow_batch_scoring.schema import ModelSchema
     from airflow_batch_scoring.specs import DataSpec
 
 #: runtime name -> ``module:class`` of its :class:`ScoringRuntime` (imported when a task uses it).
@@ -52,9 +54,9 @@ class ResolvedTask:
     :param poll_interval: seconds between two looks at a Kubernetes Job.
     """
 
-    model: Any
+    model: str | Mapping[str, Any]
     runtime: str
-    replicas: Any
+    replicas: int | str
     kubernetes: Mapping[str, Any] = field(default_factory=dict)
     if_exists: str = "replace"
     keep_on_failure: bool = False
@@ -67,9 +69,9 @@ class ResolvedTask:
     def resolve(
         cls,
         *,
-        model: Any,
+        model: str | Mapping[str, Any],
         runtime: str | None,
-        replicas: Any,
+        replicas: int | str | None,
         kubernetes: Mapping[str, Any] | None,
         stage: Stage | None,
         try_number: int,
@@ -82,10 +84,11 @@ class ResolvedTask:
         """Apply ``stage`` (its alias, and its runtime, replicas and Kubernetes settings where the task sets none).
 
         A stage's ``kubernetes`` may set the :data:`TASK_ARGUMENTS` (``deferrable``, ``kubernetes_conn_id``,
-        ``poll_interval``): they apply where the task's argument is its default.
+        ``poll_interval``): they apply where the task's argument is its default. ``deferrable`` the task passed
+        (even equal to the default) always wins: a stage only changes its default.
 
-        :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None``: ``[operators]
-            default_deferrable``.
+        :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None`` (not given): the
+            stage's, else ``[operators] default_deferrable``.
         :param arguments: the other fields (``if_exists``, ...), as the operator has them.
         :raises ConfigurationError: for an unknown runtime, a Kubernetes connection setting in ``kubernetes``, a
             value of the wrong type, or a model a stage cannot pick through an alias.
@@ -93,16 +96,15 @@ class ResolvedTask:
         model = model if isinstance(model, Mapping) else str(model)
         settings = dict(kubernetes or {})
         check_task_arguments(settings)  # a templated ``kubernetes`` is checked once rendered
-        default = default_deferrable()
-        deferrable = default if deferrable is None or deferrable == "" else to_bool(deferrable, "deferrable")
+        wait: bool | None = None if deferrable is None or deferrable == "" else to_bool(deferrable, "deferrable")
         if stage is not None:
             model = model_for_stage(str(model), stage)
             runtime = runtime or stage.runtime
             replicas = replicas if replicas is not None else stage.replicas
             staged = dict(stage.kubernetes)
             given = {key: staged.pop(key) for key in TASK_ARGUMENTS if key in staged}
-            if "deferrable" in given and deferrable == default:
-                deferrable = to_bool(given["deferrable"], f"stage {stage.name!r}: kubernetes['deferrable']")
+            if "deferrable" in given and wait is None:
+                wait = to_bool(given["deferrable"], f"stage {stage.name!r}: kubernetes['deferrable']")
             if "kubernetes_conn_id" in given and kubernetes_conn_id == "kubernetes_default":
                 kubernetes_conn_id = given["kubernetes_conn_id"]
             if "poll_interval" in given and to_optional_float(poll_interval, "poll_interval") == 10.0:
@@ -120,7 +122,7 @@ class ResolvedTask:
             kubernetes=settings,
             keep_on_failure=try_number <= (retries or 0),
             stage=stage.name if stage is not None else None,
-            deferrable=deferrable,
+            deferrable=default_deferrable() if wait is None else wait,
             kubernetes_conn_id=str(kubernetes_conn_id) if kubernetes_conn_id else None,
             poll_interval=poll,
             **arguments,
@@ -151,20 +153,20 @@ class ScoringRuntime(Protocol):
         """Refuse a source or sink the replicas cannot reach, before the model is fetched."""
         ...
 
-    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
         """Get ready while the driver lists and plans (the local runtime prestarts its replicas)."""
         ...
 
-    def run(
-        self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:
         """Score ``job`` and publish it; return the summary.
+
+        :param options: the task execution's credentials, taken once (a runtime never reads a connection itself).
 
         :raises TaskDeferred: (a deferrable runtime) the task resumes in :meth:`resume`.
         """
         ...
 
-    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    def resume(self, event: Mapping[str, Any] | None, options: Credentials) -> dict[str, Any]:
         """Finish a deferred run (the trigger's ``event``): judge it, publish, return the summary."""
         ...
 
@@ -214,18 +216,18 @@ class LocalRuntime:
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
         """Every location the worker can reach is fine."""
 
-    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
+    def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
         """Start the replicas now: they load the model while the input is listed, planned and checked."""
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 
-    def run(self, job: ScoringJob, files: list[InputFile], options: Mapping[str, Any]) -> dict[str, Any]:
+    def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:
         return execute_job(
             job, files, storage_options=options, log=self.log, launcher=self.launcher, if_exists=self.task.if_exists,
             # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.
             keep_on_failure=self.task.keep_on_failure,
         )
 
-    def resume(self, event: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    def resume(self, event: Mapping[str, Any] | None, options: Credentials) -> dict[str, Any]:
         raise ReplicaError(
             f"A task on the local runtime never defers, but it resumed (event {dict(event or {})!r}); retry it."
         )

@@ -27,7 +27,7 @@ from airflow_batch_scoring.errors import BatchScoringError, ConfigurationError, 
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.protocol import ERROR_MARKER
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
-from airflow_batch_scoring.runtime.secrets import read_secrets
+from airflow_batch_scoring.runtime.secrets import Credentials, read_secrets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +84,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     """Load the model now (first line of stdin), then score the shard the second line names, if any."""
     from airflow_batch_scoring.job import ModelSpec
     from airflow_batch_scoring.runtime.engine import Preloaded, run_shard
+    from airflow_batch_scoring.schema import ModelSchema
 
     preload = json.loads(sys.stdin.readline() or "{}")
     if "model" not in preload:
@@ -91,7 +92,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     loaded = Preloaded.load(
         ModelSpec(**preload["model"]),
         probabilities=bool(preload.get("probabilities")),
-        output_schema=preload.get("output_schema"),
+        output_schema=ModelSchema.parse(preload.get("output_schema")),
     )
     _emit(f"{PRELOADED_LINE} in {loaded.load_s:.2f}s; waiting for a shard")
     line = sys.stdin.readline()
@@ -100,7 +101,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
     go = json.loads(line)
     with open(go["job"]) as f:
         job = ScoringJob.from_json(f.read())
-    run_shard(job, int(go["shard"]), storage_options=go.get("secrets") or {}, log=_emit,
+    run_shard(job, int(go["shard"]), storage_options=Credentials.of(go.get("secrets")), log=_emit,
               progress_interval=args.progress_interval, preloaded=loaded)
     return 0
 

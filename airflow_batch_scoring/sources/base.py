@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
@@ -88,7 +89,7 @@ class Source(Protocol):
         ...
 
     def open_reader(
-        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[Any], None] | None = None
+        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[BadRow], None] | None = None
     ) -> ShardReader:
         """A reader of this source's pieces (a replica, or a scan)."""
         ...

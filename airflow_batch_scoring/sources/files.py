@@ -22,6 +22,7 @@ import pyarrow as pa
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.formats import infer_format
 from airflow_batch_scoring.io import locations
+from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, list_inputs
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.base import PieceReader
@@ -135,7 +136,7 @@ class FileSource:
         )
 
     def open_reader(
-        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[Any], None] | None = None
+        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[BadRow], None] | None = None
     ) -> ShardReader:
         fs, _ = filesystem(self.spec.uri, self.secrets)
         return _FileShardReader(

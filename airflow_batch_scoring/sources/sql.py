@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.io.sql import connect_error, database_url, describe_table, display_url
@@ -114,7 +115,7 @@ class SqlSource:
         return f"{self.what} is split by {column!r} into {len(ranges)} range(s) over {job.replicas} replica(s)"
 
     def open_reader(
-        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[Any], None] | None = None
+        self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[BadRow], None] | None = None
     ) -> ShardReader:
         return SqlReader(self.spec, plan, self.secrets, batch_size=batch_size)
 

@@ -14,6 +14,7 @@ from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.operators import BatchScoringOperator
 from airflow_batch_scoring.operators import batch_scoring as module
 from airflow_batch_scoring.operators.runtimes import LocalRuntime, ResolvedTask, runtime_class
+from airflow_batch_scoring.runtime.secrets import Credentials
 
 IMAGE = "registry.example.com/scoring:1"
 
@@ -66,6 +67,27 @@ def test_execute_hands_one_resolved_task_to_the_runtime_and_changes_no_argument(
     mocked.runtime.run.assert_called_once_with(job, files, {"source": {}, "sink": {}})
     mocked.runtime.close.assert_called_once_with()
     assert (task.runtime, task.replicas, task._runtime) == (None, 3, None)
+
+
+def test_credentials_are_read_once_per_execution_into_one_snapshot_everything_uses(mocked, monkeypatch):
+    read: list[Any] = []
+
+    def credentials_for(spec: Any) -> dict[str, Any]:
+        read.append(spec)
+        return {"token": f"token-{len(read)}"}
+
+    lineage = mock.MagicMock(name="record_lineage")
+    monkeypatch.setattr(module, "credentials_for", credentials_for)
+    monkeypatch.setattr(module, "record_lineage", lineage)
+    operator().execute(context())
+    assert len(read) == 2  # the source's and the sink's connection, each read once
+    snapshot = mocked.runtime.run.call_args.args[2]
+    assert isinstance(snapshot, Credentials)
+    assert snapshot == {"source": {"token": "token-1"}, "sink": {"token": "token-2"}}
+    assert mocked.prepare_job.call_args.kwargs["storage_options"] is snapshot
+    assert lineage.call_args.args[5] is snapshot
+    snapshot["sink"]["token"] = "changed"  # a component changing what it was given changes nothing for the others
+    assert snapshot["sink"] == {"token": "token-2"}
 
 
 def test_the_last_try_does_not_keep_its_shards(mocked):
@@ -239,7 +261,7 @@ def test_deferrable_defaults_to_the_operators_config_and_the_arguments_reach_the
     from airflow_batch_scoring.kubernetes.runtime import KubernetesRuntime
 
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
-    assert operator().deferrable is False  # the signature's default was read when the module was imported
+    assert operator().deferrable is None  # not given: decided when the task runs (the stage's, else the config's)
     operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable=None).execute(context())
     assert mocked.runtime_for.call_args.args[0].deferrable is True  # None: the config's default at run time
     task = operator(runtime="kubernetes", kubernetes={"image": IMAGE}, deferrable="False", kubernetes_conn_id="k8s",
@@ -253,6 +275,27 @@ def test_deferrable_defaults_to_the_operators_config_and_the_arguments_reach_the
         operator(poll_interval="0").execute(context())
     with pytest.raises(AirflowFailException, match="deferrable must be true or false, got 'later'"):
         operator(deferrable="later").execute(context())
+
+
+@pytest.mark.parametrize("config_default", [False, True])
+def test_a_deferrable_the_task_passes_wins_over_the_stages(monkeypatch, config_default):
+    """The stage only changes deferrable's default: a value the task passes stays, even one equal to the default."""
+    from airflow_batch_scoring.stages import Stage
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", str(config_default).lower())
+
+    def resolved(stage_deferrable: bool | None, **given: Any) -> bool:
+        settings = {"image": IMAGE} if stage_deferrable is None else {"image": IMAGE, "deferrable": stage_deferrable}
+        stage = Stage(name="PROD", alias="champion", runtime="kubernetes", kubernetes=settings)
+        return ResolvedTask.resolve(model="models:/churn", runtime=None, replicas=None, kubernetes=None, stage=stage,
+                                    try_number=1, retries=0, **given).deferrable
+
+    for explicit in (False, True, "false", "True"):  # as passed, or as rendered from a template
+        for stage_deferrable in (None, False, True):
+            assert resolved(stage_deferrable, deferrable=explicit) is (str(explicit).lower() == "true")
+    assert resolved(True) is True and resolved(False) is False  # not given: the stage's
+    assert resolved(not config_default, deferrable=None) is (not config_default)
+    assert resolved(None) is config_default and resolved(None, deferrable="") is config_default  # else the config's
 
 
 def test_a_stage_may_still_set_the_connection_and_waiting_settings(mocked, monkeypatch):

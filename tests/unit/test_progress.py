@@ -17,7 +17,8 @@ from airflow_batch_scoring.artifacts import process_model
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime import engine
-from airflow_batch_scoring.runtime.engine import Progress, ReadMark, scored_fraction
+from airflow_batch_scoring.runtime import progress as progress_module
+from airflow_batch_scoring.runtime.progress import Progress, ReadMark, scored_fraction
 from airflow_batch_scoring.specs import parse_data_spec
 from tests.support.helpers import FEATURES, SCHEMA, make_frame, write_frame
 
@@ -37,7 +38,7 @@ def test_fraction_counts_rows_scored_when_the_reader_is_ahead(monkeypatch: pytes
     assert scored_fraction(10, (5, 100), 0) is None  # no size known (compressed stream, Parquet)
 
     clock = iter([100.0, 110.0])  # started, then ten seconds in
-    monkeypatch.setattr(engine.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
     lines: list[str] = []
     progress = Progress(lines.append, "replica 1/1", None, interval=0)
     progress.update(900, scored_fraction(900, (3000, 1_000_000), 1_000_000))
