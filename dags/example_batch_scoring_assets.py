@@ -64,7 +64,7 @@ with DAG(dag_id="example_batch_scoring_downstream", description="Use the scores 
         """Read the scoring summary from the asset event (or, run by hand, from the published manifest)."""
         import json
 
-        events = (triggering_asset_events or {}).get(SCORES, [])
+        events = triggering_asset_events[SCORES] if triggering_asset_events else []
         summary = dict(events[-1].extra) if events else {}
         manifest_path = demo_uri("assets", "scores", "_manifest.json").removeprefix("file://")
         with open(summary.get("manifest_uri", manifest_path).removeprefix("file://")) as f:

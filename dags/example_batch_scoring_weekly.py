@@ -15,7 +15,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, task
+from airflow.sdk import DAG, task
+
+try:
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow 3.1 has the timetables in airflow.timetables.interval only
+    from airflow.timetables.interval import CronDataIntervalTimetable
 from scoring_demo import COLUMNS, MODEL_URI, OWNER, TAGS, TRACKING_URI, demo_uri
 
 from airflow_batch_scoring.operators import BatchScoringOperator

@@ -130,7 +130,7 @@ class KubernetesRuntime:
         if reference is None:
             return finish_job(job, files, start, storage_options=options, log=self.log, if_exists=self.task.if_exists,
                               keep_on_failure=keep, runtime=self.name)
-        from airflow.sdk.exceptions import TaskDeferred
+        from airflow.providers.common.compat.sdk import TaskDeferred
 
         from airflow_batch_scoring.triggers.kubernetes import ScoringJobTrigger
 

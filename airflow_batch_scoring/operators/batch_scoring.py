@@ -224,7 +224,7 @@ class BatchScoringOperator(BaseOperator):
         ``kubernetes`` keys win over the stage's)."""
         stage = None
         if self.stage:
-            from airflow.sdk.configuration import conf
+            from airflow.providers.common.compat.sdk import conf
 
             stage = get_stage(str(self.stage), conf.get("batch_scoring", "stages", fallback=None))
         task = ResolvedTask.resolve(

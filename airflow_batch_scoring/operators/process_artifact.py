@@ -223,7 +223,7 @@ class ProcessArtifactOperator(BaseOperator):
         """The model to process: with a stage, ``models:/name`` becomes the stage's alias."""
         if not self.stage:
             return str(self.model)
-        from airflow.sdk.configuration import conf
+        from airflow.providers.common.compat.sdk import conf
 
         from airflow_batch_scoring.stages import get_stage, model_for_stage
 

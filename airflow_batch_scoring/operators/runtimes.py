@@ -131,7 +131,7 @@ class ResolvedTask:
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``: ``deferrable``'s default, as for the community operators."""
-    from airflow.sdk.configuration import conf
+    from airflow.providers.common.compat.sdk import conf
 
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 

@@ -71,19 +71,21 @@ def run_shard_command(args: argparse.Namespace) -> int:
         job = ScoringJob.from_json(f.read())
     secrets = read_secrets(args.secrets_stdin, args.secrets_file)
     if not is_remote(job.model.path):
-        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
+        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval,
+                  freeze_after_load=True)
         return 0
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         local = replace(job.model, path=fetch_model(job.model.path, secrets.get("sink"), folder, job.model.digest))
         job = replace(job, model=local)  # the model as fetched into this pod
-        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval)
+        run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval,
+                  freeze_after_load=True)
     return 0
 
 
 def run_prestarted(args: argparse.Namespace) -> int:
     """Load the model now (first line of stdin), then score the shard the second line names, if any."""
     from airflow_batch_scoring.job import ModelSpec
-    from airflow_batch_scoring.runtime.engine import Preloaded, run_shard
+    from airflow_batch_scoring.runtime.engine import Preloaded, freeze_heap, run_shard
     from airflow_batch_scoring.schema import ModelSchema
 
     preload = json.loads(sys.stdin.readline() or "{}")
@@ -94,6 +96,7 @@ def run_prestarted(args: argparse.Namespace) -> int:
         probabilities=bool(preload.get("probabilities")),
         output_schema=ModelSchema.parse(preload.get("output_schema")),
     )
+    freeze_heap()  # the modules and the model live as long as this replica
     _emit(f"{PRELOADED_LINE} in {loaded.load_s:.2f}s; waiting for a shard")
     line = sys.stdin.readline()
     if not line.strip():

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_batch_scoring.errors import ConfigurationError
 from tests.support.helpers import Models

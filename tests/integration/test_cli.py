@@ -11,6 +11,7 @@ from pathlib import Path
 from airflow_batch_scoring.driver.local import LocalLauncher, replica_command
 from airflow_batch_scoring.job import ModelSpec, Piece, ScoringJob
 from airflow_batch_scoring.specs import FileSpec
+from tests.support.examples import dag_bag
 from tests.support.helpers import Models, make_frame, read_output, write_frame
 from tests.support.scoring import check_predictions
 
@@ -91,10 +92,8 @@ def test_example_dag_runs_as_is(tmp_path: Path):
 
 
 def test_example_dags_import_cleanly_with_tags_doc_and_owner(monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
     monkeypatch.syspath_prepend(str(ROOT / "dags"))  # as Airflow puts its DAGS_FOLDER on sys.path
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = dag_bag(ROOT / "dags")
     assert bag.import_errors == {}
     assert bag.dags
     for dag_id, dag in bag.dags.items():

@@ -14,6 +14,20 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
 FEATURES = [f"x{i}" for i in range(8)]
+#: DagBag's import, for this process and for code run in a subprocess (airflow.models.dagbag before Airflow 3.2)
+DAGBAG_IMPORT = (
+    "try:\n    from airflow.dag_processing.dagbag import DagBag\n"
+    "except ImportError:\n    from airflow.models.dagbag import DagBag\n"
+)
+
+
+def dag_bag(folder: Path):
+    """A DagBag of ``folder``, from the installed Airflow's module for it."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=str(folder))
 
 
 def load_demo_module(name: str = "scoring_demo_for_tests") -> ModuleType:

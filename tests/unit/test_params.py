@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pendulum
 import pytest
-from airflow.sdk import DAG, ParamsDict
-from airflow.sdk.exceptions import ParamValidationError
+from airflow.providers.common.compat.sdk import ParamValidationError
+from airflow.sdk import DAG
+from airflow.sdk.definitions.param import ParamsDict
 
 from airflow_batch_scoring.coercion import to_bool as flag
 from airflow_batch_scoring.operators import BatchScoringOperator

@@ -298,3 +298,22 @@ def test_run_shard_builds_the_pipeline_from_the_job_alone(tmp_path: Path):
     output = pa_csv.read_csv(shard.staging / report.parts[0]).to_pandas()
     np.testing.assert_array_equal(output["prediction"].to_numpy(), shard.expected())
     assert lines[-1].startswith("replica 1/1: 1,050 rows scored") and "finished in" in lines[-1]
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_a_replica_process_freezes_its_heap_once_the_model_is_loaded(tmp_path: Path, freeze: bool):
+    """The replica CLI passes freeze_after_load: what is alive once the model loaded leaves the collector's
+    generations (pyarrow walks them on every read on Python 3.10); in-process callers keep their heap as it is."""
+    import gc
+
+    from airflow_batch_scoring.runtime.engine import run_shard
+
+    shard = Shard(tmp_path)
+    gc.unfreeze()
+    try:
+        report = run_shard(shard.job, 0, log=lambda line: None, freeze_after_load=freeze)
+        assert (gc.get_freeze_count() > 0) is freeze
+    finally:
+        gc.unfreeze()
+    output = pa_csv.read_csv(shard.staging / report.parts[0]).to_pandas()
+    np.testing.assert_array_equal(output["prediction"].to_numpy(), shard.expected())
