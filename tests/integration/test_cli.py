@@ -62,7 +62,7 @@ def test_runtime_command_runs_one_shard_and_reads_secrets_from_stdin(models: Mod
     command = replica_command(str(job_path), 0)
     assert secret not in " ".join(command)
     lines: list[str] = []
-    LocalLauncher(lines.append).run(str(job_path), 1, secrets={"source": {}, "sink": {}, "token": secret})
+    LocalLauncher(lines.append).run(str(job_path), 1, secrets={"source": {"token": secret}, "sink": {}})
     assert not any(secret in line for line in lines)
     report = json.loads((tmp_path / "out" / "_temporary" / "j1" / "_shard-00000.json").read_text())
     assert report["rows_in"] == report["rows_out"] == 100
