@@ -31,7 +31,10 @@ QUICKSTART = ROOT / "docs" / "quickstart.rst"
 
 def users_shell() -> dict[str, str]:
     """The environment of a user who installed the provider: its commands on PATH, no Airflow or MLflow settings."""
-    test_settings = ("AIRFLOW", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "BATCH_SCORING_", "PYTHONPATH")
+    # (MLflow sets MLFLOW_EXPERIMENT_ID in the process once a test picks an experiment: not a user's setting)
+    test_settings = (
+        "AIRFLOW", "MLFLOW_TRACKING", "MLFLOW_REGISTRY", "MLFLOW_EXPERIMENT", "BATCH_SCORING_", "PYTHONPATH"
+    )
     env = {key: value for key, value in os.environ.items() if not key.startswith(test_settings)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
