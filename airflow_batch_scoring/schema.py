@@ -163,17 +163,49 @@ class ModelSchema:
             return None
         if getattr(mlflow_schema, "is_tensor_spec", lambda: False)():
             return None
-        columns = []
-        for spec in mlflow_schema.inputs:
-            type_name = getattr(getattr(spec, "type", None), "name", str(getattr(spec, "type", "")))
+        return cls._from_mlflow_columns(
+            (spec.name, getattr(getattr(spec, "type", None), "name", str(getattr(spec, "type", ""))))
+            for spec in mlflow_schema.inputs
+        )
+
+    @classmethod
+    def from_mlflow_json(cls, text: str | None) -> ModelSchema | None:
+        """Build a schema from the JSON text an ``MLmodel`` file holds for a signature's inputs or outputs, without
+        importing MLflow: the same schema :meth:`from_mlflow` builds from MLflow's parse of it.
+
+        Returns ``None`` for no text, and for tensor-based or unnamed schemas.
+
+        :raises SchemaError: for text that is not a JSON list of column specs, or a column type none of the seven
+            types can hold.
+        """
+        if not text:
+            return None
+        try:
+            specs = json.loads(text)
+        except ValueError as err:
+            raise SchemaError(f"The MLflow signature {text[:200]!r} is not valid JSON ({err}).") from err
+        if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+            raise SchemaError(f"The MLflow signature {text[:200]!r} is not a JSON list of column specs.")
+        if not specs or specs[0].get("type") == "tensor" or not all(spec.get("name") for spec in specs):
+            return None
+        return cls._from_mlflow_columns((str(spec["name"]), str(spec.get("type", ""))) for spec in specs)
+
+    @classmethod
+    def _from_mlflow_columns(cls, columns: Iterable[tuple[str, str]]) -> ModelSchema:
+        """The schema of MLflow columns given as ``(name, MLflow type name)``.
+
+        :raises SchemaError: for a column type none of the seven types can hold.
+        """
+        found = []
+        for name, type_name in columns:
             column_type = _MLFLOW_TYPES.get(str(type_name).lower())
             if column_type is None:
                 raise SchemaError(
-                    f"MLflow column {spec.name!r} has type {type_name!r}, which batch scoring cannot hold; "
+                    f"MLflow column {name!r} has type {type_name!r}, which batch scoring cannot hold; "
                     "give input_schema/output_schema explicitly with the seven supported types."
                 )
-            columns.append(Column(spec.name, column_type))
-        return cls(tuple(columns))
+            found.append(Column(name, column_type))
+        return cls(tuple(found))
 
     @classmethod
     def from_arrow(cls, schema: pa.Schema) -> ModelSchema:

@@ -23,9 +23,9 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
+from airflow_batch_scoring import entry_points
 from airflow_batch_scoring.errors import ModelError
 
 ENTRY_POINT_GROUP = "airflow_batch_scoring.artifact_processors"
@@ -63,7 +63,7 @@ class CommandProcessor:
 
 def plugin_names() -> list[str]:
     """The artifact types installed plug-ins provide."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted({ep.name for ep in entry_points.group(ENTRY_POINT_GROUP)})
 
 
 def find_plugin(name: str) -> Callable[..., Any] | None:
@@ -71,7 +71,7 @@ def find_plugin(name: str) -> Callable[..., Any] | None:
 
     :raises ModelError: when the entry point cannot be loaded or is neither a callable nor a command.
     """
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points.group(ENTRY_POINT_GROUP):
         if ep.name.lower() != name.lower():
             continue
         try:

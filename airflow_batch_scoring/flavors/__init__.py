@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
+from airflow_batch_scoring import entry_points
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.flavors.base import Flavor, Predictor
 from airflow_batch_scoring.flavors.mlflow import MlflowFlavor
@@ -64,7 +65,7 @@ def _load(ep: EntryPoint) -> Flavor:
 def plugin_names() -> list[str]:
     """The names of the flavours installed packages add (without loading them)."""
     builtin = {flavor.name for flavor in BUILTIN}
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() not in builtin})
+    return sorted({ep.name for ep in entry_points.group(ENTRY_POINT_GROUP) if ep.name.lower() not in builtin})
 
 
 def _plugins(name: str | None = None) -> tuple[list[Flavor], list[ModelError]]:
@@ -72,7 +73,7 @@ def _plugins(name: str | None = None) -> tuple[list[Flavor], list[ModelError]]:
     that cannot be loaded cannot."""
     builtin = {flavor.name for flavor in BUILTIN}
     found, broken = [], []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points.group(ENTRY_POINT_GROUP):
         if ep.name.lower() in builtin or (name is not None and ep.name.lower() != name.lower()):
             continue
         try:

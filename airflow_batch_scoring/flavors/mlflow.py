@@ -8,10 +8,13 @@ and model folders.
   copied into the target.
 - The schema comes from the model's signature, or from ``input_schema`` / ``output_schema`` in the MLmodel's
   ``metadata`` or in the registry version's tags (JSON ``[{"name": ..., "type": ...}]``); those win over the signature.
-- A replica loads a model with the ``sklearn`` flavour as the raw estimator (through MLflow, so that MLflow 3's skops
-  format with trusted types works), every other one as a pyfunc; class probabilities: :mod:`.mlflow_probabilities`.
+- A model folder's schemas and metadata are read from its ``MLmodel`` file without importing MLflow, and a replica
+  loads the flavours :mod:`.mlmodel` knows (scikit-learn, XGBoost and LightGBM) natively, as MLflow's loaders do;
+  any other model through MLflow: the ``sklearn`` flavour as the raw estimator, every other one as a pyfunc. Class
+  probabilities: :mod:`.mlflow_probabilities`.
 
-Never imports Airflow; MLflow is imported only when a model is processed or loaded.
+Never imports Airflow; MLflow is imported only to resolve and download ``models:/`` and ``runs:/`` references, and to
+load the models :mod:`.mlmodel` leaves to it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.flavors.base import Flavor, Predictor
+from airflow_batch_scoring.flavors.mlmodel import MLmodelFile, native_model
 from airflow_batch_scoring.flavors.processing import (
     ArtifactRequest,
     first_schema,
@@ -135,19 +139,12 @@ def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str 
 
 
 def read_schemas(path: str, tags: dict[str, Any] | None = None) -> tuple[ModelSchema | None, ModelSchema | None]:
-    """The schemas an MLflow model folder tells: registry tags, then MLmodel metadata, then the signature."""
-    from mlflow.models import Model
-
-    try:
-        meta = Model.load(os.path.join(path, "MLmodel"))
-    except Exception as err:
-        raise ModelError(f"{path!r} is not a readable MLflow model folder (its MLmodel file: {err}).") from err
+    """The schemas an MLflow model folder tells: registry tags, then MLmodel metadata, then the signature (read
+    without importing MLflow: :class:`~.mlmodel.MLmodelFile`)."""
+    model_file = MLmodelFile.read(path)
     tag_in, tag_out = schemas_from_metadata(tags, "the registry version's tags")
-    meta_in, meta_out = schemas_from_metadata(meta.metadata, f"{path}/MLmodel metadata")
-    sig_in = sig_out = None
-    if meta.signature is not None:
-        sig_in = ModelSchema.from_mlflow(meta.signature.inputs)
-        sig_out = ModelSchema.from_mlflow(meta.signature.outputs)
+    meta_in, meta_out = schemas_from_metadata(model_file.metadata, f"{path}/MLmodel metadata")
+    sig_in, sig_out = model_file.input_schema(), model_file.output_schema()
     return first_schema(tag_in, meta_in, sig_in), first_schema(tag_out, meta_out, sig_out)
 
 
@@ -226,21 +223,42 @@ def process_mlflow(request: ArtifactRequest) -> ModelSpec:
 
 
 def load_mlflow(spec: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> Predictor:
-    """Load the MLflow model folder at ``spec.path`` (see the module docstring).
+    """Load the MLflow model folder at ``spec.path`` (see the module docstring): natively when its flavour allows
+    (:func:`~.mlmodel.native_model`), else through MLflow.
 
     :raises ModelError: when it is not a loadable MLflow model, or has no class probabilities but they are asked.
     """
+    model_file = MLmodelFile.read(spec.path)
+    input_schema = model_file.input_schema()
+    if output_schema is None:
+        declared = model_file.output_schema()
+        output_schema = declared if declared is not None and len(declared) > 1 else None
+    native = native_model(model_file)
+    if native is not None and (not probabilities or hasattr(native.model, "predict_proba")):
+        if input_schema is None and "sklearn" in model_file.flavors:
+            input_schema = feature_schema(native.model)
+        return EstimatorPredictor(
+            native.model,
+            input_schema=input_schema,
+            output_schema=output_schema,
+            probabilities=probabilities,
+            wants_frame=native.wants_frame,
+        )
+    return _load_through_mlflow(
+        spec, probabilities=probabilities, input_schema=input_schema, output_schema=output_schema
+    )
+
+
+def _load_through_mlflow(
+    spec: ModelSpec, *, probabilities: bool, input_schema: ModelSchema | None, output_schema: ModelSchema | None
+) -> Predictor:
+    """Load the model with MLflow: a flavour, or a case, this provider does not load itself."""
     from mlflow.models import Model
 
     try:
         meta = Model.load(os.path.join(spec.path, "MLmodel"))
     except Exception as err:
         raise ModelError(f"{spec.path!r} is not an MLflow model folder (no readable MLmodel file): {err}") from err
-    signature = meta.signature
-    input_schema = ModelSchema.from_mlflow(signature.inputs) if signature is not None else None
-    if output_schema is None and signature is not None and signature.outputs is not None:
-        declared = ModelSchema.from_mlflow(signature.outputs)
-        output_schema = declared if declared is not None and len(declared) > 1 else None
     try:
         if "sklearn" in meta.flavors:
             import mlflow.sklearn

@@ -67,6 +67,34 @@ def test_from_mlflow_signature():
         ModelSchema.from_mlflow(Schema([ColSpec("binary", "blob")]))
 
 
+def test_a_signature_read_from_the_mlmodel_json_equals_mlflows_own_parse():
+    """The MLmodel file's signature JSON, read without MLflow, gives the schema MLflow's own parse of it gives."""
+    import numpy as np
+    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import Array
+
+    schemas = [
+        Schema([ColSpec("boolean", "b"), ColSpec("integer", "i"), ColSpec("long", "l"), ColSpec("float", "f"),
+                ColSpec("double", "d"), ColSpec("string", "s"), ColSpec("datetime", "t")]),
+        Schema([ColSpec("double", "Mixed Case"), ColSpec("long", "optional", required=False)]),
+        Schema([ColSpec("double")]),  # unnamed: no columns
+        Schema([TensorSpec(np.dtype("float64"), (-1, 4))]),  # a tensor: no columns
+    ]
+    for mlflow_schema in schemas:
+        text = mlflow_schema.to_json()
+        assert ModelSchema.from_mlflow_json(text) == ModelSchema.from_mlflow(Schema.from_json(text)), text
+    assert ModelSchema.from_mlflow_json(None) is None
+    for refused in (Schema([ColSpec("binary", "blob")]), Schema([ColSpec(Array("double"), "values")])):
+        with pytest.raises(SchemaError, match="MLflow column"):
+            ModelSchema.from_mlflow_json(refused.to_json())
+        with pytest.raises(SchemaError, match="MLflow column"):
+            ModelSchema.from_mlflow(Schema.from_json(refused.to_json()))
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        ModelSchema.from_mlflow_json("[{")
+    with pytest.raises(SchemaError, match="not a JSON list"):
+        ModelSchema.from_mlflow_json('{"type": "double"}')
+
+
 def test_all_seven_types_coerced_from_csv_with_nulls(tmp_path):
     schema = ModelSchema.parse(
         [{"name": n, "type": t} for n, t in [("b", "Boolean"), ("t", "Time64"), ("f", "Float32"),
