@@ -140,12 +140,13 @@ def _score(args: argparse.Namespace) -> dict:
     )
 
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
-        model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
         launcher = LocalLauncher(log)
-        # The replicas start and load the model while the input is listed, planned and checked.
-        launcher.prestart(model, scoring.replicas, probabilities=scoring.predict_probabilities,
-                          output_schema=scoring.output_schema)
+        launcher.start_early(scoring.replicas)  # the replicas import the runtime while the model is resolved
         try:
+            model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+            # The replicas load the model while the input is listed, planned and checked.
+            launcher.prestart(model, scoring.replicas, probabilities=scoring.predict_probabilities,
+                              output_schema=scoring.output_schema)
             options = read_storage_options(args.storage_options)
             job, files = prepare_job(
                 job_id=args.job_id or f"cli-{uuid.uuid4().hex[:12]}",

@@ -26,6 +26,11 @@ class Launcher(Protocol):
     runtime: str
     finish_siblings: bool
 
+    def start_early(self, replicas: int | str, *, env: Mapping[str, str] | None = None) -> None:
+        """Start the replicas before the model is known, so that they import the runtime while the driver resolves
+        and fetches it; :meth:`prestart` then hands them the model (a no-op where unsupported)."""
+        ...
+
     def prestart(
         self,
         model: ModelSpec,

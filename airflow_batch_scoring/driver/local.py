@@ -91,9 +91,10 @@ class _Replica:
 class LocalLauncher:
     """Runs the replicas of a job as local processes.
 
-    Replicas can be started early (:meth:`prestart`): they import the runtime and load the model while the caller
-    still lists and plans, and :meth:`run` then hands each its shard, so that the model load is off the job's
-    critical path.
+    Replicas can be started early: :meth:`start_early` starts them before the model is known (they import the
+    runtime while the caller resolves and fetches the model), :meth:`prestart` hands them the model (or starts them
+    with it) to load while the caller still lists and plans, and :meth:`run` then hands each its shard, so that the
+    start and the model load are off the job's critical path.
 
     :param log: receives every line the replicas print (progress, warnings).
     """
@@ -108,6 +109,22 @@ class LocalLauncher:
         self._replicas: list[_Replica] = []
         self._waiting: list[_Replica] = []  # prestarted, not yet given a shard
         self._prestart_key: tuple[int, tuple[tuple[str, str], ...] | None] | None = None
+        self._awaiting_model = False  # the waiting replicas were started early: they wait for the model
+
+    def start_early(self, replicas: int | str, *, env: Mapping[str, str] | None = None) -> None:
+        """Start ``replicas`` processes now, before the model is known: they import the runtime, then wait for
+        :meth:`prestart` to name the model (or for :meth:`discard`). Calling it again, or after :meth:`prestart`, is
+        a no-op."""
+        try:
+            replicas = int(replicas)
+        except (TypeError, ValueError):
+            return  # an invalid setting: the job's own checks will say what is wrong
+        if self._waiting or self._replicas or replicas < 1:
+            return
+        environment = self._environment(env, replicas)
+        self._prestart_key = self._key(env, replicas)
+        self._waiting = [self._spawn(prestarted_command(), environment, shard=None) for _ in range(replicas)]
+        self._awaiting_model = True
 
     def prestart(
         self,
@@ -120,14 +137,23 @@ class LocalLauncher:
     ) -> None:
         """Start ``replicas`` processes that load ``model`` now and then wait for :meth:`run` to give them a shard.
 
-        A model staged on an object store (the Kubernetes runtime's) is not prestarted. Calling it again is a
-        no-op. Replicas :meth:`run` does not use (fewer shards to score, a different replica count) are stopped.
+        Replicas :meth:`start_early` started for the same count and environment are handed the model instead (others
+        are stopped). A model staged on an object store (the Kubernetes runtime's) is not prestarted. Calling it
+        again is a no-op. Replicas :meth:`run` does not use (fewer shards to score, a different replica count) are
+        stopped.
         """
         try:
             replicas = int(replicas)
         except (TypeError, ValueError):
             return  # an invalid setting: the job's own checks will say what is wrong
-        if self._waiting or self._replicas or is_remote(model.path) or replicas < 1:
+        early = self._waiting if self._awaiting_model else []
+        self._awaiting_model = False
+        if early:
+            self._waiting = []
+            if self._key(env, replicas) != self._prestart_key or is_remote(model.path):
+                self._stop(early)  # started for another count or environment, or a model they cannot load early
+                early = []
+        if not early and (self._waiting or self._replicas or is_remote(model.path) or replicas < 1):
             return
         environment = self._environment(env, replicas)
         self._prestart_key = self._key(env, replicas)
@@ -135,8 +161,8 @@ class LocalLauncher:
             "model": model.to_dict(), "probabilities": bool(probabilities),
             "output_schema": output_schema.to_json() if output_schema is not None else None,
         })
-        for _ in range(replicas):
-            replica = self._spawn(prestarted_command(), environment, shard=None)
+        for index in range(replicas):
+            replica = early[index] if index < len(early) else self._spawn(prestarted_command(), environment, None)
             try:
                 assert replica.process.stdin is not None
                 replica.process.stdin.write(preload + "\n")

@@ -93,6 +93,9 @@ class KubernetesLauncher:
         launcher._started = True
         return launcher
 
+    def start_early(self, replicas: int | str, **options: Any) -> None:
+        """Nothing to start early: a pod starts once the Job is created (part of the ``Launcher`` protocol)."""
+
     def prestart(self, model: Any, replicas: int | str, **options: Any) -> None:
         """Nothing to prestart: the pods load the model once the Job is created (part of the ``Launcher`` protocol)."""
 

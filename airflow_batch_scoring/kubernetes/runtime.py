@@ -92,6 +92,9 @@ class KubernetesRuntime:
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
         check_locations(("source", source), ("sink", sink))
 
+    def start(self) -> None:
+        """Nothing to start before the model is resolved: the pods start once the Job is created."""
+
     def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: Any) -> None:
         """Nothing to prepare: the pods load the model once the Job runs."""
 

@@ -257,6 +257,7 @@ class BatchScoringOperator(BaseOperator):
         work = tempfile.mkdtemp(prefix="batch-scoring-")
         self._runtime = runtime  # for on_kill
         try:
+            runtime.start()  # the local replicas import the runtime while the model is resolved and fetched
             with self._mlflow() as (tracking_uri, registry_uri):
                 model = process_model(
                     fetch_processed_model(task.model, os.path.join(work, "processed")),  # from a store target

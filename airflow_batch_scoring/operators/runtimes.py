@@ -153,6 +153,10 @@ class ScoringRuntime(Protocol):
         """Refuse a source or sink the replicas cannot reach, before the model is fetched."""
         ...
 
+    def start(self) -> None:
+        """Start what can start before the model is resolved (the local runtime's replicas import the runtime)."""
+        ...
+
     def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
         """Get ready while the driver lists and plans (the local runtime prestarts its replicas)."""
         ...
@@ -216,8 +220,12 @@ class LocalRuntime:
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
         """Every location the worker can reach is fine."""
 
+    def start(self) -> None:
+        """Start the replicas now: they import the runtime while the model is resolved and fetched."""
+        self.launcher.start_early(self.task.replicas)
+
     def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
-        """Start the replicas now: they load the model while the input is listed, planned and checked."""
+        """Hand the replicas the model: they load it while the input is listed, planned and checked."""
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 
     def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:

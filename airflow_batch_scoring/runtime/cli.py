@@ -5,7 +5,8 @@ completion index ``i`` scores the i-th listed shard (a retry re-runs only the sh
 come from stdin (``--secrets-stdin``, local replicas) or from a file (``--secrets-file``, a mounted Kubernetes Secret).
 A model staged on an object store (``model.path`` is a URI) is downloaded and its digest checked before it is loaded.
 With ``--await-job`` (a replica the local runtime prestarts) the model to load comes as JSON on stdin's first line,
-then the job file, shard and credentials on its second.
+then the job file, shard and credentials on its second; the runtime is imported before the first line is read, so a
+replica started before its model is known imports it meanwhile.
 Every error prints one ``BATCH_SCORING_ERROR {json}`` line for the launcher (its class, message, and whether a retry
 can help). Errors a retry cannot change (a setting, the schema, bad input, the model) exit with code 2, which the
 Kubernetes pod failure policy does not retry and the operators turn into a failure without retries; a store that
@@ -84,11 +85,16 @@ def run_shard_command(args: argparse.Namespace) -> int:
 
 def run_prestarted(args: argparse.Namespace) -> int:
     """Load the model now (first line of stdin), then score the shard the second line names, if any."""
+    import pandas  # noqa: F401  (every built-in flavour but ONNX and MOJO hands its model a DataFrame)
+
     from airflow_batch_scoring.job import ModelSpec
     from airflow_batch_scoring.runtime.engine import Preloaded, freeze_heap, run_shard
     from airflow_batch_scoring.schema import ModelSchema
 
-    preload = json.loads(sys.stdin.readline() or "{}")
+    first = sys.stdin.readline()
+    if not first.strip():
+        return 0  # started early, and not needed after all (the job failed before its model was known)
+    preload = json.loads(first)
     if "model" not in preload:
         raise ConfigurationError("--await-job expects the model to load as JSON on stdin's first line.")
     loaded = Preloaded.load(

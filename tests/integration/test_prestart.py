@@ -1,5 +1,6 @@
-"""Prestarted replicas: the local runtime starts the replicas and loads the model while the driver lists, plans and
-checks the input; each then scores the shard it is handed, and replicas not needed are stopped."""
+"""Prestarted replicas: the local runtime starts the replicas before the model is resolved (they import the runtime
+meanwhile), has them load the model while the driver lists, plans and checks the input; each then scores the shard it
+is handed, and replicas not needed are stopped."""
 
 from __future__ import annotations
 
@@ -153,5 +154,60 @@ def test_a_job_that_fails_before_launching_leaves_no_replica_behind(tmp_path: Pa
     )
     assert result.returncode != 0
     assert "missing.csv" in result.stderr and "does not exist" in result.stderr
+    assert _prestarted_pids() - before == set()
+    assert_nothing_published(tmp_path / "out")
+
+
+def test_replicas_started_before_the_model_is_known_load_it_and_score(tmp_path: Path, models: Models):
+    """``start_early`` starts the processes; ``prestart`` hands those same processes the model; they score."""
+    frame, job, files = build(tmp_path, models.regressor_path, replicas=2)
+    log = Recorder(count=2)
+    launcher = LocalLauncher(log)
+    launcher.start_early(2)
+    early = [replica.process.pid for replica in launcher._waiting]
+    assert len(early) == 2 and not log.loaded.is_set()
+    launcher.prestart(job.model, job.replicas)
+    assert [replica.process.pid for replica in launcher._waiting] == early  # no new process
+    assert log.loaded.wait(120), log.lines
+    summary = execute_job(job, files, log=log, launcher=launcher)
+    assert summary["rows_out"] == len(frame)
+    output = read_output(tmp_path / "out", "csv", ["id", "prediction"]).to_pandas().sort_values("id")
+    np.testing.assert_array_equal(output["prediction"].to_numpy(), models.regressor.predict(frame[FEATURES]))
+
+
+def test_replicas_started_early_for_another_count_are_replaced(tmp_path: Path, models: Models):
+    """Started early for 2, the job needs 3: the 2 are stopped, 3 are started with the model, the job is scored."""
+    frame, job, files = build(tmp_path, models.regressor_path, replicas=3)
+    launcher = LocalLauncher(Recorder(count=3))
+    launcher.start_early(2)
+    early = list(launcher._waiting)
+    launcher.prestart(job.model, job.replicas)
+    assert all(replica.process.poll() is not None for replica in early)
+    assert len(launcher._waiting) == 3
+    assert not {r.process.pid for r in early} & {r.process.pid for r in launcher._waiting}
+    assert execute_job(job, files, launcher=launcher)["rows_out"] == len(frame)
+
+
+def test_replicas_started_early_exit_quietly_when_the_model_never_comes(tmp_path: Path):
+    """The model cannot be resolved: ``batch-scoring score`` says why, and its early replicas are gone, without an
+    error of their own."""
+    lines: list[str] = []
+    launcher = LocalLauncher(lines.append)
+    launcher.start_early(2)
+    waiting = list(launcher._waiting)
+    for replica in waiting:  # what the replica does when the driver gives up before naming the model
+        assert replica.process.stdin is not None
+        replica.process.stdin.close()
+    assert [replica.process.wait(timeout=120) for replica in waiting] == [0, 0]
+    assert not any(replica.error for replica in waiting), lines
+    launcher.discard()
+    before = _prestarted_pids()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "batch-scoring"), "score", "--model", str(tmp_path / "missing.joblib"),
+         "--source", (tmp_path / "in.csv").as_uri(), "--sink", (tmp_path / "out").as_uri(),
+         "--columns", "id,f0,f1,f2,f3,f4", "--replicas", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "missing.joblib" in result.stderr and "does not exist" in result.stderr
     assert _prestarted_pids() - before == set()
     assert_nothing_published(tmp_path / "out")

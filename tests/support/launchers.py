@@ -18,6 +18,9 @@ class InProcessLauncher:
     runtime = "local"
     finish_siblings = False
 
+    def start_early(self, replicas: Any, **options: Any) -> None:
+        pass
+
     def prestart(self, model: Any, replicas: Any, **options: Any) -> None:
         pass
 

@@ -145,6 +145,8 @@ def test_local_runtime_prestarts_with_the_task_replicas_and_discards_what_it_did
     launcher = mock.MagicMock(name="LocalLauncher")
     monkeypatch.setattr("airflow_batch_scoring.operators.runtimes.LocalLauncher", lambda log: launcher)
     runtime = LocalRuntime(ResolvedTask(model="m", runtime="local", replicas=4), context(), print)
+    runtime.start()
+    launcher.start_early.assert_called_once_with(4)
     runtime.prepare("model", probabilities=True, output_schema=None)
     launcher.prestart.assert_called_once_with("model", 4, probabilities=True, output_schema=None)
     runtime.close()
