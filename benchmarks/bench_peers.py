@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_peers.py            # 2M rows, 3 rounds (~15 min)
     .venv/bin/python benchmarks/bench_peers.py --quick    # 200k rows, 1 round (~2 min)
+    .venv/bin/python benchmarks/bench_peers.py --rows 1000   # short jobs: fixed costs (~5 min)
 
 The same job for every contender: score every row of the data set (2M rows x 20 float64 features + id) with the
 LogisticRegression and the HistGradientBoosting model, CSV (no header) -> CSV and Parquet -> Parquet, writing
@@ -11,7 +12,8 @@ imports and model load): naive pandas, polars, DuckDB and the naive ``mlflow.pyf
 each with 1 and 2 replicas. Needs the ``bench`` extra (polars, duckdb).
 
 Every output is checked in the first round: every id once and in order, every prediction equal to the model's own
-``predict`` of the same rows. Results: ``benchmarks/results/peers.{json,md}`` (``peers_quick.*`` with --quick).
+``predict`` of the same rows. Results: ``benchmarks/results/peers.{json,md}`` (``peers_quick.*`` with --quick,
+``peers_<rows>.*`` with --rows).
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ def main() -> int:
         "noise_control": {k: v for k, v in NOISE.items() if k != "deadline"},
         "total_benchmark_s": round(time.perf_counter() - clock, 1),
     }
-    write_results("peers_quick" if args.quick else "peers", results, markdown(results), log)
+    name = "peers_quick" if args.quick else ("peers" if args.rows is None else f"peers_{rows}")
+    write_results(name, results, markdown(results), log)
     return 0
 
 

@@ -187,8 +187,11 @@ class LocalLauncher:
         environment = self._environment(env, replicas)
         shard_list = list(range(replicas)) if shards is None else shards
         waiting, self._waiting = self._waiting, []
-        if waiting and (self._prestart_key != self._key(env, replicas) or len(waiting) < len(shard_list)):
-            self._stop(waiting)  # started for another replica count or environment: start afresh
+        if self._awaiting_model or (
+            waiting and (self._prestart_key != self._key(env, replicas) or len(waiting) < len(shard_list))
+        ):  # started early and never given the model, or for another replica count or environment: start afresh
+            self._awaiting_model = False
+            self._stop(waiting)
             waiting = []
         self._replicas = []
         for index, shard in enumerate(shard_list):
@@ -316,11 +319,13 @@ class LocalLauncher:
 
     def discard(self) -> None:
         """Stop the prestarted replicas that were never given a shard (the job failed or ended before launching)."""
+        self._awaiting_model = False
         waiting, self._waiting = self._waiting, []
         self._stop(waiting)
 
     def kill(self) -> None:
         """Stop every replica still running (SIGTERM, then SIGKILL after 5 s)."""
+        self._awaiting_model = False
         waiting, self._waiting = self._waiting, []
         self._stop(self._replicas + waiting)
 
