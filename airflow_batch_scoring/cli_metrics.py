@@ -130,11 +130,9 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
             scoring={"replicas": args.replicas, "batch_size": args.batch_size, "input_schema": args.input_schema},
             credentials=places,
         )
-        summary = run_metrics(plan, run, log)
-        if args.log_to_mlflow:
-            import mlflow
+        def to_mlflow(summary: dict[str, Any]) -> None:
+            if args.log_to_mlflow:
+                summary["mlflow_run_id"] = log_to_mlflow(model, summary["metrics"], log,
+                                                         tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
 
-            if args.tracking_uri:
-                mlflow.set_tracking_uri(args.tracking_uri)
-            summary["mlflow_run_id"] = log_to_mlflow(model, summary["metrics"], log)
-        return summary
+        return run_metrics(plan, run, log, on_metrics=to_mlflow)

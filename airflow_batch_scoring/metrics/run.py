@@ -87,10 +87,41 @@ def infer_task(task: str | None, model: ModelSpec) -> str:
     if schema is not None and len(schema.columns) == 1:
         kind = schema.columns[0].type.value
         return "regression" if kind.startswith("Float") else "classification"
+    told = _signature_task(model)
+    if told is not None:
+        return told
     raise ConfigurationError(
         f"Cannot tell from the model {model.uri!r} whether it is a classifier or a regression model (it has no "
         "output signature with one column); give task='classification' or task='regression'."
     )
+
+
+def _signature_task(model: ModelSpec) -> str | None:
+    """The task an MLflow model's output signature tells (one output, a tensor or a column): floats are a
+    regression's, integers, text and booleans a classifier's; ``None`` when it does not tell."""
+    import os
+
+    if model.flavor != "mlflow" or not os.path.isfile(os.path.join(model.path, "MLmodel")):
+        return None
+    from mlflow.models import Model
+
+    try:
+        signature = Model.load(os.path.join(model.path, "MLmodel")).signature
+        outputs = signature.outputs.inputs if signature is not None and signature.outputs is not None else []
+    except Exception:  # an unreadable signature tells nothing
+        return None
+    if len(outputs) != 1:
+        return None
+    spec_type = getattr(outputs[0], "type", None)
+    code = getattr(spec_type, "kind", None)  # a tensor's numpy dtype
+    if isinstance(code, str):
+        return "regression" if code == "f" else "classification" if code in "iubUSO" else None
+    kind = str(spec_type).lower()
+    if "float" in kind or "double" in kind:
+        return "regression"
+    if any(word in kind for word in ("integer", "long", "string", "boolean")):
+        return "classification"
+    return None
 
 
 def output_places(output: DataSpec) -> tuple[FileSpec, FileSpec, str]:
@@ -225,10 +256,17 @@ def _unpublish(uris: list[str], secrets: Mapping[str, Any] | None, log: Callable
             log(f"Could not remove {uri} ({type(err).__name__}); remove it by hand")
 
 
-def run_metrics(plan: MetricsPlan, run: Runner, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_metrics(
+    plan: MetricsPlan,
+    run: Runner,
+    log: Callable[[str], None] = print,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Score the labeled rows (and the baseline), merge the shards' statistics, write ``metrics.json`` and check
     the thresholds; return the task's summary.
 
+    :param on_metrics: called with the summary once ``metrics.json`` is written, before a missed threshold fails
+        the run (to log the metrics to MLflow either way).
     :raises ThresholdError: when a metric misses its threshold (``metrics.json`` is written first).
     """
     started = datetime.now(timezone.utc)
@@ -284,9 +322,7 @@ def run_metrics(plan: MetricsPlan, run: Runner, log: Callable[[str], None] = pri
         json.dump(record, f, indent=1, default=str)
     log(f"Metrics of {stats.rows:,} rows written to {plan.metrics_uri}: " + ", ".join(
         f"{k}={v:.4g}" for k, v in document["summary"].items() if isinstance(v, float)))
-    if failure is not None:
-        raise ThresholdError(failure)
-    return {
+    summary = {
         "metrics_uri": plan.metrics_uri,
         "output_uri": labeled_summary["output_uri"],
         "rows": stats.rows,
@@ -297,15 +333,25 @@ def run_metrics(plan: MetricsPlan, run: Runner, log: Callable[[str], None] = pri
         "model_digest": labeled_summary["model_digest"],
         "metrics": {k: v for k, v in document["summary"].items() if v is not None},
         "thresholds": outcomes,
-        "passed": True,
+        "passed": failure is None,
     }
+    if on_metrics is not None:
+        on_metrics(summary)
+    if failure is not None:
+        raise ThresholdError(failure)
+    return summary
 
 
-def log_to_mlflow(model: ModelSpec, metrics: Mapping[str, Any], log: Callable[[str], None] = print) -> str | None:
+def log_to_mlflow(
+    model: ModelSpec,
+    metrics: Mapping[str, Any],
+    log: Callable[[str], None] = print,
+    *,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> str | None:
     """Log the scalar metrics to the run of the model's registry version (names prefixed ``batch_metrics.``);
     return the run id, or ``None`` when the model did not come from a registry run.
-
-    Uses MLflow's current tracking URI (the caller sets it, as when the model was resolved).
     """
     run_id = (model.source_metadata or {}).get("run_id")
     if not run_id:
@@ -317,6 +363,6 @@ def log_to_mlflow(model: ModelSpec, metrics: Mapping[str, Any], log: Callable[[s
     entries = [Metric(f"batch_metrics.{k}", float(v), stamp, 0) for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if entries:
-        MlflowClient().log_batch(run_id, metrics=entries)
+        MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri).log_batch(run_id, metrics=entries)
         log(f"Logged {len(entries)} metric(s) to the MLflow run {run_id} of {model.resolved_uri or model.uri}")
     return run_id
