@@ -286,3 +286,57 @@ def test_thresholds():
     with pytest.raises(ConfigurationError, match="must be a number"):
         parse_thresholds({"roc_auc": "high"})
     assert not ThresholdError("x").retryable
+
+
+def test_bins_of_one_score_are_exact_ties():
+    """A tree model's probabilities take few values: each bin then holds one score, and ROC AUC and average
+    precision are exact (scikit-learn's own tie handling), with a zero error bound, however the shards split."""
+    rng = np.random.default_rng(19)
+    scores = rng.choice([0.1, 0.25, 0.4, 0.7, 0.9], size=3000)
+    y = rng.random(3000) < scores
+    merged = ScoreHistogram()
+    for chunk in np.array_split(np.arange(3000), 4):
+        part = ScoreHistogram()
+        part.add(scores[chunk], y[chunk])
+        merged.merge(ScoreHistogram.from_dict(json.loads(json.dumps(part.to_dict()))))
+    curves = binary_curves(merged)
+    assert curves is not None
+    assert curves["roc_auc_max_error"] == 0 and curves["average_precision_max_error"] == 0
+    assert curves["roc_auc"] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
+    assert curves["average_precision"] == pytest.approx(skm.average_precision_score(y, scores), abs=1e-12)
+
+
+def test_operator_checks_thresholds_and_output_when_the_dag_is_parsed():
+    from airflow_batch_scoring.operators import BatchMetricsOperator
+
+    task = BatchMetricsOperator(task_id="m", model="models:/churn@champion", source="s3://data/in/",
+                                output="s3://data/metrics/", label_column="churned", thresholds={"roc_auc": 0.8})
+    assert task.sink == "s3://data/metrics/" and "thresholds" in task.template_fields
+    with pytest.raises(ConfigurationError, match="unknown metric 'auc'"):
+        BatchMetricsOperator(task_id="m", model="m", source="s3://d/in/", output="s3://d/out/", label_column="y",
+                             thresholds={"auc": 0.8})
+    with pytest.raises(ConfigurationError, match="output=, not sink="):
+        BatchMetricsOperator(task_id="m", model="m", source="s3://d/in/", output="s3://d/out/", label_column="y",
+                             sink="s3://d/other/")
+
+
+def test_settings_that_do_not_fit_are_named():
+    from airflow_batch_scoring.job import ModelSpec
+    from airflow_batch_scoring.metrics.run import infer_task, output_places
+    from airflow_batch_scoring.specs import parse_data_spec
+
+    stats = _stats_over(_binary_rows(n=300), MetricsConfig.parse(label_column="y", task="classification"), [1.0])
+    with pytest.raises(ConfigurationError, match=r"positive_label='maybe' is none of the classes found \(0, 1\)"):
+        compute_metrics(stats, positive_label="maybe")
+    assert compute_metrics(stats, positive_label=0)["classification"]["positive_label"] == "0"
+    spec = ModelSpec(uri="model.joblib", path="/m/model.joblib", flavor="sklearn")
+    with pytest.raises(ConfigurationError, match="give task='classification' or task='regression'"):
+        infer_task(None, spec)
+    regression = ModelSpec(uri="m", path="/m", flavor="mlflow", output_schema=[{"name": "y", "type": "Float64"}])
+    assert infer_task(None, regression) == "regression" and infer_task("classification", regression) == \
+        "classification"
+    with pytest.raises(ConfigurationError, match="not a SQL table"):
+        output_places(parse_data_spec({"conn_id": "db", "table": "metrics"}, "sink"))
+    scored, baseline, metrics_uri = output_places(parse_data_spec("s3://b/run-1", "sink"))
+    assert (scored.uri, scored.format, baseline.uri, metrics_uri) == \
+        ("s3://b/run-1/scored/", "parquet", "s3://b/run-1/baseline/", "s3://b/run-1/metrics.json")
