@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_batch_scoring.metrics.packing import pack_counts, unpack_counts
+
 #: the default number of probability bins (a bound of 2**-16 on each score's position).
 DEFAULT_SCORE_BINS = 65536
 #: the most points a curve keeps in metrics.json (every kept point is exact).
@@ -92,17 +94,17 @@ class ScoreHistogram:
         return keys / self.bins, pos, neg, mixed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bins": self.bins, "positive": sorted(self.positive.items()), "negative": sorted(self.negative.items()),
-                "mixed": sorted(self.mixed), "single": sorted(self.single.items())}
+        return {"bins": self.bins, "positive": pack_counts(self.positive), "negative": pack_counts(self.negative),
+                "mixed": pack_counts(dict.fromkeys(self.mixed, 1)), "single": pack_counts(self.single)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreHistogram:
         return cls(
             bins=int(data["bins"]),
-            positive={int(k): int(v) for k, v in data["positive"]},
-            negative={int(k): int(v) for k, v in data["negative"]},
-            mixed={int(k) for k in data.get("mixed", ())},
-            single={int(k): float(v) for k, v in data.get("single", ())},
+            positive={k: int(v) for k, v in unpack_counts(data["positive"]).items()},
+            negative={k: int(v) for k, v in unpack_counts(data["negative"]).items()},
+            mixed=set(unpack_counts(data["mixed"])),
+            single={k: float(v) for k, v in unpack_counts(data["single"]).items()},
         )
 
 

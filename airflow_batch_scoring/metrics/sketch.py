@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_batch_scoring.metrics.packing import pack_counts, unpack_counts
+
 #: the default relative accuracy of the sketch.
 DEFAULT_ALPHA = 0.005
 #: absolute values at or below this are counted as zero.
@@ -124,8 +126,8 @@ class LogSketch:
     def to_dict(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
-            "positive": sorted(self.positive.items()),
-            "negative": sorted(self.negative.items()),
+            "positive": pack_counts(self.positive),
+            "negative": pack_counts(self.negative),
             "zero": self.zero,
             "nan": self.nan,
         }
@@ -134,8 +136,8 @@ class LogSketch:
     def from_dict(cls, data: Mapping[str, Any]) -> LogSketch:
         return cls(
             alpha=float(data["alpha"]),
-            positive={int(k): int(v) for k, v in data["positive"]},
-            negative={int(k): int(v) for k, v in data["negative"]},
+            positive={k: int(v) for k, v in unpack_counts(data["positive"]).items()},
+            negative={k: int(v) for k, v in unpack_counts(data["negative"]).items()},
             zero=int(data["zero"]),
             nan=int(data["nan"]),
         )
