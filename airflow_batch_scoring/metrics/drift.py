@@ -156,21 +156,27 @@ def numeric_drift(current: LogSketch, baseline: LogSketch) -> dict[str, Any]:
     cur, base = _binned(current, edges), _binned(baseline, edges)
     if cur[-1] == 0 and base[-1] == 0:
         cur, base = cur[:-1], base[:-1]
-    # KS at every bucket edge either side has; the bound adds the largest share one bucket holds next to its edges
-    a = dict(current.buckets())
-    b = dict(baseline.buckets())
-    grid = sorted(set(a) | set(b))
+    # KS at every bucket edge either side has, where both distribution functions are exact. Inside a bucket the
+    # distance may exceed the edges' by the larger share one side has in it, unless the bucket holds one value on
+    # each side that has rows there, the same one (a point: the distance only jumps there).
+    a = {slot: (edge, count) for edge, count, slot in current.slots()}
+    b = {slot: (edge, count) for edge, count, slot in baseline.slots()}
+    grid = sorted({slot: edge for slot, (edge, _) in {**a, **b}.items()}.items(), key=lambda item: item[1])
     na, nb = current.count, baseline.count
     fa = fb = 0.0
     previous = 0.0
     ks = upper = 0.0
-    for edge in grid:
-        ma, mb = a.get(edge, 0) / na, b.get(edge, 0) / nb
+    for slot, _ in grid:
+        ma, mb = a.get(slot, (0, 0))[1] / na, b.get(slot, (0, 0))[1] / nb
         fa += ma
         fb += mb
         distance = abs(fa - fb)
         ks = max(ks, distance)
-        upper = max(upper, min(previous, distance) + max(ma, mb))
+        points = {current.point(slot) if ma else "none", baseline.point(slot) if mb else "none"} - {"none"}
+        if len(points) == 1 and None not in points:
+            upper = max(upper, distance)
+        else:
+            upper = max(upper, min(previous, distance) + max(ma, mb))
         previous = distance
     return {
         "psi": _psi(cur, base),

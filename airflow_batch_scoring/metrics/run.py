@@ -8,6 +8,7 @@ reads each shard's statistics from the published manifest, merges them, computes
     <output>/scored/     the labeled rows' predictions (the label and protected columns beside them), _manifest.json
     <output>/baseline/   the baseline's predictions (when a baseline is given)
     <output>/metrics.json
+    <output>/report.html  the same, for people: tables and inline SVG plots (:mod:`.report`)
 
 Never imports Airflow.
 """
@@ -32,6 +33,7 @@ from airflow_batch_scoring.errors import (
 from airflow_batch_scoring.io.files import InputFile, filesystem
 from airflow_batch_scoring.job import ModelSpec, ScoringJob
 from airflow_batch_scoring.metrics.config import TASKS, MetricsConfig
+from airflow_batch_scoring.metrics.report import REPORT_FILE, render_report
 from airflow_batch_scoring.metrics.results import compute_metrics
 from airflow_batch_scoring.metrics.shard import merge_all
 from airflow_batch_scoring.metrics.thresholds import (
@@ -317,13 +319,19 @@ def run_metrics(
         "thresholds": outcomes,
         "passed": failure is None,
     }
+    report_uri = plan.metrics_uri.rsplit("/", 1)[0] + f"/{REPORT_FILE}"
+    record["report_uri"] = report_uri
     fs, path = filesystem(plan.metrics_uri, plan.labeled.credentials["sink"])
     with fs.open(path, "w") as f:
         json.dump(record, f, indent=1, default=str)
+    fs, path = filesystem(report_uri, plan.labeled.credentials["sink"])
+    with fs.open(path, "w") as f:
+        f.write(render_report(json.loads(json.dumps(record, default=str))))
     log(f"Metrics of {stats.rows:,} rows written to {plan.metrics_uri}: " + ", ".join(
         f"{k}={v:.4g}" for k, v in document["summary"].items() if isinstance(v, float)))
     summary = {
         "metrics_uri": plan.metrics_uri,
+        "report_uri": report_uri,
         "output_uri": labeled_summary["output_uri"],
         "rows": stats.rows,
         "rows_without_label": stats.rows_without_label,

@@ -27,6 +27,8 @@ from airflow_batch_scoring.metrics.packing import pack_counts, unpack_counts
 DEFAULT_ALPHA = 0.005
 #: absolute values at or below this are counted as zero.
 MIN_VALUE = 1e-12
+#: the zero bucket's slot (positive buckets have even slots, negative ones odd).
+ZERO_SLOT = 1 << 62
 
 
 def _add_counts(into: dict[int, int], keys: np.ndarray) -> None:
@@ -49,6 +51,10 @@ class LogSketch:
     negative: dict[int, int] = field(default_factory=dict)
     zero: int = 0
     nan: int = 0
+    #: buckets (by :meth:`slot`) whose values are not all one value, and the one value of every other bucket: a
+    #: bucket of one value is a point, where a distribution function is exact (see ``drift.numeric_drift``)
+    mixed: set[int] = field(default_factory=set)
+    single: dict[int, float] = field(default_factory=dict)
 
     @property
     def gamma(self) -> float:
@@ -62,6 +68,11 @@ class LogSketch:
     def _index(self, magnitudes: np.ndarray) -> np.ndarray:
         return np.ceil(np.log(magnitudes) / math.log(self.gamma)).astype(np.int64)
 
+    @staticmethod
+    def slot(sign: int, index: int) -> int:
+        """One integer for a bucket: positive ``index`` (``sign`` 1), negative (``-1``) or the zero bucket (0)."""
+        return ZERO_SLOT if sign == 0 else 2 * index if sign > 0 else 2 * index + 1
+
     def add(self, values: np.ndarray) -> None:
         """Count ``values`` (a float array; NaN counted in :attr:`nan`; infinities are not accepted)."""
         values = np.asarray(values, dtype=np.float64)
@@ -71,8 +82,32 @@ class LogSketch:
         magnitudes = np.abs(values)
         small = magnitudes <= MIN_VALUE
         self.zero += int(small.sum())
-        _add_counts(self.positive, self._index(values[(values > 0) & ~small]))
-        _add_counts(self.negative, self._index(-values[(values < 0) & ~small]))
+        positive, negative = values[(values > 0) & ~small], values[(values < 0) & ~small]
+        pos_index, neg_index = self._index(positive), self._index(-negative)
+        _add_counts(self.positive, pos_index)
+        _add_counts(self.negative, neg_index)
+        slots = np.concatenate([2 * pos_index, 2 * neg_index + 1, np.full(int(small.sum()), ZERO_SLOT)])
+        ordered = np.concatenate([positive, negative, values[small]])
+        if slots.size:
+            order = np.argsort(slots, kind="stable")
+            unique, starts = np.unique(slots[order], return_index=True)
+            low = np.minimum.reduceat(ordered[order], starts)
+            high = np.maximum.reduceat(ordered[order], starts)
+            for slot, lo, hi in zip(unique.tolist(), low.tolist(), high.tolist(), strict=True):
+                self._note(slot, lo, hi)
+
+    def _note(self, slot: int, low: float, high: float) -> None:
+        if slot in self.mixed:
+            return
+        if low != high or self.single.get(slot, low) != low:
+            self.mixed.add(slot)
+            self.single.pop(slot, None)
+        else:
+            self.single[slot] = low
+
+    def point(self, slot: int) -> float | None:
+        """The one value of a bucket that holds one value (``None``: several, or none)."""
+        return None if slot in self.mixed else self.single.get(slot)
 
     def merge(self, other: LogSketch) -> LogSketch:
         """Add ``other``'s counts to this sketch (same ``alpha``); returns this sketch."""
@@ -84,6 +119,11 @@ class LogSketch:
             self.negative[key] = self.negative.get(key, 0) + count
         self.zero += other.zero
         self.nan += other.nan
+        for slot in other.mixed:
+            self.mixed.add(slot)
+            self.single.pop(slot, None)
+        for slot, value in other.single.items():
+            self._note(slot, value, value)
         return self
 
     def value(self, index: int) -> float:
@@ -93,13 +133,17 @@ class LogSketch:
     def buckets(self) -> list[tuple[float, int]]:
         """Every non-empty bucket in increasing order of value, as ``(upper edge, count)``: a value ``x`` lies in
         the first bucket whose upper edge is ``>= x`` (the zero bucket's edge is ``MIN_VALUE``)."""
-        out: list[tuple[float, int]] = []
+        return [(edge, count) for edge, count, _ in self.slots()]
+
+    def slots(self) -> list[tuple[float, int, int]]:
+        """:meth:`buckets` with each bucket's :meth:`slot`."""
+        out: list[tuple[float, int, int]] = []
         for key in sorted(self.negative, reverse=True):
-            out.append((-(self.gamma ** (key - 1)), self.negative[key]))
+            out.append((-(self.gamma ** (key - 1)), self.negative[key], self.slot(-1, key)))
         if self.zero:
-            out.append((MIN_VALUE, self.zero))
+            out.append((MIN_VALUE, self.zero, ZERO_SLOT))
         for key in sorted(self.positive):
-            out.append((self.gamma**key, self.positive[key]))
+            out.append((self.gamma**key, self.positive[key], self.slot(1, key)))
         return out
 
     def quantile(self, q: float) -> float | None:
@@ -130,6 +174,8 @@ class LogSketch:
             "negative": pack_counts(self.negative),
             "zero": self.zero,
             "nan": self.nan,
+            "mixed": pack_counts(dict.fromkeys(self.mixed, 1)),
+            "single": pack_counts(self.single),
         }
 
     @classmethod
@@ -140,4 +186,6 @@ class LogSketch:
             negative={k: int(v) for k, v in unpack_counts(data["negative"]).items()},
             zero=int(data["zero"]),
             nan=int(data["nan"]),
+            mixed=set(unpack_counts(data["mixed"])),
+            single={k: float(v) for k, v in unpack_counts(data["single"]).items()},
         )

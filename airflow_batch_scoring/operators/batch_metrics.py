@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.data import credentials_for, data_access
-from airflow_batch_scoring.links import ModelVersionLink, OutputLocationLink
+from airflow_batch_scoring.links import (
+    MetricsReportLink,
+    ModelVersionLink,
+    OutputLocationLink,
+)
+from airflow_batch_scoring.metrics.report import REPORT_FILE
+from airflow_batch_scoring.metrics.run import output_places
 from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
 from airflow_batch_scoring.operators.failures import no_retry_for_user_errors
 from airflow_batch_scoring.operators.process_artifact import fetch_processed_model
@@ -54,6 +60,9 @@ class BatchMetricsOperator(BatchScoringOperator):
     :param probabilities: classification: ask the model for class probabilities (ROC and PR curves, log loss,
         calibration); ``False`` for a classifier without ``predict_proba``.
     :param log_to_mlflow: log the metrics to the model version's MLflow run (registry models only).
+
+    The task's extra links: the output folder, the model version, and the metrics report (``report.html``: tables and
+    inline SVG plots, no script).
     :param batch_size: as for scoring. (templated)
     :param replicas: as for scoring. (templated)
     :param runtime: ``"local"`` or ``"kubernetes"``, as for scoring; a metrics task waits for its pods (it does not
@@ -76,6 +85,7 @@ class BatchMetricsOperator(BatchScoringOperator):
         **BatchScoringOperator.template_fields_renderers, "baseline": "json", "thresholds": "json",
     }
     ui_color = "#e8daef"
+    operator_extra_links = (OutputLocationLink(), ModelVersionLink(), MetricsReportLink())  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -145,6 +155,8 @@ class BatchMetricsOperator(BatchScoringOperator):
         if baseline is not None:
             credentials["baseline"] = credentials_for(baseline)
         OutputLocationLink.persist(context, data_access(output).location(output, credentials["output"]))
+        report = dataclasses.replace(output, uri=output_places(output)[2].rsplit("/", 1)[0] + f"/{REPORT_FILE}")
+        MetricsReportLink.persist(context, data_access(report).location(report, credentials["output"]))
         scoring = {
             "replicas": task.replicas, "batch_size": self.batch_size, "input_schema": self.input_schema,
             "schema_check": self.schema_check, "part_size": self.part_size,

@@ -6,6 +6,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,47 @@ def test_missing_label_column_fails_without_retry_and_publishes_nothing(metrics_
     text = "".join(capfd.readouterr())
     assert "the label_column column is missing" in text and "not retried" in text
     assert not (out / "metrics.json").exists() and not (out / "scored" / "_SUCCESS").exists()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PLOTS = {"confusion matrix", "calibration", "selection rate by region", "PSI per column"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_report_renders_in_chromium_with_every_plot(metrics_dag, models: Models, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    write_frame(labeled(1200, seed=65), tmp_path / "in" / "part.parquet", "parquet")
+    write_frame(labeled(800, seed=66), tmp_path / "train" / "part.parquet", "parquet")
+    out = tmp_path / "out"
+    dag_run = metrics_dag.test(run_conf={
+        "model": str(models.classifier_path), "task": "classification",
+        "source": {"uri": (tmp_path / "in").as_uri() + "/"}, "output": {"uri": out.as_uri() + "/"},
+        "protected": ["region"], "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
+        "thresholds": {"roc_auc": 0.6},
+    })
+    assert dag_run.state == "success"
+    summary = xcom_of(dag_run, "metrics")
+    assert summary["report_uri"] == out.as_uri() + "/report.html"
+    assert xcom_of(dag_run, "metrics", "batch_metrics_report") == out.as_uri() + "/report.html"  # the extra link
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(summary["report_uri"])
+            plots = page.locator("[data-plot]")
+            names = {plots.nth(i).get_attribute("data-plot") for i in range(plots.count())}
+            assert PLOTS <= names and any(n.startswith("ROC curve (AUC") for n in names) and \
+                any(n.startswith("precision-recall curve") for n in names), names
+            for i in range(plots.count()):
+                box = plots.nth(i).bounding_box()
+                assert box is not None and box["width"] > 50 and box["height"] > 50, plots.nth(i).get_attribute(
+                    "data-plot")
+            assert page.locator("polyline").count() >= 3  # ROC, PR, calibration
+            assert "Every threshold met" in page.inner_text("body")
+            page.screenshot(path=str(ARTIFACTS / "metrics-report.png"), full_page=True)
+        finally:
+            browser.close()

@@ -340,3 +340,22 @@ def test_settings_that_do_not_fit_are_named():
     scored, baseline, metrics_uri = output_places(parse_data_spec("s3://b/run-1", "sink"))
     assert (scored.uri, scored.format, baseline.uri, metrics_uri) == \
         ("s3://b/run-1/scored/", "parquet", "s3://b/run-1/baseline/", "s3://b/run-1/metrics.json")
+
+
+def test_ks_is_exact_for_values_that_are_points():
+    """A tree model's probabilities (or a count feature) take few values: each bucket then holds one value per
+    side, and KS is scipy's exactly, with no error."""
+    rng = np.random.default_rng(23)
+    levels = np.array([0.05, 0.2, 0.21, 0.5, 0.8, 3.0, -1.0, 0.0])
+    current, baseline = rng.choice(levels, size=3000), rng.choice(levels, size=2000, p=[.2, .1, .1, .2, .1, .1, .1, .1])
+    profiles = []
+    for values in (current, baseline):
+        merged = Profile()
+        for chunk in np.array_split(values, 3):
+            part = Profile()
+            part.add("p", pa.array(chunk))
+            merged.merge(Profile.from_dict(json.loads(json.dumps(part.to_dict()))))
+        profiles.append(merged)
+    found = drift(profiles[0], profiles[1])["columns"]["p"]
+    assert found["ks_max_error"] == 0
+    assert found["ks"] == pytest.approx(ks_2samp(current, baseline).statistic, abs=1e-12)
