@@ -24,6 +24,12 @@ def metrics_dag(airflow_db):
     return dag
 
 
+def conf(**values) -> dict:
+    """A run's conf with every param (``dag.test()`` keeps an earlier run's values for the params left out)."""
+    return {"label_column": "label", "task": "", "protected": [], "baseline": None, "thresholds": {}, "replicas": 1,
+            **values}
+
+
 def labeled(rows: int, seed: int):
     frame = make_frame(rows, seed=seed)
     rng = np.random.default_rng(seed)
@@ -39,7 +45,7 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
     write_frame(frame, tmp_path / "in" / "part.parquet", "parquet")
     write_frame(baseline, tmp_path / "train" / "part.parquet", "parquet")
     out = tmp_path / "out"
-    dag_run = metrics_dag.test(run_conf={
+    dag_run = metrics_dag.test(run_conf=conf(**{
         "model": f"models:/{models.registry_name}@champion",
         "source": {"uri": (tmp_path / "in").as_uri() + "/"},
         "output": {"uri": out.as_uri() + "/"},
@@ -47,7 +53,7 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
         "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
         "thresholds": {"accuracy": 0.6, "max_psi": 0.5, "max_demographic_parity_difference": 0.5},
         "replicas": 2,
-    })
+    }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")
     record = json.loads((out / "metrics.json").read_text())
@@ -70,11 +76,11 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
 def test_missed_threshold_fails_without_retry(metrics_dag, models: Models, tmp_path: Path, capfd):
     write_frame(labeled(600, seed=63), tmp_path / "in.parquet", "parquet")
     out = tmp_path / "out"
-    dag_run = metrics_dag.test(run_conf={
+    dag_run = metrics_dag.test(run_conf=conf(**{
         "model": str(models.classifier_path), "task": "classification",
         "source": {"uri": (tmp_path / "in.parquet").as_uri()}, "output": {"uri": out.as_uri()},
         "thresholds": {"f1_macro": 0.999},
-    })
+    }))
     assert dag_run.state == "failed"
     ti = dag_run.get_task_instance("metrics")
     assert (ti.state, ti.try_number) == ("failed", 1)
@@ -87,10 +93,10 @@ def test_missing_label_column_fails_without_retry_and_publishes_nothing(metrics_
                                                                         tmp_path: Path, capfd):
     write_frame(labeled(300, seed=64), tmp_path / "in.parquet", "parquet")
     out = tmp_path / "out"
-    dag_run = metrics_dag.test(run_conf={
+    dag_run = metrics_dag.test(run_conf=conf(**{
         "model": str(models.classifier_path), "task": "classification", "label_column": "churned",
         "source": {"uri": (tmp_path / "in.parquet").as_uri()}, "output": {"uri": out.as_uri()},
-    })
+    }))
     assert dag_run.state == "failed"
     ti = dag_run.get_task_instance("metrics")
     assert (ti.state, ti.try_number) == ("failed", 1)
@@ -112,12 +118,12 @@ def test_the_report_renders_in_chromium_with_every_plot(metrics_dag, models: Mod
     write_frame(labeled(1200, seed=65), tmp_path / "in" / "part.parquet", "parquet")
     write_frame(labeled(800, seed=66), tmp_path / "train" / "part.parquet", "parquet")
     out = tmp_path / "out"
-    dag_run = metrics_dag.test(run_conf={
+    dag_run = metrics_dag.test(run_conf=conf(**{
         "model": str(models.classifier_path), "task": "classification",
         "source": {"uri": (tmp_path / "in").as_uri() + "/"}, "output": {"uri": out.as_uri() + "/"},
         "protected": ["region"], "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
         "thresholds": {"roc_auc": 0.6},
-    })
+    }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")
     assert summary["report_uri"] == out.as_uri() + "/report.html"
