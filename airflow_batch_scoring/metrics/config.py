@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.metrics.curves import DEFAULT_SCORE_BINS
 from airflow_batch_scoring.metrics.sketch import DEFAULT_ALPHA
@@ -58,9 +59,7 @@ class MetricsConfig:
         """
         if label_column is not None and (not isinstance(label_column, str) or not label_column.strip()):
             raise ConfigurationError(f"label_column must be a column name, got {label_column!r}.")
-        if isinstance(protected_attributes, str):
-            protected_attributes = [p.strip() for p in protected_attributes.split(",") if p.strip()]
-        protected = tuple(str(p) for p in protected_attributes or ())
+        protected = tuple(to_columns(protected_attributes, "protected_attributes") or ())
         if label_column is not None and label_column.lower() in {p.lower() for p in protected}:
             raise ConfigurationError(f"The label column {label_column!r} cannot be a protected attribute too.")
         return cls(label_column=label_column, task=str(task), protected_attributes=protected, profile=profile)

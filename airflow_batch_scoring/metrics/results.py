@@ -74,9 +74,8 @@ def compute_metrics(
     if config.protected_attributes:
         if positive is None:
             raise ConfigurationError(
-                "Fairness metrics compare how often each group is predicted the positive class: with "
-                f"{'a regression task' if config.task == 'regression' else 'more than two classes'}, give "
-                "positive_label= (a class) or leave protected_attributes out."
+                "Fairness metrics compare how often each group is predicted the positive class: with more than two "
+                "classes, give positive_label= (a class) or leave protected_attributes out."
             )
         fairness = fairness_metrics(stats.groups, positive)
         document["fairness"] = {"positive_label": positive, "attributes": fairness}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.driver.prepare import prepare_job
 from airflow_batch_scoring.errors import (
     BatchScoringError,
@@ -39,6 +40,7 @@ from airflow_batch_scoring.metrics.shard import merge_all
 from airflow_batch_scoring.metrics.thresholds import (
     Threshold,
     ThresholdError,
+    check_applicable,
     check_thresholds,
     failed_message,
 )
@@ -171,9 +173,16 @@ def plan_metrics(
     task = infer_task(task, model)
     config = MetricsConfig.parse(label_column=label_column, task=task, protected_attributes=protected_attributes,
                                  profile=baseline is not None)
+    if config.protected_attributes and task == "regression":
+        raise ConfigurationError(
+            "Fairness metrics compare how often each group is predicted a class: they need task='classification'; "
+            "leave protected_attributes out for a regression."
+        )
+    check_applicable(thresholds or [], task=task, fairness=bool(config.protected_attributes),
+                     drift=baseline is not None)
     scored_sink, baseline_sink, metrics_uri = output_places(output)
     extra = dict(scoring or {})
-    asked = [str(c) for c in extra.pop("passthrough_columns", None) or []]
+    asked = to_columns(extra.pop("passthrough_columns", None), "passthrough_columns") or []
     passthrough = [label_column, *config.protected_attributes]
     passthrough += [c for c in asked if c.lower() not in {p.lower() for p in passthrough}]
     probabilities = probabilities and task == "classification"

@@ -28,6 +28,19 @@ AT_MOST = (
 )
 
 
+#: the metrics only a classification computes, only a regression, only with protected attributes, only a baseline.
+CLASSIFICATION_ONLY = {
+    "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
+    "f1_weighted", "roc_auc", "average_precision", "log_loss", "brier_score",
+}
+REGRESSION_ONLY = {"rmse", "mse", "mae", "r2"}
+FAIRNESS = {
+    "min_disparate_impact_ratio", "max_demographic_parity_difference", "max_equal_opportunity_difference",
+    "max_equalized_odds_difference",
+}
+DRIFT = {"max_psi", "max_ks", "prediction_psi", "prediction_ks"}
+
+
 class ThresholdError(BatchScoringError):
     """A metric missed its threshold (not retried: a retry computes the same metrics)."""
 
@@ -68,6 +81,24 @@ def parse_thresholds(thresholds: Mapping[str, Any] | None) -> list[Threshold]:
             raise ConfigurationError(f"thresholds[{metric!r}] must be a finite number, got {value!r}.")
         parsed.append(Threshold(metric, bound, at_least))
     return parsed
+
+
+def check_applicable(thresholds: list[Threshold], *, task: str, fairness: bool, drift: bool) -> None:
+    """Refuse, before anything runs, a threshold on a metric this run cannot compute.
+
+    :raises ConfigurationError: naming the metric and why.
+    """
+    for threshold in thresholds:
+        metric = threshold.metric
+        why = (
+            f"a {task} does not compute it" if (task == "regression" and metric in CLASSIFICATION_ONLY)
+            or (task == "classification" and metric in REGRESSION_ONLY)
+            else "it needs protected_attributes" if metric in FAIRNESS and not fairness
+            else "it needs a baseline" if metric in DRIFT and not drift
+            else None
+        )
+        if why:
+            raise ConfigurationError(f"thresholds: {metric!r} cannot be checked: {why}.")
 
 
 def check_thresholds(thresholds: list[Threshold], summary: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -359,3 +359,17 @@ def test_ks_is_exact_for_values_that_are_points():
     found = drift(profiles[0], profiles[1])["columns"]["p"]
     assert found["ks_max_error"] == 0
     assert found["ks"] == pytest.approx(ks_2samp(current, baseline).statistic, abs=1e-12)
+
+
+def test_a_threshold_the_run_cannot_compute_is_refused_before_it_runs():
+    from airflow_batch_scoring.metrics.thresholds import check_applicable
+
+    check_applicable(parse_thresholds({"rmse": 2, "max_psi": 0.2}), task="regression", fairness=False, drift=True)
+    for thresholds, task, message in [
+        ({"roc_auc": 0.8}, "regression", "'roc_auc' cannot be checked: a regression does not compute it"),
+        ({"r2": 0.5}, "classification", "'r2' cannot be checked: a classification does not compute it"),
+        ({"max_demographic_parity_difference": 0.1}, "classification", "it needs protected_attributes"),
+        ({"max_psi": 0.2}, "classification", "it needs a baseline"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            check_applicable(parse_thresholds(thresholds), task=task, fairness=False, drift=False)
