@@ -3,6 +3,7 @@
     batch-scoring score --model models:/churn@champion --source file:///data/in.csv --sink file:///data/out/ \\
         --replicas 2 --passthrough id
     batch-scoring manifest file:///data/out/ [--summary | --field totals.rows_out]
+    batch-scoring metrics --model ... --source ... --output ... --label-column y [--baseline ...] (cli_metrics.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import uuid
 
+from airflow_batch_scoring.cli_metrics import add_metrics_command, run_metrics_command
 from airflow_batch_scoring.cli_support import pick, read_storage_options, summary
 from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.errors import BatchScoringError
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     view = manifest.add_mutually_exclusive_group()
     view.add_argument("--summary", action="store_true", help="print a few readable lines instead of the JSON")
     view.add_argument("--field", help="print one value by its dotted path, e.g. totals.rows_out or model.version")
+    add_metrics_command(commands)  # batch-scoring metrics (cli_metrics.py)
     for command in (score, manifest):
         command.add_argument(
             "--storage-options", metavar="FILE",
@@ -178,7 +181,10 @@ def _manifest(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = _score(args) if args.command == "score" else _manifest(args)
+        if args.command == "metrics":
+            result = run_metrics_command(args, _spec)
+        else:
+            result = _score(args) if args.command == "score" else _manifest(args)
     except BatchScoringError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

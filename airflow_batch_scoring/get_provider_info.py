@@ -63,6 +63,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "airflow_batch_scoring.links.OutputLocationLink",
             "airflow_batch_scoring.links.ModelVersionLink",
+            "airflow_batch_scoring.links.MetricsReportLink",
         ],
         "config": {
             "batch_scoring": {

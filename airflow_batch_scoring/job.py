@@ -127,6 +127,9 @@ class ScoringJob:
     #: the passthrough columns' Arrow types for the whole run, decided by the driver before any replica starts (an
     #: Arrow IPC schema, base64; see :mod:`airflow_batch_scoring.runtime.passthrough`).
     passthrough_types: str | None = None
+    #: a metrics job: what each replica counts into its shard's report beside scoring (a
+    #: :class:`~airflow_batch_scoring.metrics.config.MetricsConfig` as a dict); ``None`` for a scoring job.
+    metrics: dict[str, Any] | None = None
 
     @property
     def replicas(self) -> int:

@@ -1,4 +1,5 @@
-"""Extra links of the batch scoring task: where its output is, and the model version it used."""
+"""Extra links of the batch scoring task: where its output is, and the model version it used (and a metrics task's
+report)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ class OutputLocationLink(_XComLink):
     @classmethod
     def persist(cls, context: Context, url: str) -> None:
         """Store the link in XCom before scoring starts, so it works while the task runs."""
+        _store_link(context, cls.key, url)
+
+
+class MetricsReportLink(_XComLink):
+    """Links a metrics task to its HTML report (``report.html`` beside ``metrics.json``)."""
+
+    name = "Metrics report"
+    key = "batch_metrics_report"
+
+    @classmethod
+    def persist(cls, context: Context, url: str) -> None:
         _store_link(context, cls.key, url)
 
 

@@ -1,6 +1,7 @@
 """Operators of the batch scoring provider."""
 
+from airflow_batch_scoring.operators.batch_metrics import BatchMetricsOperator
 from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
 from airflow_batch_scoring.operators.process_artifact import ProcessArtifactOperator
 
-__all__ = ["BatchScoringOperator", "ProcessArtifactOperator"]
+__all__ = ["BatchMetricsOperator", "BatchScoringOperator", "ProcessArtifactOperator"]

@@ -22,6 +22,7 @@ from typing import Any
 from airflow_batch_scoring.errors import ConfigurationError, ModelError
 from airflow_batch_scoring.flavors import Predictor
 from airflow_batch_scoring.job import ModelSpec, ScoringJob
+from airflow_batch_scoring.metrics.stage import assemble_stage
 from airflow_batch_scoring.runtime.missing_values import refused_value_error
 from airflow_batch_scoring.runtime.pipeline import ShardPipeline
 from airflow_batch_scoring.runtime.progress import ShardProgress
@@ -198,6 +199,6 @@ def _score_shard(
 
     pipeline = ShardPipeline(
         ReadStage(reader, pieces, job.batch_size, progress.read_mark), conform, WriteStage(writer), progress,
-        name=str(shard), loading=read_first,
+        name=str(shard), loading=read_first, assemble=assemble_stage(job),
     )
     return pipeline.run(lambda: PredictStage(load(), refused))

@@ -71,6 +71,7 @@ class ShardPipeline:
     :param name: names the threads (``reader-<name>``, ``writer-<name>``).
     :param loading: the model is still to load when :meth:`run` begins: the reader reads further ahead meanwhile
         (:data:`READ_AHEAD_WHILE_LOADING` batches, then :data:`READ_AHEAD`).
+    :param assemble: the assemble stage (default :class:`AssembleStage`; a metrics job's also counts each batch).
     """
 
     def __init__(
@@ -82,9 +83,10 @@ class ShardPipeline:
         *,
         name: str,
         loading: bool = False,
+        assemble: AssembleStage | None = None,
     ):
         self.read, self.conform, self.write, self.progress = read, conform, write, progress
-        self.assemble = AssembleStage()
+        self.assemble = assemble if assemble is not None else AssembleStage()
         self.name = name
         self._read_queue = _ReadQueue(maxsize=READ_AHEAD_WHILE_LOADING if loading else READ_AHEAD)
         self._write_queue: queue.Queue[Any] = queue.Queue(maxsize=WRITE_AHEAD)

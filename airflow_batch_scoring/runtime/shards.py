@@ -66,6 +66,8 @@ class ShardReport:
     bad_examples: list[str] = field(default_factory=list)
     #: the staged error parts (``_errors/part-00000.try1.jsonl``), relative to the staging folder like ``parts``.
     error_parts: list[str] = field(default_factory=list)
+    #: a metrics job: the shard's statistics (see :mod:`airflow_batch_scoring.metrics.shard`), else ``None``.
+    metrics: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
