@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -193,6 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def console() -> int:
+    """The ``batch-scoring`` command: :func:`main`, then a frozen heap for the interpreter's exit.
+
+    The process ends right after: freezing the heap (:func:`gc.freeze`) spares the collector's last passes over every
+    object of every imported module, 0.7 s once MLflow was imported to resolve a ``models:/`` reference. Only for the
+    command: a caller of :func:`main` lives on.
+    """
+    code = main()
+    gc.freeze()
+    return code
 
 
 def _print(args: argparse.Namespace, result: dict) -> int:

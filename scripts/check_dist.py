@@ -54,7 +54,7 @@ def wheel_problems(wheel: Path) -> list[str]:
     if provider != f"{PACKAGE}.get_provider_info:get_provider_info":
         problems.append(f"the apache_airflow_provider entry point is {provider!r}")
     script = entry_points.get("console_scripts", "batch-scoring", fallback=None)
-    if script != f"{PACKAGE}.cli:main":
+    if script != f"{PACKAGE}.cli:console":
         problems.append(f"the batch-scoring console script is {script!r}")
     requires = metadata.get_all("Requires-Dist") or []
     airflow = [set(r.replace(" ", "").split(";")[0][len("apache-airflow"):].split(",")) for r in requires
