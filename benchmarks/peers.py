@@ -38,9 +38,14 @@ def _is_csv(path: str) -> bool:
 
 def peer_pandas(model_path: str, data: str, out: str) -> dict[str, Any]:
     import joblib
+
+    return _pandas_job(joblib.load(model_path), data, out)
+
+
+def _pandas_job(model: Any, data: str, out: str) -> dict[str, Any]:
+    """Read ``data`` with pandas, predict with ``model``, write (id, prediction) with pandas."""
     import pandas as pd
 
-    model = joblib.load(model_path)
     t0 = time.perf_counter()
     df = pd.read_csv(data, header=None, names=NAMES) if _is_csv(data) else pd.read_parquet(data)
     t1 = time.perf_counter()
@@ -99,20 +104,8 @@ def peer_duckdb(model_path: str, data: str, out: str) -> dict[str, Any]:
 
 def peer_pyfunc(model_folder: str, data: str, out: str) -> dict[str, Any]:
     import mlflow.pyfunc
-    import pandas as pd
 
-    model = mlflow.pyfunc.load_model(model_folder)
-    t0 = time.perf_counter()
-    df = pd.read_csv(data, header=None, names=NAMES) if _is_csv(data) else pd.read_parquet(data)
-    t1 = time.perf_counter()
-    result = df[["id"]].copy()
-    result["prediction"] = model.predict(df[FEATURES])
-    t2 = time.perf_counter()
-    if _is_csv(out):
-        result.to_csv(out, index=False, header=False)
-    else:
-        result.to_parquet(out, index=False)
-    return _phases(len(df), t0, t1, t2, time.perf_counter())
+    return _pandas_job(mlflow.pyfunc.load_model(model_folder), data, out)
 
 
 def _write_arrow(table: Any, out: str) -> None:

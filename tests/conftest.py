@@ -100,6 +100,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return train_models(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Kubernetes API emulator (kmock, Python 3.11+) whose pods run as local processes: a module's tests share it."""
+    from tests.support.kube_cluster import FakeCluster
+
+    fake = FakeCluster(tmp_path_factory.mktemp("kube"))
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(scope="session")
 def seaweedfs():
     """SeaweedFS's S3 API on loopback (plain S3 and MinIO-style connections both point at it)."""

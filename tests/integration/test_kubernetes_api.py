@@ -41,13 +41,6 @@ SECRETS = {"source": {"key": "AKIDEXAMPLE", "secret": "s3cr3t-Value-that-must-no
 VERSIONS = ("1.29", "1.37")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    fake = FakeCluster(tmp_path_factory.mktemp("kube"))
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def namespace() -> str:
     return f"scoring-{uuid.uuid4().hex[:8]}"

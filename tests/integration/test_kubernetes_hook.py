@@ -20,13 +20,6 @@ from tests.support.kube_cluster import FakeCluster
 SECRET_VALUE = "s3cr3t-Value-that-must-not-leak"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    fake = FakeCluster(tmp_path_factory.mktemp("kube"))
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def namespace() -> str:
     return f"hook-{uuid.uuid4().hex[:8]}"

@@ -39,13 +39,6 @@ def k8s_dag(airflow_db):
     return dag
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    fake = FakeCluster(tmp_path_factory.mktemp("kube"))
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def setup(cluster, bucket, seaweedfs, monkeypatch, tmp_path):
     namespace = f"scoring-{uuid.uuid4().hex[:8]}"

@@ -28,15 +28,6 @@ def metrics_k8s_dag(airflow_db):
     return dag
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    from tests.support.kube_cluster import FakeCluster
-
-    fake = FakeCluster(tmp_path_factory.mktemp("kube"))
-    yield fake
-    fake.stop()
-
-
 def test_pods_compute_the_metrics_local_replicas_compute(metrics_k8s_dag, cluster, bucket, seaweedfs, models: Models,
                                                          monkeypatch, tmp_path: Path):
     from tests.support.kube_cluster import Kubelet
