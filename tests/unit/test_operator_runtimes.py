@@ -188,8 +188,9 @@ def test_kubernetes_runtime_resumes_on_a_reattached_launcher(monkeypatch):
 
     seen: dict[str, Any] = {}
 
-    def read_spec(launcher):
-        seen.update(name=launcher.name, namespace=launcher.namespace, shards=launcher.shards)
+    def read_spec(launcher, storage_options):
+        seen.update(name=launcher.name, namespace=launcher.namespace, shards=launcher.shards,
+                    storage_options=storage_options)
         return SimpleNamespace(attempt="try2"), [{"uri": "s3://in/a.csv", "size": 1}]
 
     def finish_job(job, files, start, **kwargs):
@@ -203,9 +204,9 @@ def test_kubernetes_runtime_resumes_on_a_reattached_launcher(monkeypatch):
     event = {"status": "complete", "resume": {
         "reference": {"name": "job-x", "namespace": "ns", "shards": [1, 3]}, "attempt": "try1",
         "start": {"todo": [1, 3], "resumed": [0], "started": "2026-01-01T00:00:00"}}}
-    assert runtime.resume(event, {}) == {"rows_out": 1}
+    assert runtime.resume(event, {"sink": {"key": "k"}}) == {"rows_out": 1}
     assert seen == {"name": "job-x", "namespace": "ns", "shards": [1, 3], "attempt": "try1", "todo": [1, 3],
-                    "runtime": "kubernetes"}
+                    "runtime": "kubernetes", "storage_options": {"key": "k"}}  # a staged plan: the sink's
     with pytest.raises(ReplicaError, match="without its Kubernetes Job's reference"):
         runtime.resume({"status": "complete"}, {})
 
