@@ -42,6 +42,11 @@ def add_metrics_command(commands: Any) -> argparse.ArgumentParser:
     metrics.add_argument("--thresholds", default=None, help='JSON: {"roc_auc": 0.8, "max_psi": 0.2, ...}')
     metrics.add_argument("--no-probabilities", action="store_true",
                          help="classification: do not ask the model for class probabilities")
+    metrics.add_argument("--importance-sample", type=int, default=None,
+                         help="labeled rows sampled for the permutation importance (default 2000; 0: none)")
+    metrics.add_argument("--importance-repeats", type=int, default=None,
+                         help="permutations of each feature (default 5)")
+    metrics.add_argument("--importance-seed", type=int, default=0, help="seeds the sample and the permutations")
     metrics.add_argument("--source-format", choices=["csv", "jsonl", "parquet"], default=None)
     metrics.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], default=None,
                          help="the scored rows' format (default parquet)")
@@ -87,6 +92,7 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.driver.run import execute_job
+    from airflow_batch_scoring.metrics.config import DEFAULT_IMPORTANCE_REPEATS, DEFAULT_IMPORTANCE_SAMPLE
     from airflow_batch_scoring.metrics.run import log_to_mlflow, plan_metrics, run_metrics
     from airflow_batch_scoring.metrics.thresholds import parse_thresholds
     from airflow_batch_scoring.specs import parse_data_spec
@@ -129,6 +135,10 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
             probabilities=not args.no_probabilities,
             scoring={"replicas": args.replicas, "batch_size": args.batch_size, "input_schema": args.input_schema},
             credentials=places,
+            importance_sample=DEFAULT_IMPORTANCE_SAMPLE if args.importance_sample is None else args.importance_sample,
+            importance_repeats=(DEFAULT_IMPORTANCE_REPEATS if args.importance_repeats is None
+                                else args.importance_repeats),
+            importance_seed=args.importance_seed,
         )
         def to_mlflow(summary: dict[str, Any]) -> None:
             if args.log_to_mlflow:

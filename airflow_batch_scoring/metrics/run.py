@@ -7,6 +7,7 @@ reads each shard's statistics from the published manifest, merges them, computes
 
     <output>/scored/     the labeled rows' predictions (the label and protected columns beside them), _manifest.json
     <output>/baseline/   the baseline's predictions (when a baseline is given)
+    <output>/importance/sample.parquet  the labeled rows the permutation importance took (``importance_sample`` > 0)
     <output>/metrics.json
     <output>/report.html  the same, for people: tables and inline SVG plots (:mod:`.report`)
 
@@ -33,10 +34,24 @@ from airflow_batch_scoring.errors import (
 )
 from airflow_batch_scoring.io.files import InputFile, filesystem
 from airflow_batch_scoring.job import ModelSpec, ScoringJob
-from airflow_batch_scoring.metrics.config import TASKS, MetricsConfig
+from airflow_batch_scoring.metrics.config import (
+    DEFAULT_IMPORTANCE_REPEATS,
+    DEFAULT_IMPORTANCE_SAMPLE,
+    TASKS,
+    MetricsConfig,
+)
+from airflow_batch_scoring.metrics.importance import (
+    ROW,
+    importance_from_scores,
+    main_metric,
+    permutations,
+    top_features,
+    write_permuted,
+)
 from airflow_batch_scoring.metrics.report import REPORT_FILE, render_report
-from airflow_batch_scoring.metrics.results import compute_metrics
-from airflow_batch_scoring.metrics.shard import merge_all
+from airflow_batch_scoring.metrics.results import compute_metrics, positive_class
+from airflow_batch_scoring.metrics.sample import LABEL
+from airflow_batch_scoring.metrics.shard import ShardStats, merge_all
 from airflow_batch_scoring.metrics.thresholds import (
     Threshold,
     ThresholdError,
@@ -65,6 +80,18 @@ class PlannedJob:
 
 
 @dataclass(frozen=True)
+class ImportancePlan:
+    """The permutation importance's scoring job, prepared once the sample is known: its options, its folder
+    (``<output>/importance/``) and its names."""
+
+    options: ScoringOptions
+    folder: str
+    job_id: str
+    attempt: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
 class MetricsPlan:
     """The metrics run, prepared: its jobs and where ``metrics.json`` goes."""
 
@@ -75,6 +102,7 @@ class MetricsPlan:
     thresholds: list[Threshold]
     metrics_uri: str
     output: FileSpec
+    importance: ImportancePlan | None = None
 
 
 def infer_task(task: str | None, model: ModelSpec) -> str:
@@ -160,6 +188,9 @@ def plan_metrics(
     probabilities: bool = True,
     scoring: Mapping[str, Any] | None = None,
     credentials: Mapping[str, Mapping[str, Any]] | None = None,
+    importance_sample: Any = DEFAULT_IMPORTANCE_SAMPLE,
+    importance_repeats: Any = DEFAULT_IMPORTANCE_REPEATS,
+    importance_seed: Any = 0,
 ) -> MetricsPlan:
     """List, plan and check every input before anything runs or is written.
 
@@ -167,12 +198,15 @@ def plan_metrics(
         ...), as for scoring.
     :param probabilities: classification: ask the model for class probabilities (ROC, PR, log loss, calibration).
     :param credentials: ``{"source": ..., "baseline": ..., "output": ...}`` secret material of each place.
+    :param importance_sample: the labeled rows the permutation importance samples (``0``: none).
+    :param importance_repeats: the permutations of each feature; ``importance_seed`` seeds them and the sample.
     :raises ConfigurationError: for a wrong setting (naming it); a baseline that does not fit is named as such.
     """
     secrets = credentials or {}
     task = infer_task(task, model)
     config = MetricsConfig.parse(label_column=label_column, task=task, protected_attributes=protected_attributes,
-                                 profile=baseline is not None)
+                                 profile=baseline is not None, importance_sample=importance_sample,
+                                 importance_repeats=importance_repeats, importance_seed=importance_seed)
     if config.protected_attributes and task == "regression":
         raise ConfigurationError(
             "Fairness metrics compare how often each group is predicted a class: they need task='classification'; "
@@ -202,10 +236,17 @@ def plan_metrics(
         raise _metrics_column_error(err, config) from err
     base = None
     if baseline is not None:
-        profile_only = replace(config, label_column=None, protected_attributes=(), profile=True)
+        profile_only = replace(config, label_column=None, protected_attributes=(), profile=True, importance_sample=0)
         with _as_baseline_error(baseline):
             base = planned("baseline", baseline, baseline_sink, [], profile_only)
-    return MetricsPlan(labeled, base, config, positive_label, list(thresholds or []), metrics_uri, scored_sink)
+    importance = None
+    if config.importance_sample:
+        importance = ImportancePlan(
+            options([ROW]), f"{metrics_uri.rsplit('/', 1)[0]}/importance", f"{job_id}.importance", attempt,
+            Credentials(source=secrets.get("output"), sink=secrets.get("output")),
+        )
+    return MetricsPlan(labeled, base, config, positive_label, list(thresholds or []), metrics_uri, scored_sink,
+                       importance)
 
 
 class _as_baseline_error:
@@ -301,6 +342,8 @@ def run_metrics(
         published.append(labeled_summary["output_uri"])
         manifest, stats = _shard_metrics(labeled_summary, plan.labeled.credentials["sink"])
         document = compute_metrics(stats, positive_label=plan.positive_label, baseline=baseline_profile)
+        if plan.importance is not None and stats.sample is not None and stats.sample.rows >= 2:
+            document["importance"] = _importance(plan, plan.importance, stats, run, log, published)
     except BaseException:
         _unpublish(published, plan.labeled.credentials["sink"], log)  # nothing stays published of a failed run
         raise
@@ -349,6 +392,7 @@ def run_metrics(
         "model_version": labeled_summary["model_version"],
         "model_digest": labeled_summary["model_digest"],
         "metrics": {k: v for k, v in document["summary"].items() if v is not None},
+        "top_features": top_features(document.get("importance")),
         "thresholds": outcomes,
         "passed": failure is None,
     }
@@ -357,6 +401,57 @@ def run_metrics(
     if failure is not None:
         raise ThresholdError(failure)
     return summary
+
+
+def _importance(
+    plan: MetricsPlan, importance: ImportancePlan, stats: ShardStats, run: Runner, log: Callable[[str], None],
+    published: list[str],
+) -> dict[str, Any]:
+    """Write the merged sample and its shuffled copies under the importance folder, score them as a plain scoring
+    job, and compute the permutation importance (the shuffled copies and their predictions are removed after)."""
+    import pyarrow.parquet as pq
+
+    config = plan.config
+    label_column = config.label_column
+    assert stats.sample is not None and stats.sample.table is not None and label_column is not None
+    sample = stats.sample.table
+    secrets = importance.credentials["sink"]
+    keep = sample.rename_columns([
+        label_column if name == LABEL and label_column not in sample.column_names else name
+        for name in sample.column_names
+    ])
+    sample_uri = f"{importance.folder}/sample.parquet"
+    fs, path = filesystem(sample_uri, secrets)
+    fs.makedirs(path.rsplit("/", 1)[0] + "/input", exist_ok=True)  # a local folder must exist; a bucket: nothing
+    published.append(importance.folder + "/")
+    with fs.open(path, "wb") as f:
+        pq.write_table(keep, f)
+    orders = permutations(sample.num_rows, config.importance_repeats, config.importance_seed)
+    rows = write_permuted(sample, orders, f"{importance.folder}/input/permuted.parquet", secrets)
+    log(f"Permutation importance: {sample.num_rows:,} sampled rows, {sample.num_columns - 1} feature(s) x "
+        f"{config.importance_repeats} repeat(s): scoring {rows:,} rows")
+    job, files = prepare_job(
+        job_id=importance.job_id, attempt=importance.attempt, model=plan.labeled.job.model,
+        source=FileSpec(uri=f"{importance.folder}/input/", format="parquet"),
+        sink=FileSpec(uri=f"{importance.folder}/scored/", format="parquet"),
+        options=importance.options, storage_options=importance.credentials,
+    )
+    summary = run(job, files, importance.credentials)
+    fs, path = filesystem(summary["output_uri"], secrets)
+    outputs = pq.read_table(path.rstrip("/"), filesystem=fs)
+    binary = stats.classification is not None and len(
+        {k for pair in stats.classification.confusion for k in pair} | set(stats.classification.classes or ())) == 2
+    positive = positive_class(stats, plan.positive_label) if stats.classification is not None else None
+    probabilities = job.predict_probabilities and any(n.startswith("probability_") for n in outputs.column_names)
+    found = importance_from_scores(
+        outputs, sample, metric=main_metric(config.task, positive, binary, probabilities), positive=positive,
+        label_column=label_column, repeats=config.importance_repeats,
+    )
+    found.update(seed=config.importance_seed, sample_uri=sample_uri)
+    for folder in ("input", "scored"):
+        fs, path = filesystem(f"{importance.folder}/{folder}", secrets)
+        fs.rm(path, recursive=True)
+    return found
 
 
 def log_to_mlflow(

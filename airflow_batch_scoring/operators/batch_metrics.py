@@ -16,6 +16,7 @@ from airflow_batch_scoring.links import (
     ModelVersionLink,
     OutputLocationLink,
 )
+from airflow_batch_scoring.metrics.config import DEFAULT_IMPORTANCE_REPEATS, DEFAULT_IMPORTANCE_SAMPLE
 from airflow_batch_scoring.metrics.report import REPORT_FILE
 from airflow_batch_scoring.metrics.run import output_places
 from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
@@ -60,6 +61,11 @@ class BatchMetricsOperator(BatchScoringOperator):
     :param probabilities: classification: ask the model for class probabilities (ROC and PR curves, log loss,
         calibration); ``False`` for a classifier without ``predict_proba``.
     :param log_to_mlflow: log the metrics to the model version's MLflow run (registry models only).
+    :param importance_sample: the labeled rows (a uniform sample, merged over the replicas) on which the permutation
+        importance of each feature is computed; ``0`` switches it off. (templated)
+    :param importance_repeats: the permutations of each feature (the importance is their mean, with its standard
+        deviation). (templated)
+    :param importance_seed: seeds the sample and the permutations.
 
     The task's extra links: the output folder, the model version, and the metrics report (``report.html``: tables and
     inline SVG plots, no script).
@@ -80,6 +86,8 @@ class BatchMetricsOperator(BatchScoringOperator):
         "protected_attributes",
         "baseline",
         "thresholds",
+        "importance_sample",
+        "importance_repeats",
     )
     template_fields_renderers = {
         **BatchScoringOperator.template_fields_renderers, "baseline": "json", "thresholds": "json",
@@ -101,6 +109,9 @@ class BatchMetricsOperator(BatchScoringOperator):
         thresholds: Mapping[str, Any] | None = None,
         probabilities: bool = True,
         log_to_mlflow: bool = True,
+        importance_sample: int | str = DEFAULT_IMPORTANCE_SAMPLE,
+        importance_repeats: int | str = DEFAULT_IMPORTANCE_REPEATS,
+        importance_seed: int = 0,
         batch_size: int | str = DEFAULT_BATCH_SIZE,
         **kwargs: Any,
     ) -> None:
@@ -115,6 +126,9 @@ class BatchMetricsOperator(BatchScoringOperator):
         self.thresholds = thresholds
         self.probabilities = probabilities
         self.log_to_mlflow = log_to_mlflow
+        self.importance_sample = importance_sample
+        self.importance_repeats = importance_repeats
+        self.importance_seed = importance_seed
         if thresholds is not None and "{{" not in str(thresholds):
             from airflow_batch_scoring.metrics.thresholds import parse_thresholds
 
@@ -175,7 +189,8 @@ class BatchMetricsOperator(BatchScoringOperator):
                     source=source, output=output, label_column=self.label_column, task=self.task or None,
                     positive_label=self.positive_label, protected_attributes=self.protected_attributes,
                     baseline=baseline, thresholds=thresholds, probabilities=bool(self.probabilities),
-                    scoring=scoring, credentials=credentials,
+                    scoring=scoring, credentials=credentials, importance_sample=self.importance_sample,
+                    importance_repeats=self.importance_repeats, importance_seed=self.importance_seed,
                 )
 
                 def run(job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:

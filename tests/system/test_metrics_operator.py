@@ -27,7 +27,7 @@ def metrics_dag(airflow_db):
 def conf(**values) -> dict:
     """A run's conf with every param (``dag.test()`` keeps an earlier run's values for the params left out)."""
     return {"label_column": "label", "task": "", "protected": [], "baseline": None, "thresholds": {}, "replicas": 1,
-            **values}
+            "importance_sample": 0, **values}
 
 
 def labeled(rows: int, seed: int):
@@ -53,6 +53,7 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
         "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
         "thresholds": {"accuracy": 0.6, "max_psi": 0.5, "max_demographic_parity_difference": 0.5},
         "replicas": 2,
+        "importance_sample": 300,
     }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")
@@ -66,6 +67,12 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
     assert summary["metrics"]["accuracy"] == record["classification"]["accuracy"]
     assert summary["passed"] is True and all(t["passed"] for t in summary["thresholds"])
     assert set(record["drift"]["columns"]) >= {*FEATURES, "prediction", "probability_yes"}
+    # the permutation importance: the sample merged over both replicas, in metrics.json and the XCom
+    importance = record["importance"]
+    assert importance["metric"] == "roc_auc" and importance["sample_rows"] == 300 and importance["repeats"] == 2
+    assert {f["feature"] for f in importance["features"]} == set(FEATURES)
+    assert summary["top_features"] == [{"feature": f["feature"], "importance": f["mean"], "std": f["std"]}
+                                       for f in importance["features"][:5]]
     # the metrics are on the model version's run
     run_id = summary["mlflow_run_id"]
     logged = mlflow.MlflowClient().get_run(run_id).data.metrics
@@ -108,7 +115,8 @@ def test_missing_label_column_fails_without_retry_and_publishes_nothing(metrics_
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLOTS = {"confusion matrix", "calibration", "selection rate by region", "PSI per column"}
+PLOTS = {"confusion matrix", "calibration", "selection rate by region", "PSI per column",
+         "permutation importance (roc_auc drop)"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -122,7 +130,7 @@ def test_the_report_renders_in_chromium_with_every_plot(metrics_dag, models: Mod
         "model": str(models.classifier_path), "task": "classification",
         "source": {"uri": (tmp_path / "in").as_uri() + "/"}, "output": {"uri": out.as_uri() + "/"},
         "protected": ["region"], "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
-        "thresholds": {"roc_auc": 0.6},
+        "thresholds": {"roc_auc": 0.6}, "importance_sample": 200,
     }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")
