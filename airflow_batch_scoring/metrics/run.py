@@ -59,6 +59,7 @@ from airflow_batch_scoring.metrics.thresholds import (
     check_thresholds,
     failed_message,
 )
+from airflow_batch_scoring.metrics.training_baseline import TrainingBaseline, input_digest
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime.secrets import Credentials
 from airflow_batch_scoring.schema import ModelSchema
@@ -103,6 +104,8 @@ class MetricsPlan:
     metrics_uri: str
     output: FileSpec
     importance: ImportancePlan | None = None
+    #: ``baseline="training"``: the training data as the model's run recorded it (the baseline is its source).
+    training: TrainingBaseline | None = None
 
 
 def infer_task(task: str | None, model: ModelSpec) -> str:
@@ -191,6 +194,7 @@ def plan_metrics(
     importance_sample: Any = DEFAULT_IMPORTANCE_SAMPLE,
     importance_repeats: Any = DEFAULT_IMPORTANCE_REPEATS,
     importance_seed: Any = 0,
+    training: TrainingBaseline | None = None,
 ) -> MetricsPlan:
     """List, plan and check every input before anything runs or is written.
 
@@ -200,6 +204,8 @@ def plan_metrics(
     :param credentials: ``{"source": ..., "baseline": ..., "output": ...}`` secret material of each place.
     :param importance_sample: the labeled rows the permutation importance samples (``0``: none).
     :param importance_repeats: the permutations of each feature; ``importance_seed`` seeds them and the sample.
+    :param training: ``baseline="training"`` resolved (:func:`.training_baseline.training_baseline`): ``baseline``
+        is its source; the label column it records is left out of the drift and its digest checked.
     :raises ConfigurationError: for a wrong setting (naming it); a baseline that does not fit is named as such.
     """
     secrets = credentials or {}
@@ -246,7 +252,7 @@ def plan_metrics(
             Credentials(source=secrets.get("output"), sink=secrets.get("output")),
         )
     return MetricsPlan(labeled, base, config, positive_label, list(thresholds or []), metrics_uri, scored_sink,
-                       importance)
+                       importance, training if base is not None else None)
 
 
 class _as_baseline_error:
@@ -332,7 +338,12 @@ def run_metrics(
             baseline_manifest, baseline_stats = _shard_metrics(baseline_summary, plan.baseline.credentials["sink"])
             baseline_profile = baseline_stats.profile
             baseline_section = {"input": baseline_manifest["input"], "output_uri": baseline_summary["output_uri"],
-                                "rows": baseline_stats.rows}
+                                "rows": baseline_stats.rows, "digest": input_digest(plan.baseline.files)}
+            if plan.training is not None:
+                baseline_section["training"] = _check_training(plan, plan.training, log)
+                for name in {plan.training.label_column, plan.config.label_column} - {None}:
+                    for column in [c for c in baseline_profile.columns if c.lower() == str(name).lower()]:
+                        del baseline_profile.columns[column]  # the label is no feature to drift
         try:
             labeled_summary = run(plan.labeled.job, plan.labeled.files, plan.labeled.credentials)
         except ModelError as err:
@@ -401,6 +412,21 @@ def run_metrics(
     if failure is not None:
         raise ThresholdError(failure)
     return summary
+
+
+def _check_training(plan: MetricsPlan, training: TrainingBaseline, log: Callable[[str], None]) -> dict[str, Any]:
+    """The training baseline's record for ``metrics.json``; warn when its data changed since the training."""
+    assert plan.baseline is not None
+    now = input_digest(plan.baseline.files)
+    matches = None if now is None or training.digest is None else now == training.digest
+    where = getattr(training.spec, "uri", None) or getattr(training.spec, "table", None) or "the training source"
+    if matches is False:
+        log(f"WARNING: the training data {where} changed since the model was trained (its digest was "
+            f"{training.digest}, it is {now} now): the drift is measured against the data as it is now.")
+    elif matches is None:
+        log(f"The training data {where} has no listing to compare with the digest recorded at training time; "
+            "its drift is measured against it as it is now.")
+    return {**training.describe(), "digest_now": now, "digest_matches": matches}
 
 
 def _importance(

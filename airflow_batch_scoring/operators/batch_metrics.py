@@ -55,7 +55,10 @@ class BatchMetricsOperator(BatchScoringOperator):
     :param positive_label: the positive class of a binary problem (default: the larger of the two, as ``1`` of
         ``0``/``1``); fairness metrics need it for more than two classes. (templated)
     :param protected_attributes: columns of groups the fairness metrics compare. (templated)
-    :param baseline: a reference data set for drift (a source spec, e.g. the training data). (templated)
+    :param baseline: a reference data set for drift: a source spec, or ``"training"``: the training data recorded
+        on the model version's MLflow run by the training job (the model must come from a registry or a run; the
+        credentials come from the connection its spec names; its label column is left out; a warning when the data
+        changed since). (templated)
     :param thresholds: ``{"roc_auc": 0.8, "f1_macro": 0.7, "max_psi": 0.2, ...}``: a score at least, a loss or gap
         at most (``{"min": x}``/``{"max": x}`` to say it). (templated)
     :param probabilities: classification: ask the model for class probabilities (ROC and PR curves, log loss,
@@ -153,12 +156,14 @@ class BatchMetricsOperator(BatchScoringOperator):
         from airflow_batch_scoring.links import LINKS_ATTRIBUTE
         from airflow_batch_scoring.metrics.run import log_to_mlflow, plan_metrics, run_metrics
         from airflow_batch_scoring.metrics.thresholds import parse_thresholds
+        from airflow_batch_scoring.metrics.training_baseline import is_training, training_baseline
 
         setattr(self, LINKS_ATTRIBUTE, {})
         task = self._resolve(context)
         source = parse_data_spec(self.source, "source")
         output = parse_data_spec(self.sink, "sink")
-        baseline = parse_data_spec(self.baseline, "source") if self.baseline else None
+        from_training = is_training(self.baseline)
+        baseline = parse_data_spec(self.baseline, "source") if self.baseline and not from_training else None
         thresholds = parse_thresholds(self.thresholds)
         probe = runtime_for(task, context, self.log.info)
         probe.check_locations(source, output)  # before the model is fetched
@@ -184,6 +189,16 @@ class BatchMetricsOperator(BatchScoringOperator):
                     os.path.join(work, "model"), tracking_uri=tracking_uri, registry_uri=registry_uri,
                 )
                 ModelVersionLink.persist(context, model, tracking_uri, registry_uri)
+                training = None
+                if from_training:
+                    training = training_baseline(model, tracking_uri=tracking_uri, registry_uri=registry_uri)
+                    baseline = training.spec
+                    probe = runtime_for(task, context, self.log.info)
+                    try:
+                        probe.check_locations(baseline, output)
+                    finally:
+                        probe.close()
+                    credentials["baseline"] = credentials_for(baseline)
                 plan = plan_metrics(
                     job_id=self._job_id(context), attempt=f"try{context['ti'].try_number}", model=model,
                     source=source, output=output, label_column=self.label_column, task=self.task or None,
@@ -191,6 +206,7 @@ class BatchMetricsOperator(BatchScoringOperator):
                     baseline=baseline, thresholds=thresholds, probabilities=bool(self.probabilities),
                     scoring=scoring, credentials=credentials, importance_sample=self.importance_sample,
                     importance_repeats=self.importance_repeats, importance_seed=self.importance_seed,
+                    training=training,
                 )
 
                 def run(job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:

@@ -250,3 +250,73 @@ def test_importance_switched_off_and_bad_values(models: Models, tmp_path: Path, 
         code = cli.main(["metrics", *args, "--output", f"file://{tmp_path}/bad/", flag, value])
         assert code != 0 and words in capsys.readouterr().err
         assert not (tmp_path / "bad").exists()
+
+
+# baseline="training": the training data recorded on the model version's MLflow run (the tags the training job sets,
+# set here with MlflowClient), in the session's real registry.
+def _register_with_training_tags(model, name: str, tags: dict[str, str]) -> str:
+    import mlflow
+
+    mlflow.set_experiment("metrics-training-baseline")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                        serialization_format="cloudpickle", pip_requirements=["scikit-learn"])
+        for key, value in tags.items():
+            mlflow.MlflowClient().set_tag(run.info.run_id, key, value)
+    return f"models:/{name}/{info.registered_model_version}"
+
+
+def test_drift_against_the_training_data_recorded_with_the_model(models: Models, tmp_path: Path, capsys):
+    from airflow_batch_scoring.io.files import list_inputs
+    from airflow_batch_scoring.metrics.training_baseline import input_digest
+
+    frame, training = labeled_frame(1500, seed=41, shift=0.3), labeled_frame(1200, seed=42)
+    write_frame(frame, tmp_path / "in" / "part.parquet", "parquet")
+    write_frame(training, tmp_path / "train" / "part.parquet", "parquet")
+    train_uri = f"file://{tmp_path}/train/"
+    digest = input_digest(list_inputs(train_uri))
+    uri = _register_with_training_tags(models.classifier, "metrics-training-baseline", {
+        "batch_scoring.training.source": json.dumps({"uri": train_uri, "format": "parquet"}),
+        "batch_scoring.training.digest": "sha256:" + "0" * 64,  # recorded before the data changed
+        "batch_scoring.training.rows": "1200",
+        "batch_scoring.training.label_column": "label",
+    })
+    code, summary, err = run_cli(
+        capsys, "--model", uri, "--source", f"file://{tmp_path}/in/", "--output", f"file://{tmp_path}/out/",
+        "--label-column", "label", "--task", "classification", "--baseline", "training", "--replicas", "2",
+        "--batch-size", "500", "--thresholds", '{"max_psi": 5}',
+    )
+    assert code == 0, err[-3000:]
+    assert "WARNING: the training data" in err and "changed since the model was trained" in err
+    record = read_metrics(tmp_path / "out")
+    base = record["baseline"]
+    assert base["rows"] == 1200 and base["input"]["uri"] == train_uri and base["digest"] == digest
+    assert base["training"]["digest"] == "sha256:" + "0" * 64 and base["training"]["digest_now"] == digest
+    assert base["training"]["digest_matches"] is False and base["training"]["label_column"] == "label"
+    columns = record["drift"]["columns"]
+    assert "label" not in columns and set(FEATURES) <= set(columns)
+    proba = models.classifier.predict_proba
+    for column, current, reference in [("f0", frame["f0"], training["f0"]),
+                                       ("probability_yes", proba(frame[FEATURES])[:, 1],
+                                        proba(training[FEATURES])[:, 1])]:
+        found = columns[column]
+        exact = ks_2samp(current, reference).statistic
+        assert found["ks"] - 1e-12 <= exact <= found["ks"] + found["ks_max_error"] + 1e-12
+        edges = found["psi_edges"]
+        shares = [np.maximum(np.bincount(np.searchsorted(edges, v, side="left"), minlength=len(edges) + 1) / len(v),
+                             1e-4) for v in (np.asarray(current), np.asarray(reference))]
+        assert found["psi"] == pytest.approx(float(np.sum((shares[0] - shares[1]) * np.log(shares[0] / shares[1]))),
+                                             rel=1e-9)
+    assert summary["metrics"]["max_psi"] == record["drift"]["max_psi"]
+
+
+def test_training_baseline_errors(models: Models, tmp_path: Path, capsys):
+    write_frame(labeled_frame(300, seed=43), tmp_path / "in" / "part.parquet", "parquet")
+    untagged = _register_with_training_tags(models.classifier, "metrics-no-training-tags", {})
+    common = ["--source", f"file://{tmp_path}/in/", "--output", f"file://{tmp_path}/out/", "--label-column",
+              "label", "--task", "classification", "--baseline", "training"]
+    for model, words in [(str(models.classifier_path), "needs a model from an MLflow registry or run"),
+                         (untagged, "records no training data")]:
+        code, _, err = run_cli(capsys, "--model", model, *common)
+        assert code != 0 and words in err and "Give baseline= a source spec" in err, err[-2000:]
+        assert not (tmp_path / "out").exists()
