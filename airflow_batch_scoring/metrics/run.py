@@ -458,8 +458,8 @@ def _importance(
         f"{config.importance_repeats} repeat(s): scoring {rows:,} rows")
     job, files = prepare_job(
         job_id=importance.job_id, attempt=importance.attempt, model=plan.labeled.job.model,
-        source=FileSpec(uri=f"{importance.folder}/input/", format="parquet"),
-        sink=FileSpec(uri=f"{importance.folder}/scored/", format="parquet"),
+        source=FileSpec(uri=f"{importance.folder}/input/", format="parquet", conn_id=plan.output.conn_id),
+        sink=FileSpec(uri=f"{importance.folder}/scored/", format="parquet", conn_id=plan.output.conn_id),
         options=importance.options, storage_options=importance.credentials,
     )
     summary = run(job, files, importance.credentials)
