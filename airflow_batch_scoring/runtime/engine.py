@@ -199,6 +199,6 @@ def _score_shard(
 
     pipeline = ShardPipeline(
         ReadStage(reader, pieces, job.batch_size, progress.read_mark), conform, WriteStage(writer), progress,
-        name=str(shard), loading=read_first, assemble=assemble_stage(job),
+        name=str(shard), loading=read_first, assemble=assemble_stage(job, shard),
     )
     return pipeline.run(lambda: PredictStage(load(), refused))
