@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_scoring.coercion import to_optional_float
@@ -82,7 +82,7 @@ class EnvironmentSettings:
 
     mode: str = WORKER
     requirements: tuple[str, ...] | str | None = None
-    cache_dir: str = ""
+    cache_dir: str = field(default_factory=default_cache_dir)
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
 
     @classmethod

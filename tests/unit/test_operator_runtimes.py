@@ -3,6 +3,7 @@ servers): what the operator hands to its runtime, and what the runtimes do with 
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -147,8 +148,10 @@ def test_local_runtime_prestarts_with_the_task_replicas_and_discards_what_it_did
     runtime = LocalRuntime(ResolvedTask(model="m", runtime="local", replicas=4), context(), print)
     runtime.start()
     launcher.start_early.assert_called_once_with(4)
-    runtime.prepare("model", probabilities=True, output_schema=None)
-    launcher.prestart.assert_called_once_with("model", 4, probabilities=True, output_schema=None)
+    model = SimpleNamespace(uri="m", path="/models/m.joblib")  # records no requirements: nothing to warn about
+    runtime.prepare(model, probabilities=True, output_schema=None)
+    assert launcher.python == sys.executable  # model_environment="worker"
+    launcher.prestart.assert_called_once_with(model, 4, probabilities=True, output_schema=None)
     runtime.close()
     launcher.discard.assert_called_once_with()
     runtime.kill()
