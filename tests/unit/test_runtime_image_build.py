@@ -69,7 +69,7 @@ def test_the_image_installs_the_built_wheel_without_dependencies():
 def test_the_build_context_holds_the_wheel_and_not_the_sources():
     assert _in_context(f"dist/{_wheel_name()}")
     assert _in_context("runtime_image/requirements.txt")
-    assert _in_context("runtime_image/models/churn-3.txt")  # a model image's requirements (--build-arg REQUIREMENTS)
+    assert _in_context("model-requirements/churn-3.txt")  # a model image's requirements (--build-arg REQUIREMENTS)
     for outside in ("airflow_batch_scoring/__init__.py", "pyproject.toml", "tests/conftest.py", ".venv/bin/python",
                     f"dist/{_wheel_name().replace('.whl', '.tar.gz').replace('-py3-none-any', '')}"):
         assert not _in_context(outside), outside
