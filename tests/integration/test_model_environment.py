@@ -22,6 +22,7 @@ import sklearn
 from airflow_batch_scoring.environments import prepare_environment
 from airflow_batch_scoring.environments.builder import BUILDS_LOG
 from airflow_batch_scoring.environments.settings import EnvironmentSettings
+from airflow_batch_scoring.errors import ModelEnvironmentError
 from airflow_batch_scoring.job import ModelSpec
 from tests.support.helpers import FEATURES, make_frame, read_output, write_frame
 
@@ -199,3 +200,26 @@ def test_requirements_that_cannot_be_resolved_fail_clearly_and_publish_nothing(b
     assert "Traceback" not in run.stderr
     assert not sink.exists() or not (sink / "_SUCCESS").exists()
     assert not [path for path in built.cache.iterdir() if path.name.endswith(".tmp")]  # no half environment left
+
+
+def _folder(tmp_path: Path, python: str) -> ModelSpec:
+    """An MLflow-style folder recording its requirements and Python (nothing else is read before the build)."""
+    (tmp_path / "requirements.txt").write_text("scikit-learn==1.7.2\n")
+    (tmp_path / "python_env.yaml").write_text(f"python: {python}\n")
+    return ModelSpec(uri=str(tmp_path), path=str(tmp_path), flavor="mlflow")
+
+
+def test_a_python_uv_cannot_provide_fails_clearly(tmp_path: Path):
+    settings = EnvironmentSettings.parse(model_environment="model", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ModelEnvironmentError, match=r"Python 2\.7 \(the model's python_env\.yaml\) is not available"):
+        prepare_environment(_folder(tmp_path, "2.7.18"), settings, print)
+    assert not (tmp_path / "cache" / BUILDS_LOG).exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith((".lock", ".failed.log"))] == []
+
+
+def test_a_build_longer_than_its_timeout_fails_clearly(tmp_path: Path):
+    settings = EnvironmentSettings.parse(model_environment="model", cache_dir=str(tmp_path / "cache"),
+                                         build_timeout="0.001")
+    with pytest.raises(ModelEnvironmentError, match="took longer than 0.001s"):
+        prepare_environment(_folder(tmp_path, "3.11.7"), settings, print)
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith((".lock", ".failed.log"))] == []

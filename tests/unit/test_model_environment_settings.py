@@ -111,3 +111,16 @@ def test_uv_s_message_names_the_package_and_never_shows_index_credentials():
 def test_the_manifest_records_an_image_s_digest():
     assert image_digest("registry.example.com/scoring@sha256:abc") == "sha256:abc"
     assert image_digest("registry.example.com/scoring:0.1.0") is None and image_digest(None) is None
+
+
+def test_the_local_runtime_starts_no_replica_before_a_model_environment_is_known(monkeypatch):
+    from unittest import mock
+
+    from airflow_batch_scoring.operators.runtimes import LocalRuntime
+
+    launcher = mock.MagicMock(name="LocalLauncher")
+    monkeypatch.setattr("airflow_batch_scoring.operators.runtimes.LocalLauncher", lambda log: launcher)
+    task = ResolvedTask(model="m", runtime="local", replicas=2,
+                        environment=EnvironmentSettings.parse(model_environment="model"))
+    LocalRuntime(task, {}, print).start()  # type: ignore[arg-type]
+    launcher.start_early.assert_not_called()
