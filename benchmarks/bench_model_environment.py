@@ -6,7 +6,7 @@ Scores a small CSV (``--rows``, default 20,000) with an MLflow LogisticRegressio
 
 1. ``first_build``: ``--model-environment model`` against an empty cache folder (uv installs from its own cache; the
    build's own time, from the environment's ``environment.json``, is reported beside the run's);
-2. ``first_run_cached``: the next run (the environment's first imports compile their bytecode);
+2. ``first_run_cached``: the next run, the first to reuse the cached environment;
 3. ``--rounds`` interleaved pairs of ``worker`` and ``model`` (cached) runs: the overhead is the difference of their
    medians.
 
@@ -110,7 +110,7 @@ def main() -> int:
         f"| first run, building the environment (whole run) | {first:.2f} |\n"
         f"| of which the build ({len(build['packages'])} packages, {result['environment_mb']} MB) "
         f"| {build['build_s']:.2f} |\n"
-        f"| first run in the cached environment (bytecode compiled on import) | {first_cached:.2f} |\n"
+        f"| first run in the cached environment | {first_cached:.2f} |\n"
         f"| `worker`, median of {args.rounds} | {medians['worker']:.2f} |\n"
         f"| `model` (cached), median of {args.rounds} | {medians['model']:.2f} |\n"
         f"| cached start's overhead (`model` - `worker`) | {result['cached_overhead_s']:+.2f} |\n"
