@@ -223,3 +223,14 @@ def test_a_build_longer_than_its_timeout_fails_clearly(tmp_path: Path):
     with pytest.raises(ModelEnvironmentError, match="took longer than 0.001s"):
         prepare_environment(_folder(tmp_path, "3.11.7"), settings, print)
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith((".lock", ".failed.log"))] == []
+
+
+def test_model_requirements_prints_what_an_image_for_the_model_installs(built: Built, capsys: pytest.CaptureFixture):
+    from airflow_batch_scoring.cli import main
+    from airflow_batch_scoring.environments.requirements import RUNTIME_REQUIREMENTS
+
+    assert main(["model-requirements", "--model", str(built.model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# python 3.11")
+    assert lines[1:] == ["mlflow-skinny==" + __import__("mlflow").__version__, f"scikit-learn=={RECORDED}",
+                         *RUNTIME_REQUIREMENTS]
