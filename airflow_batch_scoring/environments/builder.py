@@ -270,6 +270,9 @@ def _build(
 ) -> ModelEnvironment:
     uv = find_uv()
     started = time.monotonic()
+    for stale in os.listdir(settings.cache_dir):  # an earlier build of this key that was killed (we hold its lock)
+        if stale.startswith(f".{key}.") and stale.endswith(".tmp"):
+            shutil.rmtree(os.path.join(settings.cache_dir, stale), ignore_errors=True)
     temporary = os.path.join(settings.cache_dir, f".{key}.{uuid.uuid4().hex[:8]}.tmp")
     failed_log = os.path.join(settings.cache_dir, f"{key}.failed.log")
     os.makedirs(temporary)
@@ -287,6 +290,8 @@ def _build(
                 f.write("\n".join(requirements.install_lines()) + "\n")
             # compiled now, once: replicas start faster, and a worker with PYTHONDONTWRITEBYTECODE never caches it
             done = build.run([uv, "pip", "install", "--compile-bytecode", "--python", interpreter, "-r", wanted])
+            with open(wanted, "w", encoding="utf-8") as f:  # kept for the record, without index credentials
+                f.write(mask_credentials("\n".join(requirements.install_lines())) + "\n")
             if done.returncode != 0:
                 raise _install_failure(requirements, done.stderr or done.stdout)
             tree = _source_tree()
@@ -311,7 +316,8 @@ def _build(
                 f.write(frozen.stdout)
             build_s = round(time.monotonic() - started, 3)
             description = {
-                "key": key, "python_version": version, "requirements": list(requirements.lines),
+                "key": key, "python_version": version,
+                "requirements": [mask_credentials(line) for line in requirements.lines],
                 "packages": _freeze(frozen.stdout), "provider": provider_version(), "build_s": build_s,
                 "built_at": datetime.now(timezone.utc).isoformat(),
             }

@@ -124,3 +124,21 @@ def test_the_local_runtime_starts_no_replica_before_a_model_environment_is_known
                         environment=EnvironmentSettings.parse(model_environment="model"))
     LocalRuntime(task, {}, print).start()  # type: ignore[arg-type]
     launcher.start_early.assert_not_called()
+
+
+def test_index_credentials_in_requirements_never_reach_the_record(tmp_path: Path, monkeypatch):
+    """The environment's description (the manifest's section) masks an index URL's credentials."""
+    import json
+
+    from airflow_batch_scoring.environments import builder
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(builder, "find_uv", lambda: "/bin/false")  # the first step fails: nothing is built
+    requirements = ModelRequirements(("--extra-index-url https://bob:t0ken@pypi.example.com/simple", "x==1"))
+    with pytest.raises(ModelEnvironmentError) as caught:
+        builder.ensure_environment(requirements, EnvironmentSettings.parse(cache_dir=str(cache)), print)
+    assert "t0ken" not in str(caught.value)
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+    failed = next(cache.glob("*.failed.log")).read_text()
+    assert "t0ken" not in failed
+    assert json.dumps(requirements.lines).count("t0ken") == 1  # (the masking is of what is recorded)
