@@ -234,3 +234,38 @@ def test_model_requirements_prints_what_an_image_for_the_model_installs(built: B
     assert lines[0].startswith("# python 3.11")
     assert lines[1:] == ["mlflow-skinny==" + __import__("mlflow").__version__, f"scikit-learn=={RECORDED}",
                          *RUNTIME_REQUIREMENTS]
+
+
+def test_the_operator_s_local_runtime_runs_its_replicas_in_the_model_environment(built: Built, tmp_path: Path):
+    """What ``BatchScoringOperator`` hands its runtime (a resolved task with ``model_environment="model"``): the
+    cached environment is picked, the replicas run in it and the manifest records it."""
+    from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.driver.prepare import prepare_job
+    from airflow_batch_scoring.operators.runtimes import LocalRuntime, ResolvedTask
+    from airflow_batch_scoring.options import ScoringOptions
+    from airflow_batch_scoring.specs import parse_data_spec
+
+    lines: list[str] = []
+    task = ResolvedTask.resolve(
+        model=str(built.model), runtime=None, replicas=1, kubernetes=None, stage=None, try_number=1, retries=0,
+        model_environment="model", environment=EnvironmentSettings.parse(cache_dir=str(built.cache)),
+    )
+    runtime = LocalRuntime(task, {}, lines.append)  # type: ignore[arg-type]
+    runtime.start()
+    model = process_model(str(built.model), str(tmp_path / "model"))
+    runtime.prepare(model, probabilities=False, output_schema=None)
+    sink = tmp_path / "out"
+    job, files = prepare_job(
+        job_id="operator-env", model=model, source=parse_data_spec({"uri": built.source.as_uri()}, "source"),
+        sink=parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        options=ScoringOptions.parse(replicas=1, passthrough_columns=["id"]),
+    )
+    try:
+        summary = runtime.run(job, files, {"source": {}, "sink": {}})  # type: ignore[arg-type]
+    finally:
+        runtime.close()
+    assert summary["rows_in"] == len(built.frame)
+    assert any(line.startswith("Reusing the model environment") for line in lines)
+    manifest = json.loads((sink / "_manifest.json").read_text())
+    assert manifest["environment"]["packages"]["scikit-learn"] == RECORDED
+    assert manifest["shards"][0]["python"]["packages"]["scikit-learn"] == RECORDED
