@@ -61,7 +61,8 @@ def build_manifest(
         "attempt": job.attempt,
         "runtime_image": job.runtime_image,
         "runtime_image_digest": image_digest(job.runtime_image),
-        "environment": dict(job.environment) if job.environment else {"mode": "worker"},
+        # where the replicas ran Python: a model environment, the worker's, or (Kubernetes) their image
+        "environment": dict(job.environment or {"mode": "image" if job.runtime_image else "worker"}),
         "package_version": __version__,
         "runtime": runtime,
         "model": {

@@ -142,3 +142,24 @@ def test_index_credentials_in_requirements_never_reach_the_record(tmp_path: Path
     failed = next(cache.glob("*.failed.log")).read_text()
     assert "t0ken" not in failed
     assert json.dumps(requirements.lines).count("t0ken") == 1  # (the masking is of what is recorded)
+
+
+def test_the_manifest_says_where_the_replicas_ran_python():
+    from datetime import datetime, timezone
+
+    from airflow_batch_scoring.driver.manifest import build_manifest
+    from airflow_batch_scoring.job import ModelSpec, ScoringJob
+    from airflow_batch_scoring.specs import FileSpec
+
+    job = ScoringJob(job_id="j", model=ModelSpec(uri="m", path="m", flavor="sklearn"),
+                     source=FileSpec(uri="file:///in.csv"), sink=FileSpec(uri="file:///out/"), staging_uri="")
+
+    def section(job: ScoringJob) -> dict:
+        manifest = build_manifest(job, [], datetime.now(timezone.utc), "local", input_section={}, output_section={})
+        return manifest["environment"]
+
+    from dataclasses import replace
+
+    assert section(job) == {"mode": "worker"}
+    assert section(replace(job, runtime_image="r/s@sha256:1")) == {"mode": "image"}
+    assert section(replace(job, environment={"mode": "model", "hash": "k"})) == {"mode": "model", "hash": "k"}
