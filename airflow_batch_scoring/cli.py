@@ -168,7 +168,7 @@ def _score(args: argparse.Namespace) -> dict:
     from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
-    from airflow_batch_scoring.environments import prepare_environment
+    from airflow_batch_scoring.environments import prepare_environment, stores_of
     from airflow_batch_scoring.environments.settings import MODEL, EnvironmentSettings
     from airflow_batch_scoring.options import ScoringOptions
     from airflow_batch_scoring.specs import parse_data_spec
@@ -209,7 +209,7 @@ def _score(args: argparse.Namespace) -> dict:
             launcher.start_early(scoring.replicas)  # the replicas import the runtime while the model is resolved
         try:
             model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
-            environment = prepare_environment(model, settings, log)
+            environment = prepare_environment(model, settings, log, stores_of(source, sink))
             launcher.python = environment.python
             # The replicas load the model while the input is listed, planned and checked.
             launcher.prestart(model, scoring.replicas, probabilities=scoring.predict_probabilities,

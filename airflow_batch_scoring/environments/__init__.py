@@ -11,15 +11,30 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_batch_scoring.environments.requirements import ModelRequirements, drift_warning, model_requirements
 from airflow_batch_scoring.environments.settings import MODEL, EnvironmentSettings
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.job import ModelSpec
+from airflow_batch_scoring.specs import DataSpec
 
-__all__ = ["EnvironmentSettings", "ModelRequirements", "PreparedEnvironment", "prepare_environment"]
+__all__ = [
+    "EnvironmentSettings", "ModelRequirements", "PreparedEnvironment", "prepare_environment", "stores_of",
+]
+
+
+def stores_of(source: DataSpec, sink: DataSpec) -> tuple[str, ...]:
+    """What replicas reading ``source`` and writing ``sink`` need in a model environment: the fsspec implementation
+    of each object store, and what the source's and the sink's classes declare (``environment_requirements``)."""
+    from airflow_batch_scoring.environments.requirements import store_requirements
+    from airflow_batch_scoring.sinks import sink_class
+    from airflow_batch_scoring.sources import source_class
+
+    declared = [*getattr(source_class(source), "environment_requirements", ()),
+                *getattr(sink_class(sink), "environment_requirements", ())]
+    return tuple(sorted({*store_requirements([source.uri, sink.uri]), *declared}))
 
 
 @dataclass(frozen=True)
@@ -36,13 +51,19 @@ class PreparedEnvironment:
 
 
 def prepare_environment(
-    model: ModelSpec, settings: EnvironmentSettings, log: Callable[[str], None] = print
+    model: ModelSpec,
+    settings: EnvironmentSettings,
+    log: Callable[[str], None] = print,
+    stores: tuple[str, ...] = (),
 ) -> PreparedEnvironment:
     """The environment the replicas scoring ``model`` run in.
 
     ``"worker"``: this interpreter; the log warns once when the model's recorded pins differ from its packages.
     ``"model"``: the model's environment, built with uv from its requirements (or ``requirements=``) or reused from
     the cache.
+
+    :param stores: what the run's sources and sinks need in a model environment
+        (:func:`~airflow_batch_scoring.environments.requirements.store_requirements`).
 
     :raises ConfigurationError: ``"model"`` for a model that records no requirements and was given none.
     :raises ModelEnvironmentError: when the environment cannot be built (see
@@ -64,7 +85,7 @@ def prepare_environment(
         )
     from airflow_batch_scoring.environments.builder import ensure_environment
 
-    environment = ensure_environment(requirements, settings, log)
+    environment = ensure_environment(replace(requirements, stores=stores), settings, log)
     if not environment.built:
         log(f"Reusing the model environment {environment.key} (Python {environment.python_version}) from the cache")
     return PreparedEnvironment(environment.python, environment.manifest())

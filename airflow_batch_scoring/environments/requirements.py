@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -26,6 +26,10 @@ RUNTIME_REQUIREMENTS = (
     "pyyaml>=6,<7",
     "joblib>=1.3,<2",
 )
+#: the fsspec implementation a replica needs for each store scheme a run reads or writes (installed beside the runtime)
+STORE_REQUIREMENTS = {
+    "s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "abfs": "adlfs", "abfss": "adlfs", "az": "adlfs",
+}
 #: MLflow models record ``mlflow``; the runtime loads their pyfunc with the client-only distribution.
 _SUBSTITUTES = {"mlflow": "mlflow-skinny"}
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -43,11 +47,13 @@ class ModelRequirements:
     :param lines: its requirement lines (comments and blank lines dropped), as recorded.
     :param python: the Python version it was made with (``python_env.yaml``), if recorded.
     :param origin: where they come from, for messages (``the model's requirements.txt``, ``requirements=``).
+    :param stores: what the run's sources and sinks need beside the runtime (:func:`store_requirements`).
     """
 
     lines: tuple[str, ...]
     python: str | None = None
     origin: str = "requirements="
+    stores: tuple[str, ...] = ()
 
     def pins(self) -> dict[str, str]:
         """The exactly pinned (``name==version``) requirements, by canonical name."""
@@ -76,7 +82,7 @@ class ModelRequirements:
 
     def install_lines(self) -> list[str]:
         """The lines the model environment installs: the model's (``mlflow`` as ``mlflow-skinny``), then the
-        runtime's own dependencies."""
+        runtime's own dependencies and what the run's stores need."""
         lines = []
         for line in self.lines:
             match = None if line.lstrip().startswith("-") else _NAME.match(line)
@@ -84,7 +90,18 @@ class ModelRequirements:
             if match and name in _SUBSTITUTES:
                 line = _SUBSTITUTES[name] + line[match.end():]
             lines.append(line)
-        return [*lines, *RUNTIME_REQUIREMENTS]
+        return [*lines, *RUNTIME_REQUIREMENTS, *self.stores]
+
+
+def store_requirements(uris: Iterable[str | None]) -> tuple[str, ...]:
+    """What replicas reading and writing ``uris`` need in a model environment: the fsspec implementation of each
+    object store (``s3://`` -> ``s3fs``, ...)."""
+    needed = set()
+    for uri in uris:
+        scheme = uri.split("://", 1)[0].lower() if uri and "://" in uri else ""
+        if scheme in STORE_REQUIREMENTS:
+            needed.add(STORE_REQUIREMENTS[scheme])
+    return tuple(sorted(needed))
 
 
 def _lines(text: str, folder: str | None) -> tuple[str, ...]:

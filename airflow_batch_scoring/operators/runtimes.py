@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_batch_scoring.coercion import to_bool, to_optional_float
 from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.run import execute_job
-from airflow_batch_scoring.environments import PreparedEnvironment, prepare_environment
+from airflow_batch_scoring.environments import PreparedEnvironment, prepare_environment, stores_of
 from airflow_batch_scoring.environments.settings import MODEL, EnvironmentSettings, parse_mode
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.kubernetes.settings import TASK_ARGUMENTS, check_task_arguments
@@ -235,13 +235,15 @@ class LocalRuntime:
         self.log = log
         self.launcher = LocalLauncher(log)
         self.environment: PreparedEnvironment | None = None
+        self.stores: tuple[str, ...] = ()  # what the source and sink need in a model environment
 
     @classmethod
     def check_settings(cls, kubernetes: Mapping[str, Any] | None) -> None:
         """Nothing to check: the local runtime ignores the Kubernetes settings (a stage may bring them)."""
 
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
-        """Every location the worker can reach is fine."""
+        """Every location the worker can reach is fine (a model environment installs what they need)."""
+        self.stores = stores_of(source, sink)
 
     def start(self) -> None:
         """Start the replicas now: they import the runtime while the model is resolved and fetched (not with
@@ -253,7 +255,7 @@ class LocalRuntime:
         """Pick the replicas' environment (build or reuse the model's; or warn when the worker's differs from the
         model's recorded one), then hand the replicas the model: they load it while the input is listed, planned and
         checked."""
-        self.environment = prepare_environment(model, self.task.environment, self.log)
+        self.environment = prepare_environment(model, self.task.environment, self.log, self.stores)
         self.launcher.python = self.environment.python
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 

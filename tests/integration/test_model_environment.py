@@ -250,14 +250,16 @@ def test_the_operator_s_local_runtime_runs_its_replicas_in_the_model_environment
         model=str(built.model), runtime=None, replicas=1, kubernetes=None, stage=None, try_number=1, retries=0,
         model_environment="model", environment=EnvironmentSettings.parse(cache_dir=str(built.cache)),
     )
+    sink = tmp_path / "out"
+    source_spec = parse_data_spec({"uri": built.source.as_uri()}, "source")
+    sink_spec = parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink")
     runtime = LocalRuntime(task, {}, lines.append)  # type: ignore[arg-type]
+    runtime.check_locations(source_spec, sink_spec)  # local files: nothing to install beside the runtime
     runtime.start()
     model = process_model(str(built.model), str(tmp_path / "model"))
     runtime.prepare(model, probabilities=False, output_schema=None)
-    sink = tmp_path / "out"
     job, files = prepare_job(
-        job_id="operator-env", model=model, source=parse_data_spec({"uri": built.source.as_uri()}, "source"),
-        sink=parse_data_spec({"uri": sink.as_uri(), "format": "parquet"}, "sink"),
+        job_id="operator-env", model=model, source=source_spec, sink=sink_spec,
         options=ScoringOptions.parse(replicas=1, passthrough_columns=["id"]),
     )
     try:

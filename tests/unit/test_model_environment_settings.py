@@ -163,3 +163,16 @@ def test_the_manifest_says_where_the_replicas_ran_python():
     assert section(job) == {"mode": "worker"}
     assert section(replace(job, runtime_image="r/s@sha256:1")) == {"mode": "image"}
     assert section(replace(job, environment={"mode": "model", "hash": "k"})) == {"mode": "model", "hash": "k"}
+
+
+def test_a_model_environment_installs_what_the_run_s_stores_need():
+    from airflow_batch_scoring.environments import stores_of
+    from airflow_batch_scoring.specs import parse_data_spec
+
+    s3 = parse_data_spec({"uri": "s3://in/day/"}, "source")
+    local = parse_data_spec({"uri": "file:///tmp/out/"}, "sink")
+    table = parse_data_spec({"conn_id": "pg", "table": "scores"}, "sink")
+    assert stores_of(s3, local) == ("s3fs",)
+    assert stores_of(parse_data_spec({"uri": "gs://in/x.csv"}, "source"), table) == ("gcsfs", "sqlalchemy>=2,<3")
+    lines = ModelRequirements(("scikit-learn==1.7.2",), stores=("s3fs",)).install_lines()
+    assert lines[-1] == "s3fs" and lines[0] == "scikit-learn==1.7.2"
