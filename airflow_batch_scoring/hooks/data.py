@@ -45,7 +45,8 @@ _FILES = DataAccess(
     uri=lambda spec: spec.uri,
 )
 _SQL = DataAccess(credentials=sql_secrets, location=_sql_location, uri=lambda spec: None)
-_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "table": _SQL, "query": _SQL}
+#: a Delta table lives in a folder of an object store: its credentials are the store's, as for files.
+_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "table": _SQL, "query": _SQL, "delta": _FILES}
 
 
 def data_access(spec: DataSpec) -> DataAccess:
