@@ -161,3 +161,14 @@ def writable(table: pa.Table) -> pa.Table:
             kind, changed = kind.value_type, True
         fields.append(pa.field(field.name, kind, nullable=True))
     return table.cast(pa.schema(fields)) if changed else table
+
+
+def partition_text(value: Any) -> str | None:
+    """A partition value as Delta's log holds it (a string; ``None`` for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    return str(value)

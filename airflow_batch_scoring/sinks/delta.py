@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput
-from airflow_batch_scoring.io.delta import APP_ID_PREFIX, open_table, table_types, writable
+from airflow_batch_scoring.io.delta import APP_ID_PREFIX, open_table, partition_text, table_types, writable
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, report_name
@@ -53,17 +53,6 @@ def files_name(shard: int) -> str:
 
 def actions_name(shard: int) -> str:
     return f"_actions-{shard:05d}.json"
-
-
-def partition_text(value: Any) -> str | None:
-    """A partition value as Delta's log holds it (a string; ``None`` for null)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-    return str(value)
 
 
 def _folder(column: str, text: str | None) -> str:

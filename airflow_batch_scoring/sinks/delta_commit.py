@@ -37,6 +37,7 @@ from airflow_batch_scoring.io.delta import (
     delta_storage_options,
     delta_types,
     open_table,
+    partition_text,
     table_types,
     table_uri,
 )
@@ -233,8 +234,6 @@ def commit(
 
 
 def _text(value: Any) -> str | None:
-    from airflow_batch_scoring.sinks.delta import partition_text
-
     return partition_text(value)
 
 
