@@ -114,3 +114,29 @@ def as_mode(value: Any, what: str) -> str:
     if mode not in DELTA_MODES:
         raise ConfigurationError(f"{what} must be one of {', '.join(DELTA_MODES)}, got {value!r}.")
     return mode
+
+
+#: the sink modes of an Iceberg table.
+ICEBERG_MODES = ("append", "overwrite")
+ICEBERG_SOURCE_KEYS = frozenset({"format", "table", "catalog_uri", "catalog_conn_id", "warehouse", "conn_id",
+                                 "snapshot_id"})
+ICEBERG_SINK_KEYS = frozenset({"format", "table", "catalog_uri", "catalog_conn_id", "warehouse", "conn_id", "mode",
+                               "allow_new_columns"})
+
+
+def check_iceberg_keys(value: Mapping[str, Any], role: str) -> None:
+    """Refuse keys an Iceberg ``role`` (source or sink) does not take."""
+    allowed = ICEBERG_SOURCE_KEYS if role == "source" else ICEBERG_SINK_KEYS
+    extra = sorted(k for k in value if k not in allowed and value[k] not in (None, [], {}, ""))
+    if extra:
+        raise ConfigurationError(
+            f"{role}[{extra[0]!r}] is not a key of an Iceberg {role}; an Iceberg {role} takes {sorted(allowed)}."
+        )
+
+
+def as_identifier(value: Any, what: str) -> tuple[str, str]:
+    """``"namespace.table"`` -> ``("namespace", "table")``."""
+    parts = value.strip().split(".") if isinstance(value, str) else []
+    if len(parts) != 2:
+        raise ConfigurationError(f"{what} must be 'namespace.table', e.g. 'analytics.scores', got {value!r}.")
+    return validate_identifier(parts[0], what), validate_identifier(parts[1], what)

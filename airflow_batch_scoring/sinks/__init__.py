@@ -32,8 +32,14 @@ def _delta() -> type[Sink]:
     return DeltaSink
 
 
+def _iceberg() -> type[Sink]:
+    from airflow_batch_scoring.sinks.iceberg import IcebergSink  # pyiceberg only when a sink is Iceberg
+
+    return IcebergSink
+
+
 #: the sink class of each spec kind, imported when first asked for (a query is never a sink).
-SINKS: dict[str, Callable[[], type[Sink]]] = {"files": _files, "table": _table, "delta": _delta}
+SINKS: dict[str, Callable[[], type[Sink]]] = {"files": _files, "table": _table, "delta": _delta, "iceberg": _iceberg}
 
 
 def sink_class(spec: DataSpec) -> type[Sink]:

@@ -31,10 +31,16 @@ def _delta() -> type[Source]:
     return DeltaSource
 
 
+def _iceberg() -> type[Source]:
+    from airflow_batch_scoring.sources.iceberg import IcebergSource  # pyiceberg only when a source is Iceberg
+
+    return IcebergSource
+
+
 #: the source class of each spec kind (:attr:`FileSpec.kind <airflow_batch_scoring.specs.FileSpec.kind>`, ...),
 #: imported when first asked for.
 SOURCES: dict[str, Callable[[], type[Source]]] = {
-    "files": _files, "table": _sql, "query": _sql, "delta": _delta,
+    "files": _files, "table": _sql, "query": _sql, "delta": _delta, "iceberg": _iceberg,
 }
 
 

@@ -47,3 +47,20 @@ def test_storage_options_for_delta_rs():
     assert options["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9" and options["AWS_ALLOW_HTTP"] == "true"
     assert delta_storage_options("file:///t", {}) == {}
     assert table_uri("file:///data/a%20b/") == "/data/a b" and table_uri("s3://lake/t/") == "s3://lake/t"
+
+
+def test_iceberg_specs():
+    sink = parse_data_spec({"format": "iceberg", "table": "lake.scores", "catalog_conn_id": "cat",
+                            "warehouse": "s3://lake/wh/", "mode": "overwrite"}, "sink")
+    assert sink.uri == "s3://lake/wh/lake/scores" and sink.mode == "overwrite" and sink.catalog_uri == ""
+    assert spec_from_dict(spec_to_dict(sink)) == sink
+    for value, message in [
+        ({"table": "scores", "catalog_uri": "sqlite:///c.db", "warehouse": "/w"}, "must be 'namespace.table'"),
+        ({"table": "a.b", "warehouse": "/w"}, "needs its catalog"),
+        ({"table": "a.b", "catalog_uri": "postgresql://u:secret@h/db", "warehouse": "/w"}, "holds a password"),
+        ({"table": "a.b", "catalog_uri": "sqlite:///c.db", "warehouse": "/w", "mode": "merge"}, "must be one of"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            parse_data_spec({"format": "iceberg", **value}, "sink")
+    with pytest.raises(ConfigurationError, match="is for Iceberg tables"):
+        parse_data_spec({"uri": "/x", "warehouse": "/w"}, "source")
