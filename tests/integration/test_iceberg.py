@@ -23,6 +23,7 @@ from tests.support.helpers import Models, make_frame, write_frame
 from tests.support.launchers import KillWhenOthersFinish
 from tests.support.scoring import check_predictions
 from tests.support.sql import Database
+from tests.support.stores import Store
 
 pytest.importorskip("pyiceberg")
 
@@ -45,7 +46,7 @@ def table_of(spec: dict):
     return load_catalog(parsed, credentials_for(parsed)).load_table(parsed.table)
 
 
-def test_sqlite_catalog_sink_source_and_retry(models: Models, tmp_path: Path, pg: Database):
+def test_sqlite_catalog_sink_source_and_retry(models: Models, tmp_path: Path, pg: Database, s3_store: Store):
     model = str(models.regressor_path)
     frame = make_frame(2500, seed=81)
     write_frame(frame, tmp_path / "in.parquet", "parquet")
@@ -66,8 +67,10 @@ def test_sqlite_catalog_sink_source_and_retry(models: Models, tmp_path: Path, pg
     assert not any(line.startswith("[replica") for line in lines)
 
     # the table as a source, pinned to its snapshot, into a table of a PostgreSQL catalog (Airflow connection)
+    # whose warehouse is on SeaweedFS (S3 API)
     snapshot = table.current_snapshot().snapshot_id
-    target = {"format": "iceberg", "catalog_conn_id": pg.conn_id, "warehouse": (tmp_path / "pgwh").as_uri(),
+    target = {"format": "iceberg", "catalog_conn_id": pg.conn_id, "conn_id": s3_store.conn_id,
+              "warehouse": s3_store.uri(f"{uuid.uuid4().hex[:8]}/warehouse"),
               "table": f"lake.{uuid.uuid4().hex[:6]}_scores", "mode": "overwrite"}
     for attempt in ("try1", "try2"):  # the second run overwrites the first: the rows once
         run(model, {**catalog, "table": "lake.scores", "snapshot_id": snapshot}, target, tmp_path, replicas=2,
