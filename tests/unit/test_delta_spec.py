@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from airflow_batch_scoring.errors import ConfigurationError
@@ -64,3 +65,18 @@ def test_iceberg_specs():
             parse_data_spec({"format": "iceberg", **value}, "sink")
     with pytest.raises(ConfigurationError, match="is for Iceberg tables"):
         parse_data_spec({"uri": "/x", "warehouse": "/w"}, "source")
+
+
+def test_schema_of_an_existing_delta_table():
+    pytest.importorskip("deltalake")
+    from airflow_batch_scoring.sinks.delta_commit import check_schema
+
+    output = pa.schema([("id", pa.int64()), ("prediction", pa.float64()), ("label", pa.large_string())])
+    spec = parse_data_spec({"format": "delta", "uri": "/t"}, "sink")
+    assert check_schema(spec, {"id": "long", "prediction": "double", "label": "string", "extra": "long"}, output) == []
+    with pytest.raises(ConfigurationError, match=r"'prediction' \(table: float, output: double\)"):
+        check_schema(spec, {"id": "long", "prediction": "float"}, output)
+    with pytest.raises(ConfigurationError, match=r"\['label \(string\)'\] that the Delta table /t lacks"):
+        check_schema(spec, {"id": "long", "prediction": "double"}, output)
+    allowing = parse_data_spec({"format": "delta", "uri": "/t", "allow_new_columns": True}, "sink")
+    assert check_schema(allowing, {"id": "long", "prediction": "double"}, output) == ["label"]
