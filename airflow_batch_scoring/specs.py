@@ -24,18 +24,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from airflow_batch_scoring.coercion import to_bool
-from airflow_batch_scoring.delta_spec import (
-    DELTA_KEYS,
-    ICEBERG_MODES,
-    as_filter,
-    as_identifier,
-    as_mode,
-    as_names,
-    as_partition,
-    as_version,
-    check_iceberg_keys,
-)
-from airflow_batch_scoring.delta_spec import check_keys as check_delta_keys
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.formats import (
     AUTO,
@@ -56,6 +44,18 @@ from airflow_batch_scoring.sql_spec import (
     check_sql_keys,
     validate_identifier,
 )
+from airflow_batch_scoring.table_spec import (
+    DELTA_KEYS,
+    ICEBERG_MODES,
+    as_filter,
+    as_identifier,
+    as_mode,
+    as_names,
+    as_partition,
+    as_version,
+    check_iceberg_keys,
+)
+from airflow_batch_scoring.table_spec import check_keys as check_delta_keys
 
 
 @dataclass(frozen=True)

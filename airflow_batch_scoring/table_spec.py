@@ -1,7 +1,9 @@
-"""The keys of a Delta Lake source or sink spec (``{"format": "delta", ...}``), checked once with clear messages.
+"""The keys of a Delta Lake or Apache Iceberg source or sink spec (``{"format": "delta"}``, ``"iceberg"``), checked
+once with clear messages.
 
-:func:`airflow_batch_scoring.specs.parse_data_spec` builds a :class:`~airflow_batch_scoring.specs.DeltaSpec` from
-what these helpers return; the Delta source and sink never see an unchecked value.
+:func:`airflow_batch_scoring.specs.parse_data_spec` builds a :class:`~airflow_batch_scoring.specs.DeltaSpec` or an
+:class:`~airflow_batch_scoring.specs.IcebergSpec` from what these helpers return; the table sources and sinks never
+see an unchecked value.
 
 Shared with the runtime: never imports Airflow.
 """
