@@ -71,7 +71,7 @@ def test_sqlite_catalog_sink_source_and_retry(models: Models, tmp_path: Path, pg
     snapshot = table.current_snapshot().snapshot_id
     target = {"format": "iceberg", "catalog_conn_id": pg.conn_id, "conn_id": s3_store.conn_id,
               "warehouse": s3_store.uri(f"{uuid.uuid4().hex[:8]}/warehouse"),
-              "table": f"lake.{uuid.uuid4().hex[:6]}_scores", "mode": "overwrite"}
+              "table": f"lake.scores_{uuid.uuid4().hex[:6]}", "mode": "overwrite"}
     for attempt in ("try1", "try2"):  # the second run overwrites the first: the rows once
         run(model, {**catalog, "table": "lake.scores", "snapshot_id": snapshot}, target, tmp_path, replicas=2,
             attempt=attempt)
