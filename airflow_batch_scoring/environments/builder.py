@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -163,9 +164,21 @@ class _Build:
         try:
             if remaining <= 0:
                 raise subprocess.TimeoutExpired(command, 0)
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=remaining, env=environment, stdin=subprocess.DEVNULL
+            # its own session: on a timeout uv goes with every process it started (build backends, compilers)
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )
+            try:
+                stdout, stderr = process.communicate(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.communicate()
+                raise
+            done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
         except subprocess.TimeoutExpired:
             self.log.write("(timed out)\n")
             raise ModelEnvironmentError(
