@@ -4,6 +4,7 @@
         --replicas 2 --passthrough id
     batch-scoring manifest file:///data/out/ [--summary | --field totals.rows_out]
     batch-scoring metrics --model ... --source ... --output ... --label-column y [--baseline ...] (cli_metrics.py)
+    batch-scoring train --training pkg.module:fit --source ... --label-column y --register-as name (cli_train.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 
 from airflow_batch_scoring.cli_metrics import add_metrics_command, run_metrics_command
 from airflow_batch_scoring.cli_support import pick, read_storage_options, summary
+from airflow_batch_scoring.cli_train import add_train_command, run_train_command
 from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.errors import BatchScoringError
 
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--summary", action="store_true", help="print a few readable lines instead of the JSON")
     view.add_argument("--field", help="print one value by its dotted path, e.g. totals.rows_out or model.version")
     add_metrics_command(commands)  # batch-scoring metrics (cli_metrics.py)
+    add_train_command(commands)  # batch-scoring train (cli_train.py)
     for command in (score, manifest):
         command.add_argument(
             "--storage-options", metavar="FILE",
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "metrics":
             result = run_metrics_command(args, _spec)
+        elif args.command == "train":
+            result = run_train_command(args, _spec)
         else:
             result = _score(args) if args.command == "score" else _manifest(args)
     except BatchScoringError as err:

@@ -102,9 +102,18 @@ class TrainingData:
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The input as record batches, read as the callable consumes them."""
-        for table in self.tables():
-            yield from table.to_batches()
+        """The input as record batches, read as the callable consumes them (the first table is read now: the label
+        column is checked, and its spelling known, before the callable is called)."""
+        tables = self.tables()
+        first = next(tables, None)
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            if first is not None:
+                yield from first.to_batches()
+            for table in tables:
+                yield from table.to_batches()
+
+        return stream()
 
     def finish(self, batches: Iterator[pa.RecordBatch] | None) -> None:
         """Read what the callable left unread (the row count and digest cover the whole input)."""

@@ -52,7 +52,7 @@ def train(job: TrainingJob, secrets: Mapping[str, Any], log: Callable[[str], Non
     batches = None
     if job.data == "arrow":
         batches = data.batches()
-        model = call_training(function, job.training, batches, job.label_column, job.training_kwargs)
+        model = call_training(function, job.training, batches, data.label or job.label_column, job.training_kwargs)
         data.finish(batches)
     else:
         frame = data.frame()
