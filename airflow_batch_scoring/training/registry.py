@@ -95,12 +95,16 @@ def log_and_register(
     """Log ``model`` with its signature and an input example, register a new version of ``register_as``, set
     ``alias`` on it; return ``{"model_uri", "version", "run_id", "flavor", "name", "alias"}``.
 
-    :param sample: a few rows of the features (pandas), for the signature and the input example.
+    :param sample: a few rows of the features (pandas), for the signature and the input example; cut to the
+        model's ``feature_names_in_`` when it has them.
     :raises TrainingError: when the model cannot predict on the sample.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    names = getattr(model, "feature_names_in_", None)  # a scikit-learn model fitted on named columns
+    if names is not None and set(names) <= set(sample.columns):
+        sample = sample[list(names)]  # the signature names what the model takes (not an id beside the features)
     try:
         predictions = model.predict(sample)
     except Exception as err:

@@ -105,6 +105,14 @@ def training_command(job_path: str) -> list[str]:
     return [sys.executable, "-m", "airflow_batch_scoring.runtime", "train", "--job", job_path, "--secrets-stdin"]
 
 
+def import_path(given: str | None) -> str:
+    """The training process's ``PYTHONPATH``: the one given, then this process's import folders (a callable the
+    worker can import, e.g. a module beside the DAG files, is importable there too)."""
+    parts = [p for p in (given or "").split(os.pathsep) if p]
+    parts += [p for p in sys.path if p and os.path.isdir(p) and p not in parts]
+    return os.pathsep.join(parts)
+
+
 class LocalTrainer:
     """Runs a training job as one local process; :meth:`kill` stops it (``on_kill``).
 
@@ -123,6 +131,7 @@ class LocalTrainer:
             with open(path, "w") as f:
                 f.write(job.to_json())
             environment = {k: v for k, v in os.environ.items() if k != MLFLOW_TOKEN_VARIABLE}  # token: on stdin
+            environment["PYTHONPATH"] = import_path(environment.get("PYTHONPATH"))
             self.process = process = subprocess.Popen(
                 training_command(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, env=environment, start_new_session=True,
