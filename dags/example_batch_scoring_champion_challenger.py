@@ -47,7 +47,7 @@ with DAG(
                                                    "between segments"),
         "max_psi": Param(0.2, type="number", title="Drift limit",
                          description="the largest PSI of a feature, held-out rows against the training rows"),
-        "max_iter": Param(100, type="integer", minimum=1, title="Boosting rounds",
+        "max_iter": Param(40, type="integer", minimum=1, title="Boosting rounds",
                           description="the challenger's training rounds (1 makes a weak challenger)"),
     },
     render_template_as_native_obj=True,
@@ -59,8 +59,8 @@ with DAG(
         import scoring_demo
 
         scoring_demo.ensure_champion(MODEL)
-        scoring_demo.write_labeled(TRAINING_ROWS.replace("{{ ds }}", str(ds)), key=f"train-{ds}", rows=20_000)
-        scoring_demo.write_labeled(HELD_OUT.replace("{{ ds }}", str(ds)), key=f"holdout-{ds}", rows=5_000)
+        scoring_demo.write_labeled(TRAINING_ROWS.replace("{{ ds }}", str(ds)), key=f"train-{ds}", rows=5_000)
+        scoring_demo.write_labeled(HELD_OUT.replace("{{ ds }}", str(ds)), key=f"holdout-{ds}", rows=2_000)
         return str(ds)
 
     # [START howto_operator_batch_training]

@@ -141,7 +141,7 @@ def write_labeled(uri: str, key: str, rows: int) -> bool:
     return True
 
 
-def train_churn_model(frame, label_column: str, max_iter: int = 100):
+def train_churn_model(frame, label_column: str, max_iter: int = 40):
     """The example's training callable: a gradient-boosted classifier on ``x0``..``x7`` (``max_iter`` rounds)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
