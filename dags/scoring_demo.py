@@ -106,7 +106,7 @@ def ensure_champion(name: str, tracking_uri: str = TRACKING_URI) -> str:
     The champion/challenger example's model: the first champion learnt the old relation, the labeled data it is
     challenged on follows a new one (see :func:`write_labeled`).
     """
-    ensure_demo_model(tracking_uri)  # (the demo store and its experiment)
+    demo_version = ensure_demo_model(tracking_uri)  # (the demo store, its experiment and the demo model)
     with _locked(".champion.lock"):
         import mlflow
 
@@ -114,7 +114,15 @@ def ensure_champion(name: str, tracking_uri: str = TRACKING_URI) -> str:
         try:
             return str(client.get_model_version_by_alias(name, "champion").version)
         except mlflow.exceptions.MlflowException:
-            return _register_demo_model(client, name)
+            pass
+        demo = client.get_model_version(MODEL_NAME, demo_version)  # the same artifact, registered under `name`
+        try:
+            client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException:
+            pass  # registered before, without the alias
+        created = client.create_model_version(name, demo.source, run_id=demo.run_id)
+        client.set_registered_model_alias(name, "champion", created.version)
+        return str(created.version)
 
 
 def write_labeled(uri: str, key: str, rows: int) -> bool:
@@ -149,7 +157,7 @@ def train_churn_model(frame, label_column: str, max_iter: int = 40):
     return model.fit(frame[FEATURES], frame[label_column])
 
 
-def _register_demo_model(client, name: str = MODEL_NAME) -> str:
+def _register_demo_model(client) -> str:
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -173,11 +181,11 @@ def _register_demo_model(client, name: str = MODEL_NAME) -> str:
         client.log_artifacts(run.info.run_id, path, "model")
     client.set_terminated(run.info.run_id)
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(MODEL_NAME)
     except mlflow.exceptions.MlflowException:
         pass  # registered before, without the alias
-    created = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-    client.set_registered_model_alias(name, "champion", created.version)
+    created = client.create_model_version(MODEL_NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(MODEL_NAME, "champion", created.version)
     return str(created.version)
 
 
