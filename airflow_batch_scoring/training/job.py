@@ -6,6 +6,7 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -80,3 +81,26 @@ class TrainingJob:
         data["source"] = spec_from_dict(data["source"])
         data["pieces"] = tuple(Piece.from_dict(piece) for piece in data["pieces"])
         return cls(**data)
+
+
+#: MLflow's limit on a tag value is 8000 characters; a long file listing is summarised below it.
+_TAG_LIMIT = 7500
+
+
+def source_tag(record: Mapping[str, Any]) -> str:
+    """The source record as the tag's JSON (its file listing cut to a count when too long)."""
+    text = json.dumps(record, sort_keys=True, default=str)
+    if len(text) <= _TAG_LIMIT:
+        return text
+    short = dict(record)
+    described = dict(short.get("input") or {})
+    files = described.pop("files", None) or []
+    described["file_count"] = len(files)
+    described["bytes"] = sum(int(f.get("size") or 0) for f in files)
+    short["input"] = described
+    return json.dumps(short, sort_keys=True, default=str)[:_TAG_LIMIT]
+
+
+def training_tags(source_record: Mapping[str, Any], digest: str, rows: int, label_column: str) -> dict[str, str]:
+    """The ``batch_scoring.training.*`` tags of the run."""
+    return {TAG_SOURCE: source_tag(source_record), TAG_DIGEST: digest, TAG_ROWS: str(rows), TAG_LABEL: label_column}

@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow_batch_scoring.training.callable import call_training, load_callable
 from airflow_batch_scoring.training.data import TrainingData
-from airflow_batch_scoring.training.job import TrainingJob
+from airflow_batch_scoring.training.job import TrainingJob, training_tags
 
 #: the prefix of the line a training process prints with its result.
 RESULT_MARKER = "BATCH_SCORING_RESULT "
@@ -44,7 +44,7 @@ def read_training_secrets(from_stdin: bool, path: str | None) -> dict[str, Any]:
 
 def train(job: TrainingJob, secrets: Mapping[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, log, register and alias; return the result (model URI, version, run id, rows, digest)."""
-    from airflow_batch_scoring.training.registry import log_and_register, training_tags
+    from airflow_batch_scoring.training.registry import log_and_register
 
     started = time.perf_counter()
     function = load_callable(job.training)  # before anything is read

@@ -10,7 +10,6 @@ Imported by the training process (and where a pyfunc model it logged is loaded);
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,25 +17,8 @@ from typing import Any
 from mlflow.pyfunc import PythonModel
 
 from airflow_batch_scoring.errors import TrainingError
-from airflow_batch_scoring.training.job import TAG_DIGEST, TAG_LABEL, TAG_ROWS, TAG_SOURCE
 
-#: MLflow's limit on a tag value is 8000 characters; a long file listing is summarised below it.
-_TAG_LIMIT = 7500
 _ARTIFACT = "model"
-
-
-def source_tag(record: Mapping[str, Any]) -> str:
-    """The source record as the tag's JSON (its file listing cut to a count when too long)."""
-    text = json.dumps(record, sort_keys=True, default=str)
-    if len(text) <= _TAG_LIMIT:
-        return text
-    short = dict(record)
-    described = dict(short.get("input") or {})
-    files = described.pop("files", None) or []
-    described["file_count"] = len(files)
-    described["bytes"] = sum(int(f.get("size") or 0) for f in files)
-    short["input"] = described
-    return json.dumps(short, sort_keys=True, default=str)[:_TAG_LIMIT]
 
 
 def is_sklearn(model: Any) -> bool:
@@ -141,8 +123,3 @@ def log_and_register(
     log(f"Registered {register_as} version {version} ({flavor}) from run {run.info.run_id}; alias {alias!r} set")
     return {"model_uri": f"models:/{register_as}/{version}", "version": version, "run_id": run.info.run_id,
             "flavor": flavor, "name": register_as, "alias": alias}
-
-
-def training_tags(source_record: Mapping[str, Any], digest: str, rows: int, label_column: str) -> dict[str, str]:
-    """The ``batch_scoring.training.*`` tags of the run."""
-    return {TAG_SOURCE: source_tag(source_record), TAG_DIGEST: digest, TAG_ROWS: str(rows), TAG_LABEL: label_column}
