@@ -3,6 +3,7 @@
     batch-scoring score --model models:/churn@champion --source file:///data/in.csv --sink file:///data/out/ \\
         --replicas 2 --passthrough id
     batch-scoring manifest file:///data/out/ [--summary | --field totals.rows_out]
+    batch-scoring model-requirements --model models:/churn/3 > requirements.in   (a runtime image for the model)
     batch-scoring metrics --model ... --source ... --output ... --label-column y [--baseline ...] (cli_metrics.py)
     batch-scoring train --training pkg.module:fit --source ... --label-column y --register-as name (cli_train.py)
 """
@@ -81,6 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--registry-uri", default=None, help="MLflow registry URI (default: the tracking URI)")
     score.add_argument("--part-size", type=int, default=None, help="bytes per read request and upload part")
     score.add_argument("--write-concurrency", type=int, default=None, help="parts of one S3 object uploaded at once")
+    score.add_argument(
+        "--model-environment", choices=["worker", "model"], default="worker",
+        help="run the replicas in this Python environment (worker, the default; a warning names the packages whose "
+        "versions differ from the model's recorded ones) or in one built with uv from the model's requirements "
+        "(model; cached, see --environment-cache-dir)",
+    )
+    score.add_argument("--environment-cache-dir", default=None,
+                       help="where model environments are cached (default: $BATCH_SCORING_ENV_CACHE, else "
+                       "~/.cache/airflow-batch-scoring/environments)")
+    score.add_argument("--environment-build-timeout", type=float, default=None,
+                       help="seconds building a model environment may take (default 900)")
+    requirements = commands.add_parser(
+        "model-requirements",
+        help="print what a model environment installs for a model (its requirements, then the runtime's): the "
+        "input of a runtime image built for it",
+    )
+    requirements.add_argument("--model", required=True, help="models:/name@alias, models:/name/1, runs:/..., a path")
+    requirements.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    requirements.add_argument("--registry-uri", default=None, help="MLflow registry URI")
+    for command in (score, requirements):
+        command.add_argument(
+            "--requirements", nargs="+", default=None, metavar="REQUIREMENT",
+            help="the model's requirements when it records none (a joblib file), or to replace them: specifiers "
+            "(scikit-learn==1.7.2 numpy==2.3.4) or the path of one requirements file",
+        )
     manifest = commands.add_parser("manifest", help="print the manifest of a finished job's output folder")
     manifest.add_argument("output", help="the sink folder (file://, s3://, gs://, abfs://)")
     view = manifest.add_mutually_exclusive_group()
@@ -112,11 +138,41 @@ def _spec(value: str, role: str, **flags: object) -> dict:
     return spec
 
 
+def _requirements(values: list[str] | None) -> list[str] | str | None:
+    """``--requirements``: one existing file's path, or requirement specifiers."""
+    if values and len(values) == 1 and os.path.isfile(values[0]):
+        return values[0]
+    return values
+
+
+def _model_requirements(args: argparse.Namespace) -> str:
+    """``batch-scoring model-requirements``: the lines a model environment installs for the model."""
+    from airflow_batch_scoring.artifacts import process_model
+    from airflow_batch_scoring.environments.requirements import model_requirements
+    from airflow_batch_scoring.environments.settings import EnvironmentSettings
+
+    given = EnvironmentSettings.parse(requirements=_requirements(args.requirements)).requirements
+    with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
+        model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+        found = model_requirements(model.path, given)
+    if found is None:
+        raise BatchScoringError(
+            f"{args.model!r} records no requirements (an MLflow model folder's requirements.txt): name them with "
+            "--requirements."
+        )
+    python = f"# python {found.python}\n" if found.python else ""
+    return python + "\n".join(found.install_lines())
+
+
 def _score(args: argparse.Namespace) -> dict:
+    from dataclasses import replace
+
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.driver.prepare import prepare_job
     from airflow_batch_scoring.driver.run import execute_job
+    from airflow_batch_scoring.environments import prepare_environment, stores_of
+    from airflow_batch_scoring.environments.settings import MODEL, EnvironmentSettings
     from airflow_batch_scoring.options import ScoringOptions
     from airflow_batch_scoring.specs import parse_data_spec
 
@@ -145,12 +201,19 @@ def _score(args: argparse.Namespace) -> dict:
         max_bad_rows=args.max_bad_rows,
         max_bad_fraction=args.max_bad_fraction,
     )
+    settings = EnvironmentSettings.parse(
+        model_environment=args.model_environment, requirements=_requirements(args.requirements),
+        cache_dir=args.environment_cache_dir, build_timeout=args.environment_build_timeout,
+    )
 
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         launcher = LocalLauncher(log)
-        launcher.start_early(scoring.replicas)  # the replicas import the runtime while the model is resolved
+        if settings.mode != MODEL:  # a model environment's interpreter is known once the model's requirements are
+            launcher.start_early(scoring.replicas)  # the replicas import the runtime while the model is resolved
         try:
             model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+            environment = prepare_environment(model, settings, log, stores_of(source, sink))
+            launcher.python = environment.python
             # The replicas load the model while the input is listed, planned and checked.
             launcher.prestart(model, scoring.replicas, probabilities=scoring.predict_probabilities,
                               output_schema=scoring.output_schema)
@@ -164,6 +227,7 @@ def _score(args: argparse.Namespace) -> dict:
                 options=scoring,
                 storage_options=options,
             )
+            job = replace(job, environment=environment.manifest)
             return execute_job(job, files, log=log, launcher=launcher, if_exists=args.if_exists,
                                keep_on_failure=bool(args.job_id), storage_options=options)
         finally:
@@ -189,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             result = run_metrics_command(args, _spec)
         elif args.command == "train":
             result = run_train_command(args, _spec)
+        elif args.command == "model-requirements":
+            print(_model_requirements(args))
+            return 0
         else:
             result = _score(args) if args.command == "score" else _manifest(args)
     except BatchScoringError as err:

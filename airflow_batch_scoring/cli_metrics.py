@@ -38,10 +38,17 @@ def add_metrics_command(commands: Any) -> argparse.ArgumentParser:
                          help="default: told by the model's output signature")
     metrics.add_argument("--positive-label", default=None, help="the positive class (binary curves, fairness)")
     metrics.add_argument("--protected-attributes", default=None, help="columns of groups (comma-separated)")
-    metrics.add_argument("--baseline", default=None, help="a reference data set for drift (a source spec)")
+    metrics.add_argument("--baseline", default=None,
+                         help="a reference data set for drift (a source spec), or 'training': the training data "
+                         "recorded on the model's MLflow run")
     metrics.add_argument("--thresholds", default=None, help='JSON: {"roc_auc": 0.8, "max_psi": 0.2, ...}')
     metrics.add_argument("--no-probabilities", action="store_true",
                          help="classification: do not ask the model for class probabilities")
+    metrics.add_argument("--importance-sample", type=int, default=None,
+                         help="labeled rows sampled for the permutation importance (default 2000; 0: none)")
+    metrics.add_argument("--importance-repeats", type=int, default=None,
+                         help="permutations of each feature (default 5)")
+    metrics.add_argument("--importance-seed", type=int, default=0, help="seeds the sample and the permutations")
     metrics.add_argument("--source-format", choices=["csv", "jsonl", "parquet"], default=None)
     metrics.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], default=None,
                          help="the scored rows' format (default parquet)")
@@ -87,8 +94,10 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     from airflow_batch_scoring.artifacts import process_model
     from airflow_batch_scoring.driver.local import LocalLauncher
     from airflow_batch_scoring.driver.run import execute_job
+    from airflow_batch_scoring.metrics.config import DEFAULT_IMPORTANCE_REPEATS, DEFAULT_IMPORTANCE_SAMPLE
     from airflow_batch_scoring.metrics.run import log_to_mlflow, plan_metrics, run_metrics
     from airflow_batch_scoring.metrics.thresholds import parse_thresholds
+    from airflow_batch_scoring.metrics.training_baseline import is_training, training_baseline
     from airflow_batch_scoring.specs import parse_data_spec
 
     def log(line: str) -> None:
@@ -102,7 +111,9 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
         raise ConfigurationError(f"--thresholds is not a valid JSON object ({err}).") from None
     source = parse_data_spec(spec(args.source, "source", format=args.source_format), "source")
     output = parse_data_spec(spec(args.output, "output", format=args.output_format), "sink")
-    baseline = parse_data_spec(spec(args.baseline, "baseline"), "source") if args.baseline else None
+    from_training = is_training(args.baseline)
+    baseline = parse_data_spec(spec(args.baseline, "baseline"), "source") if args.baseline and not from_training \
+        else None
     places = read_place_options(args.storage_options)
 
     def run(job: Any, files: Any, credentials: Any) -> dict[str, Any]:
@@ -114,6 +125,10 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="batch-scoring-model-") as folder:
         model = process_model(args.model, folder, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+        training = None
+        if from_training:
+            training = training_baseline(model, tracking_uri=args.tracking_uri, registry_uri=args.registry_uri)
+            baseline = training.spec
         plan = plan_metrics(
             job_id=f"cli-metrics-{uuid.uuid4().hex[:12]}",
             attempt=f"cli-{uuid.uuid4().hex[:8]}",
@@ -129,6 +144,11 @@ def run_metrics_command(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
             probabilities=not args.no_probabilities,
             scoring={"replicas": args.replicas, "batch_size": args.batch_size, "input_schema": args.input_schema},
             credentials=places,
+            importance_sample=DEFAULT_IMPORTANCE_SAMPLE if args.importance_sample is None else args.importance_sample,
+            importance_repeats=(DEFAULT_IMPORTANCE_REPEATS if args.importance_repeats is None
+                                else args.importance_repeats),
+            importance_seed=args.importance_seed,
+            training=training,
         )
         def to_mlflow(summary: dict[str, Any]) -> None:
             if args.log_to_mlflow:

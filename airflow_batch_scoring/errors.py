@@ -18,6 +18,11 @@ class ConfigurationError(BatchScoringError, ValueError):
     """An operator or job parameter is invalid."""
 
 
+class ModelEnvironmentError(ConfigurationError):
+    """The model's own Python environment (``model_environment="model"``) cannot be built: its requirements cannot
+    be resolved or installed, its Python version is not available, or the build took too long. Nothing was scored."""
+
+
 class SchemaError(BatchScoringError, ValueError):
     """A model schema is malformed, or the input does not match it."""
 

@@ -130,6 +130,10 @@ class ScoringJob:
     #: a metrics job: what each replica counts into its shard's report beside scoring (a
     #: :class:`~airflow_batch_scoring.metrics.config.MetricsConfig` as a dict); ``None`` for a scoring job.
     metrics: dict[str, Any] | None = None
+    #: where the replicas run Python, for the manifest and the replicas' own record: ``{"mode": "worker"}``, or
+    #: the model environment's hash, Python version, requirements and resolved packages
+    #: (see :mod:`airflow_batch_scoring.environments`); ``None``: not recorded (the worker's).
+    environment: dict[str, Any] | None = None
 
     @property
     def replicas(self) -> int:

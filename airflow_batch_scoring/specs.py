@@ -1,10 +1,12 @@
 """Where a job's data comes from and goes to, parsed once into tagged, immutable types.
 
-A source or sink spec is one of three kinds, each a frozen dataclass with a ``kind`` tag:
+A source or sink spec is one of five kinds, each a frozen dataclass with a ``kind`` tag:
 
 - :class:`FileSpec` (``"files"``): a file, folder or glob on an object store or the local disk;
 - :class:`TableSpec` (``"table"``): a SQL table, its name parsed into a :class:`TableName`;
-- :class:`QuerySpec` (``"query"``): a SQL ``SELECT`` (sources only).
+- :class:`QuerySpec` (``"query"``): a SQL ``SELECT`` (sources only);
+- :class:`DeltaSpec` (``"delta"``): a Delta Lake table (``{"format": "delta", "uri": ...}``);
+- :class:`IcebergSpec` (``"iceberg"``): an Apache Iceberg table in a SQL catalog (``{"format": "iceberg", ...}``).
 
 :func:`parse_data_spec` turns a user's mapping into one of them (the file keys are checked in
 :mod:`airflow_batch_scoring.formats`, the SQL ones in :mod:`airflow_batch_scoring.sql_spec`); code that needs to tell
@@ -42,6 +44,18 @@ from airflow_batch_scoring.sql_spec import (
     check_sql_keys,
     validate_identifier,
 )
+from airflow_batch_scoring.table_spec import (
+    DELTA_KEYS,
+    ICEBERG_MODES,
+    as_filter,
+    as_identifier,
+    as_mode,
+    as_names,
+    as_partition,
+    as_version,
+    check_iceberg_keys,
+)
+from airflow_batch_scoring.table_spec import check_keys as check_delta_keys
 
 
 @dataclass(frozen=True)
@@ -191,13 +205,102 @@ class QuerySpec:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class DeltaSpec:
+    """A Delta Lake table read (source) or written (sink), on local files or an object store (``deltalake``).
+
+    :param uri: the table's folder, e.g. ``s3://lake/scores`` or ``file:///data/scores``.
+    :param conn_id: the Airflow connection of its store (the same as for files).
+    :param mode: sink: ``append``, ``overwrite`` (the whole table), ``overwrite_partition`` (the rows of
+        :attr:`partition`) or ``merge`` (on :attr:`merge_keys`); ``None`` for a source.
+    :param partition_by: sink: the partition columns of a table the run creates (an existing table keeps its own).
+    :param partition: sink, ``overwrite_partition``: the partition replaced, as ``(column, value)`` pairs.
+    :param merge_keys: sink, ``merge``: the columns that identify a row.
+    :param allow_new_columns: sink: output columns the existing table lacks are added to it (else refused).
+    :param version: source: the table version read (``None``: the latest when the run is planned, then pinned).
+    :param columns: source: the columns read (``None``: those the model and the passthrough need).
+    :param filter: source: ``(column, operator, value)`` conditions that all hold; partition columns prune files.
+    """
+
+    kind: ClassVar[str] = "delta"
+
+    uri: str
+    conn_id: str | None = None
+    mode: str | None = None
+    partition_by: tuple[str, ...] | None = None
+    partition: tuple[tuple[str, Any], ...] | None = None
+    merge_keys: tuple[str, ...] | None = None
+    allow_new_columns: bool = False
+    version: int | None = None
+    columns: tuple[str, ...] | None = None
+    filter: tuple[tuple[str, str, Any], ...] | None = None
+
+    @property
+    def format(self) -> str:
+        """``"delta"`` (what a file spec's ``format`` would say)."""
+        return "delta"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeltaSpec:
+        """The spec :meth:`to_dict` wrote (its JSON lists back as tuples)."""
+        values = dict(data)
+        for key in ("partition_by", "merge_keys", "columns"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        if values.get("partition") is not None:
+            values["partition"] = tuple((k, v) for k, v in values["partition"])
+        if values.get("filter") is not None:
+            values["filter"] = tuple(
+                (c, o, tuple(v) if isinstance(v, list) else v) for c, o, v in values["filter"]
+            )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class IcebergSpec:
+    """An Apache Iceberg table in a SQL catalog (SQLite, PostgreSQL), read (source) or written (sink).
+
+    :param table: ``namespace.table``.
+    :param warehouse: the catalog's warehouse (``file:///data/warehouse``, ``s3://lake/warehouse``): new tables and
+        the runs' data files go under ``<warehouse>/<namespace>/<table>/``.
+    :param uri: ``<warehouse>/<namespace>/<table>`` (derived; where the run's files go, for lineage and links).
+    :param catalog_uri: the catalog database's SQLAlchemy URL without a password (a shell run; SQLite).
+    :param catalog_conn_id: an Airflow SQL connection to the catalog database (its URL, with the password, travels
+        as a secret, never in the job).
+    :param conn_id: the Airflow connection of the warehouse's store (as for files).
+    :param mode: sink: ``append`` or ``overwrite``; ``None`` for a source.
+    :param allow_new_columns: sink: output columns the existing table lacks are added to it (else refused).
+    :param snapshot_id: source: the snapshot read (``None``: the current one when the run is planned, then pinned).
+    """
+
+    kind: ClassVar[str] = "iceberg"
+
+    table: str
+    warehouse: str
+    uri: str
+    catalog_uri: str = ""
+    catalog_conn_id: str | None = None
+    conn_id: str | None = None
+    mode: str | None = None
+    allow_new_columns: bool = False
+    snapshot_id: int | None = None
+
+    @property
+    def format(self) -> str:
+        return "iceberg"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IcebergSpec:
+        return cls(**data)
+
+
 #: a source or sink spec: narrow it with ``isinstance`` (or dispatch on its ``kind``).
-DataSpec: TypeAlias = FileSpec | TableSpec | QuerySpec
+DataSpec: TypeAlias = FileSpec | TableSpec | QuerySpec | DeltaSpec | IcebergSpec
 #: a SQL source's spec: a table or a query (both reached through a database connection).
 SqlSpec: TypeAlias = TableSpec | QuerySpec
 #: the spec type of each kind, for :func:`spec_from_dict`.
-SPEC_TYPES: dict[str, type[FileSpec] | type[TableSpec] | type[QuerySpec]] = {
-    spec.kind: spec for spec in (FileSpec, TableSpec, QuerySpec)
+SPEC_TYPES: dict[str, type[FileSpec] | type[TableSpec] | type[QuerySpec] | type[DeltaSpec] | type[IcebergSpec]] = {
+    spec.kind: spec for spec in (FileSpec, TableSpec, QuerySpec, DeltaSpec, IcebergSpec)
 }
 #: every key a source or sink mapping may hold.
 KEYS = frozenset(
@@ -205,7 +308,7 @@ KEYS = frozenset(
 )
 
 
-_Spec = TypeVar("_Spec", FileSpec, TableSpec, QuerySpec)
+_Spec = TypeVar("_Spec", FileSpec, TableSpec, QuerySpec, DeltaSpec, IcebergSpec)
 
 
 def narrow(spec: DataSpec, spec_type: type[_Spec]) -> _Spec:
@@ -255,7 +358,7 @@ def parse_data_spec(value: DataSpec | Mapping[str, Any] | str, role: str) -> Dat
     :param role: ``"source"`` or ``"sink"``, for the messages and the keys each may hold.
     :raises ConfigurationError: naming the key that is wrong and how to fix it.
     """
-    if isinstance(value, (FileSpec, TableSpec, QuerySpec)):
+    if isinstance(value, (FileSpec, TableSpec, QuerySpec, DeltaSpec, IcebergSpec)):
         return value
     if isinstance(value, str):
         value = {"uri": value}
@@ -264,6 +367,16 @@ def parse_data_spec(value: DataSpec | Mapping[str, Any] | str, role: str) -> Dat
     unknown = sorted(set(value) - KEYS)
     if unknown:
         raise ConfigurationError(f"Unknown {role} key(s) {unknown}: the keys are {sorted(KEYS)}.")
+    if str(value.get("format") or "").strip().lower() == "delta":
+        return _delta_spec(value, role)
+    if str(value.get("format") or "").strip().lower() == "iceberg":
+        return _iceberg_spec(value, role)
+    for key in DELTA_KEYS:
+        if value.get(key) not in (None, [], {}, "", False):
+            raise ConfigurationError(f"{role}[{key!r}] is for Delta tables: set {role}['format'] = 'delta' too.")
+    for key in ("warehouse", "catalog_uri", "catalog_conn_id", "snapshot_id"):
+        if value.get(key) not in (None, ""):
+            raise ConfigurationError(f"{role}[{key!r}] is for Iceberg tables: set {role}['format'] = 'iceberg' too.")
     if value.get("table") or value.get("query"):
         if value.get("compression"):
             raise ConfigurationError(f"{role}['compression'] is for files, not SQL tables.")
@@ -338,3 +451,79 @@ def _sql_sink(value: Mapping[str, Any], uri: str, conn_id: str | None) -> TableS
     elif value.get("merge_keys"):
         raise ConfigurationError("sink['merge_keys'] is only used with mode='upsert'; remove it or set the mode.")
     return TableSpec(table=table, conn_id=conn_id, uri=uri, mode=mode, merge_keys=merge_keys)
+
+
+def _delta_spec(value: Mapping[str, Any], role: str) -> DeltaSpec:
+    check_delta_keys(value, role)
+    uri = value.get("uri")
+    if not uri or not isinstance(uri, str):
+        raise ConfigurationError(f"{role}['uri'] is required: the Delta table's folder, e.g. 's3://lake/scores'.")
+    uri = uri.strip().rstrip("/")
+    check_user_info(uri, f"{role}['uri']")
+    conn_id = value.get("conn_id") or None
+    if role == "source":
+        return DeltaSpec(
+            uri=uri, conn_id=conn_id, version=as_version(value.get("version"), "source['version']"),
+            columns=as_names(value.get("columns"), "source['columns']"),
+            filter=as_filter(value.get("filter"), "source['filter']"),
+        )
+    mode = as_mode(value.get("mode"), "sink['mode']")
+    partition = None
+    if mode == "overwrite_partition":
+        partition = as_partition(value.get("partition"), "sink['partition']")
+    elif value.get("partition"):
+        raise ConfigurationError("sink['partition'] is only used with mode='overwrite_partition'; remove it or set "
+                                 "the mode.")
+    merge_keys = None
+    if mode == "merge":
+        merge_keys = as_merge_keys(value.get("merge_keys"), "sink['merge_keys']")
+    elif value.get("merge_keys"):
+        raise ConfigurationError("sink['merge_keys'] is only used with mode='merge'; remove it or set the mode.")
+    partition_by = as_names(value.get("partition_by"), "sink['partition_by']")
+    if partition is not None and partition_by is not None:
+        stray = [name for name, _ in partition if name not in partition_by]
+        if stray:
+            raise ConfigurationError(
+                f"sink['partition'] names {stray}, which are not in sink['partition_by'] {list(partition_by)}."
+            )
+    return DeltaSpec(
+        uri=uri, conn_id=conn_id, mode=mode, partition_by=partition_by, partition=partition, merge_keys=merge_keys,
+        allow_new_columns=to_bool(value.get("allow_new_columns", False), "sink['allow_new_columns']"),
+    )
+
+
+def _iceberg_spec(value: Mapping[str, Any], role: str) -> IcebergSpec:
+    check_iceberg_keys(value, role)
+    namespace, name = as_identifier(value.get("table"), f"{role}['table']")
+    warehouse = value.get("warehouse")
+    if not warehouse or not isinstance(warehouse, str):
+        raise ConfigurationError(
+            f"{role}['warehouse'] is required: the catalog's warehouse, e.g. 's3://lake/warehouse'."
+        )
+    warehouse = warehouse.strip().rstrip("/")
+    check_user_info(warehouse, f"{role}['warehouse']")
+    catalog_uri = str(value.get("catalog_uri") or "").strip()
+    catalog_conn_id = value.get("catalog_conn_id") or None
+    if not catalog_uri and not catalog_conn_id:
+        raise ConfigurationError(
+            f"An Iceberg {role} needs its catalog: {role}['catalog_conn_id'] (an Airflow connection to the catalog "
+            f"database, PostgreSQL or SQLite) or {role}['catalog_uri'] (a SQLAlchemy URL without a password)."
+        )
+    if catalog_uri and "@" in catalog_uri.split("://", 1)[-1].split("/", 1)[0] and ":" in catalog_uri.split(
+            "://", 1)[-1].split("@", 1)[0]:
+        raise ConfigurationError(
+            f"{role}['catalog_uri'] holds a password; use {role}['catalog_conn_id'] (an Airflow connection) instead."
+        )
+    common = {"table": f"{namespace}.{name}", "warehouse": warehouse, "uri": f"{warehouse}/{namespace}/{name}",
+              "catalog_uri": catalog_uri, "catalog_conn_id": catalog_conn_id, "conn_id": value.get("conn_id") or None}
+    if role == "source":
+        snapshot = value.get("snapshot_id")
+        if snapshot is not None and (isinstance(snapshot, bool) or not isinstance(snapshot, int)):
+            raise ConfigurationError(f"source['snapshot_id'] must be a snapshot id (an integer), got {snapshot!r}.")
+        return IcebergSpec(**common, snapshot_id=snapshot)
+    mode = str(value.get("mode") or "append").strip().lower()
+    if mode not in ICEBERG_MODES:
+        raise ConfigurationError(f"sink['mode'] of an Iceberg table must be one of {', '.join(ICEBERG_MODES)}, got "
+                                 f"{value.get('mode')!r}.")
+    return IcebergSpec(**common, mode=mode,
+                       allow_new_columns=to_bool(value.get("allow_new_columns", False), "sink['allow_new_columns']"))

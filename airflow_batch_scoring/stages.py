@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_batch_scoring.environments.settings import parse_mode
 from airflow_batch_scoring.errors import ConfigurationError
 
 DEFAULT_STAGES = ("DEV", "SIT", "UAT", "PROD")
-_KEYS = {"alias", "runtime", "replicas", "kubernetes", "description"}
+_KEYS = {"alias", "runtime", "replicas", "kubernetes", "description", "model_environment"}
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -39,6 +40,8 @@ class Stage:
     :param runtime: ``local`` or ``kubernetes``; ``None`` keeps the operator's.
     :param replicas: replicas; ``None`` keeps the operator's.
     :param kubernetes: Kubernetes settings (the operator's ``kubernetes`` keys); the operator's own settings win.
+    :param model_environment: ``worker`` or ``model`` (see :mod:`airflow_batch_scoring.environments`); ``None``
+        keeps the operator's.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Stage:
     replicas: int | None = None
     kubernetes: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    model_environment: str | None = None
 
 
 def parse_stages(config: str | Mapping[str, Any] | None) -> dict[str, Stage]:
@@ -84,8 +88,10 @@ def parse_stages(config: str | Mapping[str, Any] | None) -> dict[str, Stage]:
         kubernetes = settings.get("kubernetes") or {}
         if not isinstance(kubernetes, Mapping):
             raise ConfigurationError(f"Stage {name!r}: kubernetes must be an object of Kubernetes settings.")
+        mode = settings.get("model_environment")
         stages[name] = Stage(
-            name, alias, settings.get("runtime"), replicas, dict(kubernetes), settings.get("description")
+            name, alias, settings.get("runtime"), replicas, dict(kubernetes), settings.get("description"),
+            parse_mode(mode, f"Stage {name!r}: model_environment") if mode is not None else None,
         )
     return stages
 

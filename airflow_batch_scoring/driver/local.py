@@ -37,15 +37,15 @@ DEFAULT_GRACE_S = 300.0
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def replica_command(job_path: str, shard: int) -> list[str]:
-    """The command line of replica ``shard``."""
-    return [sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--job", job_path,
+def replica_command(job_path: str, shard: int, python: str | None = None) -> list[str]:
+    """The command line of replica ``shard`` (run by ``python``: default, this interpreter)."""
+    return [python or sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--job", job_path,
             "--shard", str(shard), "--secrets-stdin"]
 
 
-def prestarted_command() -> list[str]:
+def prestarted_command(python: str | None = None) -> list[str]:
     """The command line of a prestarted replica (it reads the model, then its job and shard, from stdin)."""
-    return [sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--await-job"]
+    return [python or sys.executable, "-m", "airflow_batch_scoring.runtime", "run-shard", "--await-job"]
 
 
 def grace_period_s(environ: Mapping[str, str] | None = None) -> float:
@@ -97,18 +97,23 @@ class LocalLauncher:
     start and the model load are off the job's critical path.
 
     :param log: receives every line the replicas print (progress, warnings).
+    :param python: the interpreter the replicas run (a model environment's); default, this one. Set it before
+        :meth:`prestart` (replicas :meth:`start_early` started with another interpreter are replaced).
     """
 
     runtime = "local"
 
-    def __init__(self, log: Callable[[str], None] = print, grace_s: float | None = None):
+    def __init__(
+        self, log: Callable[[str], None] = print, grace_s: float | None = None, python: str | None = None
+    ):
         self.log = log
+        self.python = python
         #: after a failure a retry can change, let the running replicas finish their shards (up to ``grace_s``).
         self.finish_siblings = False
         self.grace_s = grace_s
         self._replicas: list[_Replica] = []
         self._waiting: list[_Replica] = []  # prestarted, not yet given a shard
-        self._prestart_key: tuple[int, tuple[tuple[str, str], ...] | None] | None = None
+        self._prestart_key: tuple[int, tuple[tuple[str, str], ...] | None, str | None] | None = None
         self._awaiting_model = False  # the waiting replicas were started early: they wait for the model
 
     def start_early(self, replicas: int | str, *, env: Mapping[str, str] | None = None) -> None:
@@ -123,7 +128,9 @@ class LocalLauncher:
             return
         environment = self._environment(env, replicas)
         self._prestart_key = self._key(env, replicas)
-        self._waiting = [self._spawn(prestarted_command(), environment, shard=None) for _ in range(replicas)]
+        self._waiting = [
+            self._spawn(prestarted_command(self.python), environment, shard=None) for _ in range(replicas)
+        ]
         self._awaiting_model = True
 
     def prestart(
@@ -162,7 +169,10 @@ class LocalLauncher:
             "output_schema": output_schema.to_json() if output_schema is not None else None,
         })
         for index in range(replicas):
-            replica = early[index] if index < len(early) else self._spawn(prestarted_command(), environment, None)
+            replica = (
+                early[index] if index < len(early)
+                else self._spawn(prestarted_command(self.python), environment, None)
+            )
             try:
                 assert replica.process.stdin is not None
                 replica.process.stdin.write(preload + "\n")
@@ -200,7 +210,7 @@ class LocalLauncher:
                 replica.shard = shard
                 message = json.dumps({"job": job_path, "shard": shard, "secrets": dict(secrets or {})}) + "\n"
             else:
-                replica = self._spawn(replica_command(job_path, shard), environment, shard=shard)
+                replica = self._spawn(replica_command(job_path, shard, self.python), environment, shard=shard)
                 message = json.dumps(dict(secrets or {}))
             self._replicas.append(replica)
             assert replica.process.stdin is not None
@@ -230,13 +240,16 @@ class LocalLauncher:
         """The process scoring ``shard`` in the current :meth:`run`."""
         return next(r.process for r in self._replicas if r.shard == shard)
 
-    @staticmethod
-    def _key(env: Mapping[str, str] | None, replicas: int) -> tuple[int, tuple[tuple[str, str], ...] | None]:
-        return replicas, None if env is None else tuple(sorted(env.items()))
+    def _key(
+        self, env: Mapping[str, str] | None, replicas: int
+    ) -> tuple[int, tuple[tuple[str, str], ...] | None, str | None]:
+        return replicas, None if env is None else tuple(sorted(env.items())), self.python
 
-    @staticmethod
-    def _environment(env: Mapping[str, str] | None, replicas: int) -> dict[str, str]:
+    def _environment(self, env: Mapping[str, str] | None, replicas: int) -> dict[str, str]:
         environment = dict(os.environ if env is None else env)
+        if self.python and self.python != sys.executable:  # a model environment: nothing of the worker's leaks in
+            for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+                environment.pop(name, None)
         for name in _THREAD_VARIABLES:
             environment.setdefault(name, str(threads_per_replica(replicas)))
         return environment

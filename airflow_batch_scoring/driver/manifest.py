@@ -24,6 +24,14 @@ def schema_hash(columns: list[dict[str, str]] | None) -> str | None:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def image_digest(image: str | None) -> str | None:
+    """The digest an image reference pins (``registry/scoring@sha256:<hex>`` -> ``sha256:<hex>``), else ``None``."""
+    if not image or "@" not in image:
+        return None
+    digest = image.rsplit("@", 1)[1]
+    return digest if ":" in digest else None
+
+
 def policy_of(job: ScoringJob) -> bad_rows.BadRowPolicy:
     """The job's bad-row policy."""
     return bad_rows.BadRowPolicy.parse(job.on_bad_rows, job.max_bad_rows, job.max_bad_fraction)
@@ -52,6 +60,9 @@ def build_manifest(
         "job_id": job.job_id,
         "attempt": job.attempt,
         "runtime_image": job.runtime_image,
+        "runtime_image_digest": image_digest(job.runtime_image),
+        # where the replicas ran Python: a model environment, the worker's, or (Kubernetes) their image
+        "environment": dict(job.environment or {"mode": "image" if job.runtime_image else "worker"}),
         "package_version": __version__,
         "runtime": runtime,
         "model": {

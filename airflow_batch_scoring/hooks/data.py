@@ -15,7 +15,7 @@ from typing import Any
 from airflow_batch_scoring.hooks.sql import sql_secrets
 from airflow_batch_scoring.hooks.storage import storage_options
 from airflow_batch_scoring.links import output_location_url
-from airflow_batch_scoring.specs import DataSpec, narrow_sql
+from airflow_batch_scoring.specs import DataSpec, IcebergSpec, narrow, narrow_sql
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,25 @@ _FILES = DataAccess(
     uri=lambda spec: spec.uri,
 )
 _SQL = DataAccess(credentials=sql_secrets, location=_sql_location, uri=lambda spec: None)
-_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "table": _SQL, "query": _SQL}
+def _iceberg_credentials(spec: DataSpec) -> dict[str, Any]:
+    """The warehouse store's fsspec options, and the catalog database's URL from ``catalog_conn_id``."""
+    iceberg = narrow(spec, IcebergSpec)
+    secrets: dict[str, Any] = {"storage": storage_options(iceberg.warehouse, iceberg.conn_id)}
+    if iceberg.catalog_conn_id:
+        from airflow_batch_scoring.hooks.sql import sqlalchemy_url
+
+        secrets["catalog_url"] = sqlalchemy_url(iceberg.catalog_conn_id)
+    return secrets
+
+
+_ICEBERG = DataAccess(
+    credentials=_iceberg_credentials,
+    location=lambda spec, secrets: output_location_url(spec.uri, (secrets.get("storage") or {}).get("endpoint_url")),
+    uri=lambda spec: spec.uri,
+)
+#: a Delta table lives in a folder of an object store: its credentials are the store's, as for files.
+_BY_KIND: dict[str, DataAccess] = {"files": _FILES, "table": _SQL, "query": _SQL, "delta": _FILES,
+                                  "iceberg": _ICEBERG}
 
 
 def data_access(spec: DataSpec) -> DataAccess:

@@ -26,7 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiExcepti
 from kubernetes_asyncio.config.config_exception import ConfigException as AsyncConfigException
 
 from airflow_batch_scoring.errors import ConfigurationError
-from airflow_batch_scoring.kubernetes.status import JOB_NAME_LABEL
+from airflow_batch_scoring.kubernetes.status import JOB_NAME_LABEL, PENDING_PODS
 
 #: Lines of a pod's log kept to explain its failure.
 LOG_TAIL_LINES = 200
@@ -119,11 +119,15 @@ class ScoringJobHook(KubernetesHook):
             raise
         return self.to_api(job)
 
-    def list_job_pods(self, name: str, namespace: str | None) -> list[dict[str, Any]]:
-        """The pods of the Job ``name`` (by the Job controller's label; ``status.pods_of`` checks their owner)."""
+    def list_job_pods(self, name: str, namespace: str | None, *, pending: bool = False) -> list[dict[str, Any]]:
+        """The pods of the Job ``name`` (by the Job controller's label; ``status.pods_of`` checks their owner).
+
+        :param pending: only the pods still pending (what a poll needs: :data:`~status.PENDING_PODS`).
+        """
         with self.explained("list the Job's pods", namespace):
             result = self.core_v1_client.list_namespaced_pod(
-                namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={name}"
+                namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={name}",
+                **({"field_selector": PENDING_PODS} if pending else {}),
             )
         return [self.to_api(pod) for pod in result.items or []]
 
@@ -253,7 +257,8 @@ class AsyncScoringJobHook(AsyncKubernetesHook):
     async def read_job_and_pods(
         self, name: str, namespace: str
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The Job with its status (``None`` when there is none) and its pods, as the API's JSON."""
+        """The Job with its status (``None`` when there is none) and its pending pods (what a poll needs:
+        :data:`~airflow_batch_scoring.kubernetes.status.PENDING_PODS`), as the API's JSON."""
         async with self.connection("read the Job", namespace) as client:
             try:
                 job = await async_client.BatchV1Api(client).read_namespaced_job_status(name, namespace)
@@ -262,7 +267,7 @@ class AsyncScoringJobHook(AsyncKubernetesHook):
                     return None, []
                 raise
             pods = await async_client.CoreV1Api(client).list_namespaced_pod(
-                namespace, label_selector=f"{JOB_NAME_LABEL}={name}"
+                namespace, label_selector=f"{JOB_NAME_LABEL}={name}", field_selector=PENDING_PODS
             )
             return (
                 client.sanitize_for_serialization(job),

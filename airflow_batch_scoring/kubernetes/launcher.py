@@ -28,6 +28,7 @@ from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 from airflow_batch_scoring.runtime.protocol import error_from_marker
 from airflow_batch_scoring.runtime.remote_model import is_remote, staged_model_uri, upload_model
+from airflow_batch_scoring.runtime.staged_documents import FOLDER, read_document, stage_document
 
 if TYPE_CHECKING:
     from airflow_batch_scoring.hooks.kubernetes import ScoringJobHook
@@ -119,8 +120,8 @@ class KubernetesLauncher:
     def _read_job(self) -> dict[str, Any] | None:
         return self.hook.read_job(self.name, self.namespace)
 
-    def _pods(self) -> list[dict[str, Any]]:
-        return self.hook.list_job_pods(self.name, self.namespace)
+    def _pods(self, pending: bool = False) -> list[dict[str, Any]]:
+        return self.hook.list_job_pods(self.name, self.namespace, pending=pending)
 
     def _log_tail(self, pod: str) -> str:
         return self.hook.tail_pod_log(pod, self.namespace, manifests.CONTAINER)
@@ -168,7 +169,7 @@ class KubernetesLauncher:
         existing = self._read_job()
         if existing is not None:
             annotations = existing.get("metadata", {}).get("annotations") or {}
-            running = status.assess(existing, self._pods(), manifests.CONTAINER).state == status.RUNNING
+            running = status.assess(existing, self._pods(pending=True), manifests.CONTAINER).state == status.RUNNING
             theirs = manifests.shard_list(annotations.get(manifests.ANNOTATION_SHARDS))
             if running and annotations.get(manifests.ANNOTATION_PLAN) == plan and set(shards) <= set(theirs):
                 self.log(
@@ -199,9 +200,15 @@ class KubernetesLauncher:
         attempt created."""
         assert self.namespace is not None
         secret = manifests.build_secret(self.settings, name=self.name, namespace=self.namespace, secrets=secrets)
+        job_json, inputs_json = job.to_json(), json.dumps(self.inputs, sort_keys=True)
+        size = len(job_json.encode()) + len(inputs_json.encode())
+        if size > manifests.CONFIGMAP_LIMIT and is_remote(job.staging_uri):
+            job_json = stage_document(job.staging_uri, manifests.JOB_KEY, job_json, secrets.get("sink"))
+            inputs_json = stage_document(job.staging_uri, manifests.INPUTS_KEY, inputs_json, secrets.get("sink"))
+            self.log(f"The job's plan ({size:,} bytes of JSON) is over what a ConfigMap holds: staged in "
+                     f"{job.staging_uri}/{FOLDER}/ for the pods")
         config_map = manifests.build_config_map(
-            self.settings, name=self.name, namespace=self.namespace, job_json=job.to_json(),
-            inputs_json=json.dumps(self.inputs, sort_keys=True),
+            self.settings, name=self.name, namespace=self.namespace, job_json=job_json, inputs_json=inputs_json,
         )
         dependents = {"secret": secret.metadata.name, "config_map": config_map.metadata.name}
         self.hook.create_or_replace_secret(secret)
@@ -248,7 +255,7 @@ class KubernetesLauncher:
             job = self._read_job()
             if job is None:
                 break
-            assessment = status.assess(job, self._pods(), manifests.CONTAINER)
+            assessment = status.assess(job, self._pods(pending=True), manifests.CONTAINER)
             if assessment.summary != last:
                 self.log(assessment.summary)
                 last = assessment.summary
@@ -325,12 +332,16 @@ class KubernetesLauncher:
 
     # -- a deferred task's commit ----------------------------------------------------------------------------------
 
-    def read_spec(self) -> tuple[ScoringJob, list[dict[str, Any]]]:
-        """The ScoringJob the pods ran and the input listing, from the Job's ConfigMap."""
+    def read_spec(
+        self, storage_options: Mapping[str, Any] | None = None
+    ) -> tuple[ScoringJob, list[dict[str, Any]]]:
+        """The ScoringJob the pods ran and the input listing, from the Job's ConfigMap (or, for a plan over what a
+        ConfigMap holds, from the staging folder, with the sink's ``storage_options``)."""
         data = self.hook.read_config_map(manifests.config_map_name(self.name), self.namespace)
         if data is None:
             raise ReplicaError(
                 f"The ConfigMap of Job {self.namespace}/{self.name} is gone (the Job was deleted before the task "
                 "resumed); nothing was published. Retry the task."
             )
-        return ScoringJob.from_json(data[manifests.JOB_KEY]), json.loads(data.get(manifests.INPUTS_KEY) or "[]")
+        job = ScoringJob.from_json(read_document(data[manifests.JOB_KEY], storage_options))
+        return job, json.loads(read_document(data.get(manifests.INPUTS_KEY) or "[]", storage_options))

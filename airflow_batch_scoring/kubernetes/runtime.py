@@ -170,7 +170,7 @@ class KubernetesRuntime:
         )
         if event.get("summary"):
             self.log(str(event["summary"]))
-        job, inputs = launcher.read_spec()
+        job, inputs = launcher.read_spec(options.get("sink"))
         if attempt:
             job = replace(job, attempt=attempt)
         files = [InputFile(**item) for item in inputs]

@@ -1,6 +1,7 @@
 """The metrics report: one self-contained HTML page (inline SVG plots, no script, no external resource) written
 beside ``metrics.json``: the run and the thresholds, the confusion matrix, the ROC, PR and calibration curves or the
-residual quantiles, fairness by group, and drift per column against the baseline.
+residual quantiles, fairness by group, drift per column against the baseline, and the permutation importance per
+feature.
 
 Never imports Airflow.
 """
@@ -170,6 +171,18 @@ def render_report(record: Mapping[str, Any]) -> str:
         sections.append(_table(["column", "PSI", "KS", "KS max error", "rows", "baseline rows"], [
             [name, v.get("psi"), v.get("ks"), v.get("ks_max_error"), v.get("rows"), v.get("baseline_rows")]
             for name, v in columns.items()]))
+    importance = record.get("importance")
+    if importance:
+        features = importance["features"]
+        sections.append(
+            f"<h2>Permutation importance</h2><p>The drop in {_e(importance['metric'])} (from "
+            f"{_num(importance['baseline_score'])}) when a feature's values are shuffled, mean over "
+            f"{_e(importance['repeats'])} shuffle(s) of a uniform sample of {_e(importance['sample_rows'])} labeled "
+            "rows.</p>")
+        sections.append(bar_chart(f"permutation importance ({importance['metric']} drop)",
+                                  [(f["feature"], f["mean"]) for f in features]))
+        sections.append(_table(["feature", "importance (mean)", "std"],
+                               [[f["feature"], f["mean"], f["std"]] for f in features]))
     style = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
              ".plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0}"

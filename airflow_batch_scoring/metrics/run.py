@@ -7,6 +7,7 @@ reads each shard's statistics from the published manifest, merges them, computes
 
     <output>/scored/     the labeled rows' predictions (the label and protected columns beside them), _manifest.json
     <output>/baseline/   the baseline's predictions (when a baseline is given)
+    <output>/importance/sample.parquet  the labeled rows the permutation importance took (``importance_sample`` > 0)
     <output>/metrics.json
     <output>/report.html  the same, for people: tables and inline SVG plots (:mod:`.report`)
 
@@ -33,10 +34,24 @@ from airflow_batch_scoring.errors import (
 )
 from airflow_batch_scoring.io.files import InputFile, filesystem
 from airflow_batch_scoring.job import ModelSpec, ScoringJob
-from airflow_batch_scoring.metrics.config import TASKS, MetricsConfig
+from airflow_batch_scoring.metrics.config import (
+    DEFAULT_IMPORTANCE_REPEATS,
+    DEFAULT_IMPORTANCE_SAMPLE,
+    TASKS,
+    MetricsConfig,
+)
+from airflow_batch_scoring.metrics.importance import (
+    ROW,
+    importance_from_scores,
+    main_metric,
+    permutations,
+    top_features,
+    write_permuted,
+)
 from airflow_batch_scoring.metrics.report import REPORT_FILE, render_report
-from airflow_batch_scoring.metrics.results import compute_metrics
-from airflow_batch_scoring.metrics.shard import merge_all
+from airflow_batch_scoring.metrics.results import compute_metrics, positive_class
+from airflow_batch_scoring.metrics.sample import LABEL
+from airflow_batch_scoring.metrics.shard import ShardStats, merge_all
 from airflow_batch_scoring.metrics.thresholds import (
     Threshold,
     ThresholdError,
@@ -44,6 +59,7 @@ from airflow_batch_scoring.metrics.thresholds import (
     check_thresholds,
     failed_message,
 )
+from airflow_batch_scoring.metrics.training_baseline import TrainingBaseline, input_digest
 from airflow_batch_scoring.options import ScoringOptions
 from airflow_batch_scoring.runtime.secrets import Credentials
 from airflow_batch_scoring.schema import ModelSchema
@@ -65,6 +81,18 @@ class PlannedJob:
 
 
 @dataclass(frozen=True)
+class ImportancePlan:
+    """The permutation importance's scoring job, prepared once the sample is known: its options, its folder
+    (``<output>/importance/``) and its names."""
+
+    options: ScoringOptions
+    folder: str
+    job_id: str
+    attempt: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
 class MetricsPlan:
     """The metrics run, prepared: its jobs and where ``metrics.json`` goes."""
 
@@ -75,6 +103,9 @@ class MetricsPlan:
     thresholds: list[Threshold]
     metrics_uri: str
     output: FileSpec
+    importance: ImportancePlan | None = None
+    #: ``baseline="training"``: the training data as the model's run recorded it (the baseline is its source).
+    training: TrainingBaseline | None = None
 
 
 def infer_task(task: str | None, model: ModelSpec) -> str:
@@ -160,6 +191,10 @@ def plan_metrics(
     probabilities: bool = True,
     scoring: Mapping[str, Any] | None = None,
     credentials: Mapping[str, Mapping[str, Any]] | None = None,
+    importance_sample: Any = DEFAULT_IMPORTANCE_SAMPLE,
+    importance_repeats: Any = DEFAULT_IMPORTANCE_REPEATS,
+    importance_seed: Any = 0,
+    training: TrainingBaseline | None = None,
 ) -> MetricsPlan:
     """List, plan and check every input before anything runs or is written.
 
@@ -167,12 +202,17 @@ def plan_metrics(
         ...), as for scoring.
     :param probabilities: classification: ask the model for class probabilities (ROC, PR, log loss, calibration).
     :param credentials: ``{"source": ..., "baseline": ..., "output": ...}`` secret material of each place.
+    :param importance_sample: the labeled rows the permutation importance samples (``0``: none).
+    :param importance_repeats: the permutations of each feature; ``importance_seed`` seeds them and the sample.
+    :param training: ``baseline="training"`` resolved (:func:`.training_baseline.training_baseline`): ``baseline``
+        is its source; the label column it records is left out of the drift and its digest checked.
     :raises ConfigurationError: for a wrong setting (naming it); a baseline that does not fit is named as such.
     """
     secrets = credentials or {}
     task = infer_task(task, model)
     config = MetricsConfig.parse(label_column=label_column, task=task, protected_attributes=protected_attributes,
-                                 profile=baseline is not None)
+                                 profile=baseline is not None, importance_sample=importance_sample,
+                                 importance_repeats=importance_repeats, importance_seed=importance_seed)
     if config.protected_attributes and task == "regression":
         raise ConfigurationError(
             "Fairness metrics compare how often each group is predicted a class: they need task='classification'; "
@@ -202,10 +242,17 @@ def plan_metrics(
         raise _metrics_column_error(err, config) from err
     base = None
     if baseline is not None:
-        profile_only = replace(config, label_column=None, protected_attributes=(), profile=True)
+        profile_only = replace(config, label_column=None, protected_attributes=(), profile=True, importance_sample=0)
         with _as_baseline_error(baseline):
             base = planned("baseline", baseline, baseline_sink, [], profile_only)
-    return MetricsPlan(labeled, base, config, positive_label, list(thresholds or []), metrics_uri, scored_sink)
+    importance = None
+    if config.importance_sample:
+        importance = ImportancePlan(
+            options([ROW]), f"{metrics_uri.rsplit('/', 1)[0]}/importance", f"{job_id}.importance", attempt,
+            Credentials(source=secrets.get("output"), sink=secrets.get("output")),
+        )
+    return MetricsPlan(labeled, base, config, positive_label, list(thresholds or []), metrics_uri, scored_sink,
+                       importance, training if base is not None else None)
 
 
 class _as_baseline_error:
@@ -291,7 +338,12 @@ def run_metrics(
             baseline_manifest, baseline_stats = _shard_metrics(baseline_summary, plan.baseline.credentials["sink"])
             baseline_profile = baseline_stats.profile
             baseline_section = {"input": baseline_manifest["input"], "output_uri": baseline_summary["output_uri"],
-                                "rows": baseline_stats.rows}
+                                "rows": baseline_stats.rows, "digest": input_digest(plan.baseline.files)}
+            if plan.training is not None:
+                baseline_section["training"] = _check_training(plan, plan.training, log)
+                for name in {plan.training.label_column, plan.config.label_column} - {None}:
+                    for column in [c for c in baseline_profile.columns if c.lower() == str(name).lower()]:
+                        del baseline_profile.columns[column]  # the label is no feature to drift
         try:
             labeled_summary = run(plan.labeled.job, plan.labeled.files, plan.labeled.credentials)
         except ModelError as err:
@@ -301,6 +353,8 @@ def run_metrics(
         published.append(labeled_summary["output_uri"])
         manifest, stats = _shard_metrics(labeled_summary, plan.labeled.credentials["sink"])
         document = compute_metrics(stats, positive_label=plan.positive_label, baseline=baseline_profile)
+        if plan.importance is not None and stats.sample is not None and stats.sample.rows >= 2:
+            document["importance"] = _importance(plan, plan.importance, stats, run, log, published)
     except BaseException:
         _unpublish(published, plan.labeled.credentials["sink"], log)  # nothing stays published of a failed run
         raise
@@ -349,6 +403,7 @@ def run_metrics(
         "model_version": labeled_summary["model_version"],
         "model_digest": labeled_summary["model_digest"],
         "metrics": {k: v for k, v in document["summary"].items() if v is not None},
+        "top_features": top_features(document.get("importance")),
         "thresholds": outcomes,
         "passed": failure is None,
     }
@@ -357,6 +412,72 @@ def run_metrics(
     if failure is not None:
         raise ThresholdError(failure)
     return summary
+
+
+def _check_training(plan: MetricsPlan, training: TrainingBaseline, log: Callable[[str], None]) -> dict[str, Any]:
+    """The training baseline's record for ``metrics.json``; warn when its data changed since the training."""
+    assert plan.baseline is not None
+    now = input_digest(plan.baseline.files)
+    matches = None if now is None or training.digest is None else now == training.digest
+    where = getattr(training.spec, "uri", None) or getattr(training.spec, "table", None) or "the training source"
+    if matches is False:
+        log(f"WARNING: the training data {where} changed since the model was trained (its digest was "
+            f"{training.digest}, it is {now} now): the drift is measured against the data as it is now.")
+    elif matches is None:
+        log(f"The training data {where} has no listing to compare with the digest recorded at training time; "
+            "its drift is measured against it as it is now.")
+    return {**training.describe(), "digest_now": now, "digest_matches": matches}
+
+
+def _importance(
+    plan: MetricsPlan, importance: ImportancePlan, stats: ShardStats, run: Runner, log: Callable[[str], None],
+    published: list[str],
+) -> dict[str, Any]:
+    """Write the merged sample and its shuffled copies under the importance folder, score them as a plain scoring
+    job, and compute the permutation importance (the shuffled copies and their predictions are removed after)."""
+    import pyarrow.parquet as pq
+
+    config = plan.config
+    label_column = config.label_column
+    assert stats.sample is not None and stats.sample.table is not None and label_column is not None
+    sample = stats.sample.table
+    secrets = importance.credentials["sink"]
+    keep = sample.rename_columns([
+        label_column if name == LABEL and label_column not in sample.column_names else name
+        for name in sample.column_names
+    ])
+    sample_uri = f"{importance.folder}/sample.parquet"
+    fs, path = filesystem(sample_uri, secrets)
+    fs.makedirs(path.rsplit("/", 1)[0] + "/input", exist_ok=True)  # a local folder must exist; a bucket: nothing
+    published.append(importance.folder + "/")
+    with fs.open(path, "wb") as f:
+        pq.write_table(keep, f)
+    orders = permutations(sample.num_rows, config.importance_repeats, config.importance_seed)
+    rows = write_permuted(sample, orders, f"{importance.folder}/input/permuted.parquet", secrets)
+    log(f"Permutation importance: {sample.num_rows:,} sampled rows, {sample.num_columns - 1} feature(s) x "
+        f"{config.importance_repeats} repeat(s): scoring {rows:,} rows")
+    job, files = prepare_job(
+        job_id=importance.job_id, attempt=importance.attempt, model=plan.labeled.job.model,
+        source=FileSpec(uri=f"{importance.folder}/input/", format="parquet", conn_id=plan.output.conn_id),
+        sink=FileSpec(uri=f"{importance.folder}/scored/", format="parquet", conn_id=plan.output.conn_id),
+        options=importance.options, storage_options=importance.credentials,
+    )
+    summary = run(job, files, importance.credentials)
+    fs, path = filesystem(summary["output_uri"], secrets)
+    outputs = pq.read_table(path.rstrip("/"), filesystem=fs)
+    binary = stats.classification is not None and len(
+        {k for pair in stats.classification.confusion for k in pair} | set(stats.classification.classes or ())) == 2
+    positive = positive_class(stats, plan.positive_label) if stats.classification is not None else None
+    probabilities = job.predict_probabilities and any(n.startswith("probability_") for n in outputs.column_names)
+    found = importance_from_scores(
+        outputs, sample, metric=main_metric(config.task, positive, binary, probabilities), positive=positive,
+        label_column=label_column, repeats=config.importance_repeats,
+    )
+    found.update(seed=config.importance_seed, sample_uri=sample_uri)
+    for folder in ("input", "scored"):
+        fs, path = filesystem(f"{importance.folder}/{folder}", secrets)
+        fs.rm(path, recursive=True)
+    return found
 
 
 def log_to_mlflow(

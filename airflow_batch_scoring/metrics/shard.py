@@ -22,6 +22,7 @@ from airflow_batch_scoring.metrics.config import MetricsConfig
 from airflow_batch_scoring.metrics.drift import Profile
 from airflow_batch_scoring.metrics.fairness import GroupStats
 from airflow_batch_scoring.metrics.regression import RegressionStats
+from airflow_batch_scoring.metrics.sample import Reservoir
 from airflow_batch_scoring.metrics.values import as_float, class_keys, group_keys, is_numeric, key_of
 
 
@@ -60,10 +61,14 @@ class ShardStats:
     regression: RegressionStats | None = None
     groups: GroupStats = field(default_factory=GroupStats)
     profile: Profile = field(default_factory=Profile)
+    #: the labeled rows sampled for the permutation importance (``config.importance_sample`` rows at most).
+    sample: Reservoir | None = None
 
     def __post_init__(self) -> None:
         if self.config.label_column is None:
             return
+        if self.config.importance_sample and self.sample is None:
+            self.sample = Reservoir(self.config.importance_sample, self.config.importance_seed)
         if self.config.task == "classification" and self.classification is None:
             self.classification = ClassificationStats(bins=self.config.score_bins)
         if self.config.task == "regression" and self.regression is None:
@@ -99,6 +104,8 @@ class ShardStats:
             label, prediction = label.filter(selected), prediction.filter(selected)
             probabilities = {k: v.filter(selected) for k, v in probabilities.items()}
             groups = [(name, column.filter(selected)) for name, column in groups]
+        if self.sample is not None:
+            self.sample.add(features if mask.all() else features.filter(pa.array(mask)), label)
         if config.task == "regression":
             self._regression(label, prediction)
             return
@@ -141,6 +148,10 @@ class ShardStats:
             self.regression.merge(other.regression)
         self.groups.merge(other.groups)
         self.profile.merge(other.profile)
+        if self.sample is not None and other.sample is not None:
+            self.sample.merge(other.sample)
+        elif other.sample is not None:
+            self.sample = other.sample
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +163,7 @@ class ShardStats:
             "regression": self.regression.to_dict() if self.regression is not None else None,
             "groups": self.groups.to_dict(),
             "profile": self.profile.to_dict(),
+            "sample": self.sample.to_dict() if self.sample is not None else None,
         }
 
     @classmethod
@@ -165,6 +177,7 @@ class ShardStats:
             regression=RegressionStats.from_dict(data["regression"]) if data.get("regression") else None,
             groups=GroupStats.from_dict(data["groups"]),
             profile=Profile.from_dict(data["profile"]),
+            sample=Reservoir.from_dict(data["sample"]) if data.get("sample") else None,
         )
 
 

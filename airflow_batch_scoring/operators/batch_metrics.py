@@ -16,6 +16,7 @@ from airflow_batch_scoring.links import (
     ModelVersionLink,
     OutputLocationLink,
 )
+from airflow_batch_scoring.metrics.config import DEFAULT_IMPORTANCE_REPEATS, DEFAULT_IMPORTANCE_SAMPLE
 from airflow_batch_scoring.metrics.report import REPORT_FILE
 from airflow_batch_scoring.metrics.run import output_places
 from airflow_batch_scoring.operators.batch_scoring import BatchScoringOperator
@@ -54,12 +55,20 @@ class BatchMetricsOperator(BatchScoringOperator):
     :param positive_label: the positive class of a binary problem (default: the larger of the two, as ``1`` of
         ``0``/``1``); fairness metrics need it for more than two classes. (templated)
     :param protected_attributes: columns of groups the fairness metrics compare. (templated)
-    :param baseline: a reference data set for drift (a source spec, e.g. the training data). (templated)
+    :param baseline: a reference data set for drift: a source spec, or ``"training"``: the training data recorded
+        on the model version's MLflow run by the training job (the model must come from a registry or a run; the
+        credentials come from the connection its spec names; its label column is left out; a warning when the data
+        changed since). (templated)
     :param thresholds: ``{"roc_auc": 0.8, "f1_macro": 0.7, "max_psi": 0.2, ...}``: a score at least, a loss or gap
         at most (``{"min": x}``/``{"max": x}`` to say it). (templated)
     :param probabilities: classification: ask the model for class probabilities (ROC and PR curves, log loss,
         calibration); ``False`` for a classifier without ``predict_proba``.
     :param log_to_mlflow: log the metrics to the model version's MLflow run (registry models only).
+    :param importance_sample: the labeled rows (a uniform sample, merged over the replicas) on which the permutation
+        importance of each feature is computed; ``0`` switches it off. (templated)
+    :param importance_repeats: the permutations of each feature (the importance is their mean, with its standard
+        deviation). (templated)
+    :param importance_seed: seeds the sample and the permutations.
 
     The task's extra links: the output folder, the model version, and the metrics report (``report.html``: tables and
     inline SVG plots, no script).
@@ -80,6 +89,8 @@ class BatchMetricsOperator(BatchScoringOperator):
         "protected_attributes",
         "baseline",
         "thresholds",
+        "importance_sample",
+        "importance_repeats",
     )
     template_fields_renderers = {
         **BatchScoringOperator.template_fields_renderers, "baseline": "json", "thresholds": "json",
@@ -101,6 +112,9 @@ class BatchMetricsOperator(BatchScoringOperator):
         thresholds: Mapping[str, Any] | None = None,
         probabilities: bool = True,
         log_to_mlflow: bool = True,
+        importance_sample: int | str = DEFAULT_IMPORTANCE_SAMPLE,
+        importance_repeats: int | str = DEFAULT_IMPORTANCE_REPEATS,
+        importance_seed: int = 0,
         batch_size: int | str = DEFAULT_BATCH_SIZE,
         **kwargs: Any,
     ) -> None:
@@ -115,6 +129,9 @@ class BatchMetricsOperator(BatchScoringOperator):
         self.thresholds = thresholds
         self.probabilities = probabilities
         self.log_to_mlflow = log_to_mlflow
+        self.importance_sample = importance_sample
+        self.importance_repeats = importance_repeats
+        self.importance_seed = importance_seed
         if thresholds is not None and "{{" not in str(thresholds):
             from airflow_batch_scoring.metrics.thresholds import parse_thresholds
 
@@ -139,12 +156,14 @@ class BatchMetricsOperator(BatchScoringOperator):
         from airflow_batch_scoring.links import LINKS_ATTRIBUTE
         from airflow_batch_scoring.metrics.run import log_to_mlflow, plan_metrics, run_metrics
         from airflow_batch_scoring.metrics.thresholds import parse_thresholds
+        from airflow_batch_scoring.metrics.training_baseline import is_training, training_baseline
 
         setattr(self, LINKS_ATTRIBUTE, {})
         task = self._resolve(context)
         source = parse_data_spec(self.source, "source")
         output = parse_data_spec(self.sink, "sink")
-        baseline = parse_data_spec(self.baseline, "source") if self.baseline else None
+        from_training = is_training(self.baseline)
+        baseline = parse_data_spec(self.baseline, "source") if self.baseline and not from_training else None
         thresholds = parse_thresholds(self.thresholds)
         probe = runtime_for(task, context, self.log.info)
         probe.check_locations(source, output)  # before the model is fetched
@@ -170,12 +189,24 @@ class BatchMetricsOperator(BatchScoringOperator):
                     os.path.join(work, "model"), tracking_uri=tracking_uri, registry_uri=registry_uri,
                 )
                 ModelVersionLink.persist(context, model, tracking_uri, registry_uri)
+                training = None
+                if from_training:
+                    training = training_baseline(model, tracking_uri=tracking_uri, registry_uri=registry_uri)
+                    baseline = training.spec
+                    probe = runtime_for(task, context, self.log.info)
+                    try:
+                        probe.check_locations(baseline, output)
+                    finally:
+                        probe.close()
+                    credentials["baseline"] = credentials_for(baseline)
                 plan = plan_metrics(
                     job_id=self._job_id(context), attempt=f"try{context['ti'].try_number}", model=model,
                     source=source, output=output, label_column=self.label_column, task=self.task or None,
                     positive_label=self.positive_label, protected_attributes=self.protected_attributes,
                     baseline=baseline, thresholds=thresholds, probabilities=bool(self.probabilities),
-                    scoring=scoring, credentials=credentials,
+                    scoring=scoring, credentials=credentials, importance_sample=self.importance_sample,
+                    importance_repeats=self.importance_repeats, importance_seed=self.importance_seed,
+                    training=training,
                 )
 
                 def run(job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
+from airflow_batch_scoring.environments.settings import EnvironmentSettings, parse_mode
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.hooks.data import credentials_for, data_access
 from airflow_batch_scoring.hooks.storage import mask_uri_credentials
@@ -103,6 +104,17 @@ class BatchScoringOperator(BaseOperator):
     :param allowed_sink_prefixes: the folders (URIs, e.g. ``["s3://scores/team-a/"]``) the sink must lie in, checked
         at run time after ``..``, percent-encoding and symbolic links are resolved; for a sink that comes from a
         trigger form or a run's conf. ``None`` (default) allows any sink. Not templated: the DAG's author sets it.
+    :param model_environment: where the local replicas run Python: ``"worker"`` (default, unless the stage says
+        otherwise): the worker's own environment, with a warning in the log when the model's recorded package
+        versions differ from it; ``"model"``: an environment built with uv from the model's recorded requirements
+        (an MLflow folder's ``requirements.txt`` and ``python_env.yaml``, or ``requirements``), cached and reused
+        (see docs/model_environments.md). (templated)
+    :param requirements: the model's requirements when it records none (a bare joblib file) or to replace them:
+        a list of specifiers (``["scikit-learn==1.7.2"]``) or the path of a requirements file. (templated)
+    :param environment_cache_dir: the folder model environments are cached in; default ``BATCH_SCORING_ENV_CACHE``,
+        else ``~/.cache/airflow-batch-scoring/environments``.
+    :param environment_build_timeout: seconds building a model environment may take; default
+        ``BATCH_SCORING_ENV_BUILD_TIMEOUT_S``, else 900.
     """
 
     template_fields: Sequence[str] = (
@@ -128,6 +140,8 @@ class BatchScoringOperator(BaseOperator):
         "max_bad_fraction",
         "schema_check",
         "predict_probabilities",
+        "model_environment",
+        "requirements",
     )
     template_fields_renderers = {
         "source": "json", "sink": "json", "input_schema": "json", "output_schema": "json", "passthrough_schema": "json",
@@ -164,6 +178,10 @@ class BatchScoringOperator(BaseOperator):
         poll_interval: float = 10.0,
         stage: str | None = None,
         allowed_sink_prefixes: Sequence[str] | str | None = None,
+        model_environment: str | None = None,
+        requirements: Sequence[str] | str | None = None,
+        environment_cache_dir: str | None = None,
+        environment_build_timeout: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -204,6 +222,12 @@ class BatchScoringOperator(BaseOperator):
         self.allowed_sink_prefixes = list(allowed_sink_prefixes) if allowed_sink_prefixes is not None else None
         if self.allowed_sink_prefixes is not None:
             check_prefixes(self.allowed_sink_prefixes)  # a malformed prefix fails at parse time
+        self.model_environment = model_environment
+        if model_environment is not None and "{{" not in str(model_environment):
+            parse_mode(model_environment)  # a wrong value fails at parse time
+        self.requirements = requirements
+        self.environment_cache_dir = environment_cache_dir
+        self.environment_build_timeout = environment_build_timeout
         #: the runtime of the running ``execute`` (for ``on_kill``), else ``None``.
         self._runtime: ScoringRuntime | None = None
 
@@ -231,6 +255,11 @@ class BatchScoringOperator(BaseOperator):
             model=self.model, runtime=self.runtime, replicas=self.replicas, kubernetes=self.kubernetes, stage=stage,
             try_number=context["ti"].try_number, retries=self.retries, if_exists=self.if_exists,
             deferrable=self.deferrable, kubernetes_conn_id=self.kubernetes_conn_id, poll_interval=self.poll_interval,
+            model_environment=self.model_environment,
+            environment=EnvironmentSettings.parse(
+                requirements=self.requirements, cache_dir=self.environment_cache_dir,
+                build_timeout=self.environment_build_timeout,
+            ),
         )
         runtime_class(task.runtime).check_settings(task.kubernetes)
         if stage is not None:

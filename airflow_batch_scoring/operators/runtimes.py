@@ -10,12 +10,14 @@ the protocol: ``check_locations``, ``prepare`` (prestart), ``run``, ``resume`` (
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_batch_scoring.coercion import to_bool, to_optional_float
 from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.run import execute_job
+from airflow_batch_scoring.environments import PreparedEnvironment, prepare_environment, stores_of
+from airflow_batch_scoring.environments.settings import MODEL, EnvironmentSettings, parse_mode
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.kubernetes.settings import TASK_ARGUMENTS, check_task_arguments
 from airflow_batch_scoring.stages import Stage, model_for_stage
@@ -52,6 +54,7 @@ class ResolvedTask:
     :param deferrable: the Kubernetes runtime waits in the triggerer.
     :param kubernetes_conn_id: the Airflow connection of the cluster.
     :param poll_interval: seconds between two looks at a Kubernetes Job.
+    :param environment: where the replicas run Python (``model_environment``: the task's, else the stage's).
     """
 
     model: str | Mapping[str, Any]
@@ -64,6 +67,7 @@ class ResolvedTask:
     deferrable: bool = False
     kubernetes_conn_id: str | None = "kubernetes_default"
     poll_interval: float = 10.0
+    environment: EnvironmentSettings = field(default_factory=EnvironmentSettings)
 
     @classmethod
     def resolve(
@@ -79,6 +83,8 @@ class ResolvedTask:
         deferrable: Any = None,
         kubernetes_conn_id: str | None = "kubernetes_default",
         poll_interval: Any = 10.0,
+        environment: EnvironmentSettings | None = None,
+        model_environment: Any = None,
         **arguments: Any,
     ) -> ResolvedTask:
         """Apply ``stage`` (its alias, and its runtime, replicas and Kubernetes settings where the task sets none).
@@ -89,6 +95,9 @@ class ResolvedTask:
 
         :param deferrable: the task's ``deferrable`` (rendered: a bool or its text); ``None`` (not given): the
             stage's, else ``[operators] default_deferrable``.
+        :param environment: the task's environment settings (:meth:`EnvironmentSettings.parse` of its arguments).
+        :param model_environment: the task's ``model_environment``; ``None`` (not given): the stage's, else
+            ``"worker"``.
         :param arguments: the other fields (``if_exists``, ...), as the operator has them.
         :raises ConfigurationError: for an unknown runtime, a Kubernetes connection setting in ``kubernetes``, a
             value of the wrong type, or a model a stage cannot pick through an alias.
@@ -110,11 +119,23 @@ class ResolvedTask:
             if "poll_interval" in given and to_optional_float(poll_interval, "poll_interval") == 10.0:
                 poll_interval = given["poll_interval"]
             settings = {**staged, **settings}
+            if model_environment in (None, ""):
+                model_environment = stage.model_environment
         poll = to_optional_float(poll_interval, "poll_interval")
         if poll is None or not 0 < poll < float("inf"):
             raise ConfigurationError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}.")
         runtime = runtime or DEFAULT_RUNTIME
         runtime_class(runtime)  # an unknown runtime fails here, naming the known ones
+        environment = replace(
+            environment or EnvironmentSettings.parse(),
+            mode=parse_mode(model_environment),
+        )
+        if environment.mode == MODEL and runtime != DEFAULT_RUNTIME:
+            raise ConfigurationError(
+                f"model_environment='model' builds the model's environment on the worker, for the local runtime; "
+                f"the {runtime} runtime's replicas run in their image: build one from the model's requirements "
+                "(docs/model_environments.md, 'Kubernetes') and set it as kubernetes={'image': ...}."
+            )
         return cls(
             model=model,
             runtime=runtime,
@@ -125,6 +146,7 @@ class ResolvedTask:
             deferrable=default_deferrable() if wait is None else wait,
             kubernetes_conn_id=str(kubernetes_conn_id) if kubernetes_conn_id else None,
             poll_interval=poll,
+            environment=environment,
             **arguments,
         )
 
@@ -212,23 +234,34 @@ class LocalRuntime:
         self.task = task
         self.log = log
         self.launcher = LocalLauncher(log)
+        self.environment: PreparedEnvironment | None = None
+        self.stores: tuple[str, ...] = ()  # what the source and sink need in a model environment
 
     @classmethod
     def check_settings(cls, kubernetes: Mapping[str, Any] | None) -> None:
         """Nothing to check: the local runtime ignores the Kubernetes settings (a stage may bring them)."""
 
     def check_locations(self, source: DataSpec, sink: DataSpec) -> None:
-        """Every location the worker can reach is fine."""
+        """Every location the worker can reach is fine (a model environment installs what they need)."""
+        self.stores = stores_of(source, sink)
 
     def start(self) -> None:
-        """Start the replicas now: they import the runtime while the model is resolved and fetched."""
-        self.launcher.start_early(self.task.replicas)
+        """Start the replicas now: they import the runtime while the model is resolved and fetched (not with
+        ``model_environment="model"``: their interpreter is known once the model's requirements are)."""
+        if self.task.environment.mode != MODEL:
+            self.launcher.start_early(self.task.replicas)
 
     def prepare(self, model: ModelSpec, *, probabilities: bool, output_schema: ModelSchema | None) -> None:
-        """Hand the replicas the model: they load it while the input is listed, planned and checked."""
+        """Pick the replicas' environment (build or reuse the model's; or warn when the worker's differs from the
+        model's recorded one), then hand the replicas the model: they load it while the input is listed, planned and
+        checked."""
+        self.environment = prepare_environment(model, self.task.environment, self.log, self.stores)
+        self.launcher.python = self.environment.python
         self.launcher.prestart(model, self.task.replicas, probabilities=probabilities, output_schema=output_schema)
 
     def run(self, job: ScoringJob, files: list[InputFile], options: Credentials) -> dict[str, Any]:
+        if self.environment is not None:
+            job = replace(job, environment=self.environment.manifest)
         return execute_job(
             job, files, storage_options=options, log=self.log, launcher=self.launcher, if_exists=self.task.if_exists,
             # Completed shards stay staged while Airflow will retry, so that the retry re-runs only the rest.

@@ -30,6 +30,7 @@ from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.protocol import ERROR_MARKER
 from airflow_batch_scoring.runtime.remote_model import fetch_model, is_remote
 from airflow_batch_scoring.runtime.secrets import Credentials, read_secrets
+from airflow_batch_scoring.runtime.staged_documents import read_document
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +74,9 @@ def run_shard_command(args: argparse.Namespace) -> int:
     if not args.job:
         raise ConfigurationError("run-shard needs --job PATH (or --await-job).")
     shard = shard_of(args.shard, args.shards, os.environ.get("JOB_COMPLETION_INDEX"))
-    with open(args.job) as f:
-        job = ScoringJob.from_json(f.read())
     secrets = read_secrets(args.secrets_stdin, args.secrets_file)
+    with open(args.job) as f:
+        job = ScoringJob.from_json(read_document(f.read(), secrets.get("sink")))  # a large plan: staged
     if not is_remote(job.model.path):
         run_shard(job, shard, storage_options=secrets, log=_emit, progress_interval=args.progress_interval,
                   freeze_after_load=True)

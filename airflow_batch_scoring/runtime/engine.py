@@ -150,7 +150,7 @@ def _score_shard(
         raise ConfigurationError(f"Shard {shard} does not exist: the job has {job.replicas} shard(s).")
     started = time.perf_counter()
     options = storage_options or {}
-    report = ShardReport(shard=shard)
+    report = ShardReport(shard=shard, python=_own_environment(job))
     loaded: list[Predictor] = []
 
     def load() -> Predictor:
@@ -199,6 +199,17 @@ def _score_shard(
 
     pipeline = ShardPipeline(
         ReadStage(reader, pieces, job.batch_size, progress.read_mark), conform, WriteStage(writer), progress,
-        name=str(shard), loading=read_first, assemble=assemble_stage(job),
+        name=str(shard), loading=read_first, assemble=assemble_stage(job, shard),
     )
     return pipeline.run(lambda: PredictStage(load(), refused))
+
+
+def _own_environment(job: ScoringJob) -> dict[str, Any] | None:
+    """The replica's record of its own Python, when the job runs in a model environment (its requirements' versions
+    as this interpreter has them)."""
+    if not job.environment or job.environment.get("mode") != "model":
+        return None
+    from airflow_batch_scoring.environments import replica_environment
+    from airflow_batch_scoring.environments.requirements import ModelRequirements
+
+    return replica_environment(ModelRequirements(tuple(job.environment.get("requirements") or ())).names())

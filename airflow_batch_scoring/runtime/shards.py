@@ -68,6 +68,8 @@ class ShardReport:
     error_parts: list[str] = field(default_factory=list)
     #: a metrics job: the shard's statistics (see :mod:`airflow_batch_scoring.metrics.shard`), else ``None``.
     metrics: dict[str, Any] | None = None
+    #: the replica's own Python: its interpreter, version and the versions of the model's requirements it found.
+    python: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

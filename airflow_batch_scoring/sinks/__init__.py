@@ -26,8 +26,20 @@ def _table() -> type[Sink]:
     return SqlSink
 
 
+def _delta() -> type[Sink]:
+    from airflow_batch_scoring.sinks.delta import DeltaSink  # deltalake only when a sink is a Delta table
+
+    return DeltaSink
+
+
+def _iceberg() -> type[Sink]:
+    from airflow_batch_scoring.sinks.iceberg import IcebergSink  # pyiceberg only when a sink is Iceberg
+
+    return IcebergSink
+
+
 #: the sink class of each spec kind, imported when first asked for (a query is never a sink).
-SINKS: dict[str, Callable[[], type[Sink]]] = {"files": _files, "table": _table}
+SINKS: dict[str, Callable[[], type[Sink]]] = {"files": _files, "table": _table, "delta": _delta, "iceberg": _iceberg}
 
 
 def sink_class(spec: DataSpec) -> type[Sink]:

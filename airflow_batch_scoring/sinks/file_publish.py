@@ -24,6 +24,7 @@ from typing import Any
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError, StorageError
 from airflow_batch_scoring.io.bad_rows.policy import ERRORS_FOLDER
 from airflow_batch_scoring.io.files import filesystem, is_local
+from airflow_batch_scoring.io.store_ops import StepsFailed, list_files, move_files, read_files, remove_files
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, published_name, report_name
 from airflow_batch_scoring.sinks.base import KeepsStaging
@@ -46,24 +47,20 @@ def staging_uri(sink_uri: str, job_id: str) -> str:
 
 
 def read_reports(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> list[ShardReport]:
-    """Read every shard's report from the staging folder.
+    """Read every shard's report from the staging folder (one listing, the reports read concurrently).
 
     :raises ReplicaError: naming the shards whose report is missing (they did not finish).
     """
     fs, staging = filesystem(job.staging_uri, storage_options)
-    reports, missing = [], []
-    for shard in range(job.replicas):
-        path = f"{staging}/{report_name(shard)}"
-        if not fs.exists(path):
-            missing.append(shard)
-            continue
-        with fs.open(path, "r") as f:
-            reports.append(ShardReport(**json.load(f)))
+    staged = list_files(fs, staging)
+    paths = {shard: f"{staging}/{report_name(shard)}" for shard in range(job.replicas)}
+    documents = read_files(fs, [path for path in paths.values() if path in staged])
+    missing = [shard for shard, path in paths.items() if path not in documents]
     if missing:
         raise ReplicaError(
             f"Shard(s) {missing} did not finish (no report in {job.staging_uri}); nothing was published."
         )
-    return reports
+    return [ShardReport(**json.loads(documents[paths[shard]])) for shard in range(job.replicas)]
 
 
 def manifest_files(manifest: Any) -> list[str] | None:
@@ -169,6 +166,7 @@ def plan_publish(
 ) -> dict[str, Any]:
     """The publish plan: the previous files to remove, the staged files to move (staged name -> published name), and
     the manifest, completed with the published files' names, URIs, sizes and row counts."""
+    sizes = list_files(fs, staging)
     moves: list[list[str]] = []
     files: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -183,7 +181,7 @@ def plan_publish(
                 into.append({
                     "name": final,
                     "uri": fs.unstrip_protocol(f"{sink}/{final}"),
-                    "size": int(fs.info(f"{staging}/{staged}").get("size") or 0),
+                    "size": sizes.get(f"{staging}/{staged}", 0),
                     "rows": rows if len(names) == 1 else None,
                 })
             entry[key] = [published_name(n) for n in names]
@@ -240,37 +238,42 @@ def finish_publish(
     moves = [tuple(m) for m in plan["moves"]]
     total = (0 if plan.get("removed") else len(plan["previous"])) + len(moves) + 2
     done = 0
+    present = list_files(fs, sink)  # the sink and, inside it, the staging folder: one listing for every step
     try:
         if not plan.get("removed"):
-            for name in plan["previous"]:  # _SUCCESS goes first
-                if fs.exists(f"{sink}/{name}"):
-                    fs.rm(f"{sink}/{name}")
-                done += 1
+            names = list(plan["previous"])
+            # _SUCCESS first and alone: readers stop trusting the folder before anything else in it changes
+            for group in ([n for n in names if n == SUCCESS], [n for n in names if n != SUCCESS]):
+                remove_files(fs, [f"{sink}/{name}" for name in group if f"{sink}/{name}" in present])
+                done += len(group)
             _remove_empty(fs, f"{sink}/{ERRORS_FOLDER}")
             plan["removed"] = True
             write_json(fs, f"{staging}/{PUBLISH_PLAN}", plan)
         if is_local(fs):
             fs.makedirs(sink, exist_ok=True)
+        staged_moves = []
         for staged, final in moves:
             source, target = f"{staging}/{staged}", f"{sink}/{final}"
-            if fs.exists(source):
-                if is_local(fs):
-                    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                fs.mv(source, target)
-            elif not fs.exists(target):
+            if source in present:
+                staged_moves.append((source, target))
+            elif target in present:
+                done += 1  # moved by the attempt that stopped
+            else:
                 raise PublishError(
                     f"the staged file {job.staging_uri}/{staged} is gone and {final} was not published; the output "
                     f"in {job.sink.uri} cannot be completed. Run the job again under a new job id."
                 )
-            done += 1
+        done += move_files(fs, staged_moves)
         write_json(fs, f"{sink}/{MANIFEST}", plan["manifest"])
         done += 1
         with fs.open(f"{sink}/{SUCCESS}", "w") as f:
             f.write("")
         done += 1
-    except PublishError:
-        raise
-    except Exception as err:
+    except Exception as failure:
+        err = failure.error if isinstance(failure, StepsFailed) else failure
+        if isinstance(err, PublishError):
+            raise err from None
+        done += failure.done if isinstance(failure, StepsFailed) else 0  # the steps beside the failed one
         raise PublishError(
             f"Publishing to {job.sink.uri} stopped after {done} of {total} step(s) ({type(err).__name__}: {err}). "
             f"The output there is incomplete and has no {SUCCESS}; the publish plan is kept in "

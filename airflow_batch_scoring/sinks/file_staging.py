@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow_batch_scoring.errors import BatchScoringError, InputError
 from airflow_batch_scoring.io.files import filesystem, is_local
+from airflow_batch_scoring.io.store_ops import list_files, read_files
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, report_name
 from airflow_batch_scoring.sinks.base import KeepsStaging, Resumption
@@ -105,14 +106,18 @@ def take_lease(job: ScoringJob, storage_options: Mapping[str, Any] | None) -> No
 
 
 def _completed_shards(fs: Any, staging: str, job: ScoringJob) -> dict[int, ShardReport]:
+    """The shards whose report is staged with every part it names (one listing; the reports read concurrently)."""
+    staged = list_files(fs, staging)
+    paths = {shard: f"{staging}/{report_name(shard)}" for shard in range(job.replicas)}
+    documents = read_files(fs, [path for path in paths.values() if path in staged])
     completed = {}
-    for shard in range(job.replicas):
-        document = read_json(fs, f"{staging}/{report_name(shard)}")
-        if document is None:
-            continue
-        report = ShardReport(**document)
-        names = list(report.parts) + list(getattr(report, "error_parts", None) or [])
-        if all(fs.exists(f"{staging}/{name}") for name in names):
+    for shard, path in paths.items():
+        try:
+            report = ShardReport(**json.loads(documents[path]))
+        except (KeyError, ValueError, TypeError):
+            continue  # no report, or one cut short: the shard is scored again
+        names = list(report.parts) + list(report.error_parts or [])
+        if all(f"{staging}/{name}" in staged for name in names):
             completed[shard] = report
     return completed
 

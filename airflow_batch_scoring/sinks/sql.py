@@ -222,6 +222,9 @@ class SqlSink:
     :param secrets: the sink's secret material (``{"sqlalchemy_url": ...}``).
     """
 
+    #: what its replicas need in a model environment beside the runtime (see :class:`SqlSource`).
+    environment_requirements = ("sqlalchemy>=2,<3",)
+
     def __init__(self, job: ScoringJob, secrets: Mapping[str, Any] | None):
         self.job = job
         self.spec = narrow(job.sink, TableSpec)

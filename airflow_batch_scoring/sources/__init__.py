@@ -1,4 +1,4 @@
-"""Sources: where a job's rows come from (:class:`~airflow_batch_scoring.sources.base.Source`), files or SQL.
+"""Sources: where a job's rows come from (:class:`~airflow_batch_scoring.sources.base.Source`): files, SQL or Delta.
 
 :data:`SOURCES` maps each spec kind to the source that reads it; a new kind of source adds a key there.
 """
@@ -25,9 +25,23 @@ def _sql() -> type[Source]:
     return SqlSource
 
 
+def _delta() -> type[Source]:
+    from airflow_batch_scoring.sources.delta import DeltaSource  # deltalake only when a source is a Delta table
+
+    return DeltaSource
+
+
+def _iceberg() -> type[Source]:
+    from airflow_batch_scoring.sources.iceberg import IcebergSource  # pyiceberg only when a source is Iceberg
+
+    return IcebergSource
+
+
 #: the source class of each spec kind (:attr:`FileSpec.kind <airflow_batch_scoring.specs.FileSpec.kind>`, ...),
 #: imported when first asked for.
-SOURCES: dict[str, Callable[[], type[Source]]] = {"files": _files, "table": _sql, "query": _sql}
+SOURCES: dict[str, Callable[[], type[Source]]] = {
+    "files": _files, "table": _sql, "query": _sql, "delta": _delta, "iceberg": _iceberg,
+}
 
 
 def source_class(spec: DataSpec) -> type[Source]:

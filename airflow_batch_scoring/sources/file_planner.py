@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.formats import compression_of
 from airflow_batch_scoring.io.files import InputFile
+from airflow_batch_scoring.io.store_ops import map_files
 from airflow_batch_scoring.job import Piece
 from airflow_batch_scoring.specs import FileSpec
 
@@ -91,18 +92,20 @@ def plan_parquet(
 
     :raises InputError: naming a file that is not Parquet, or when no file holds a row.
     """
-    groups: list[tuple[str, int, int]] = []
-    for file in files:
+    def footer(file: InputFile) -> tuple[pq.FileMetaData, pa.Schema]:
         try:
             with fs.open(fs._strip_protocol(file.uri), "rb") as f:
                 parquet = pq.ParquetFile(f)
-                metadata = parquet.metadata
-                if schemas is not None:
-                    schemas.append((file.uri, parquet.schema_arrow))
+                return parquet.metadata, parquet.schema_arrow
         except (pa.ArrowInvalid, OSError) as err:
             raise InputError(
                 f"is not a readable Parquet file ({err}); replace it or remove it from the input.", path=file.uri
             ) from err
+
+    groups: list[tuple[str, int, int]] = []
+    for file, (metadata, schema) in zip(files, map_files(fs, files, footer), strict=True):
+        if schemas is not None:
+            schemas.append((file.uri, schema))
         groups.extend((file.uri, index, metadata.row_group(index).num_rows) for index in range(metadata.num_row_groups))
     total = sum(rows for _, _, rows in groups)
     if total == 0:

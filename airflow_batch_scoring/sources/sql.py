@@ -52,6 +52,9 @@ class SqlSource:
     """
 
     row_errors = False
+    #: what its replicas need in a model environment (model_environment="model") beside the runtime; the
+    #: database's driver comes with the model's requirements (e.g. ``psycopg[binary]``).
+    environment_requirements = ("sqlalchemy>=2,<3",)
 
     def __init__(self, spec: DataSpec, secrets: Mapping[str, Any] | None, files: Sequence[InputFile] = ()):
         self.spec = narrow_sql(spec)

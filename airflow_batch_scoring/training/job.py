@@ -6,11 +6,11 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, ModelSpec, Piece, ScoringJob
+from airflow_batch_scoring.metrics.training_baseline import DIGEST_TAG, LABEL_TAG, ROWS_TAG, SOURCE_TAG
 from airflow_batch_scoring.specs import DataSpec, spec_from_dict, spec_to_dict
 
 DATA_MODES = ("pandas", "arrow")
@@ -19,10 +19,7 @@ DEFAULT_TRAINING_BATCH = 65_536
 
 #: the tags recorded on the MLflow run of every version a training job registers (the contract with metrics jobs:
 #: ``baseline="training"`` reads them back).
-TAG_SOURCE = "batch_scoring.training.source"
-TAG_DIGEST = "batch_scoring.training.digest"
-TAG_ROWS = "batch_scoring.training.rows"
-TAG_LABEL = "batch_scoring.training.label_column"
+TAG_SOURCE, TAG_DIGEST, TAG_ROWS, TAG_LABEL = SOURCE_TAG, DIGEST_TAG, ROWS_TAG, LABEL_TAG
 
 
 @dataclass(frozen=True)
@@ -38,8 +35,11 @@ class TrainingJob:
     :param register_as: the registered model's name.
     :param alias: the alias the new version gets.
     :param training_kwargs: further keyword arguments for the callable (JSON values).
-    :param source_record: the source as the tags record it: its spec and its description, never a credential.
-    :param digest: the source's fingerprint as the driver listed it, or ``None``: the process then digests the rows.
+    :param source_record: the source's description (its files as listed, or its table), for the log; never a
+        credential.
+    :param digest: the digest of the input as listed (the files' URIs, sizes and versions:
+        :func:`~airflow_batch_scoring.metrics.training_baseline.input_digest`), or ``None`` (a SQL source): the
+        process then digests the rows as read.
     :param tracking_uri: MLflow's tracking URI (default: ``$MLFLOW_TRACKING_URI``).
     :param registry_uri: MLflow's registry URI (default: the tracking URI).
     :param experiment: the MLflow experiment of the training run (default: MLflow's active or default one).
@@ -83,24 +83,14 @@ class TrainingJob:
         return cls(**data)
 
 
-#: MLflow's limit on a tag value is 8000 characters; a long file listing is summarised below it.
-_TAG_LIMIT = 7500
+def source_tag(spec: DataSpec) -> str:
+    """The source as the ``batch_scoring.training.source`` tag holds it: the spec's keys as a source spec takes them
+    (what :func:`~airflow_batch_scoring.specs.parse_data_spec` reads back; never a credential), as JSON."""
+    keys = {k: v for k, v in spec_to_dict(spec).items() if k != "kind" and v is not None}
+    return json.dumps(keys, sort_keys=True, default=str)
 
 
-def source_tag(record: Mapping[str, Any]) -> str:
-    """The source record as the tag's JSON (its file listing cut to a count when too long)."""
-    text = json.dumps(record, sort_keys=True, default=str)
-    if len(text) <= _TAG_LIMIT:
-        return text
-    short = dict(record)
-    described = dict(short.get("input") or {})
-    files = described.pop("files", None) or []
-    described["file_count"] = len(files)
-    described["bytes"] = sum(int(f.get("size") or 0) for f in files)
-    short["input"] = described
-    return json.dumps(short, sort_keys=True, default=str)[:_TAG_LIMIT]
-
-
-def training_tags(source_record: Mapping[str, Any], digest: str, rows: int, label_column: str) -> dict[str, str]:
-    """The ``batch_scoring.training.*`` tags of the run."""
-    return {TAG_SOURCE: source_tag(source_record), TAG_DIGEST: digest, TAG_ROWS: str(rows), TAG_LABEL: label_column}
+def training_tags(source: DataSpec, digest: str, rows: int, label_column: str) -> dict[str, str]:
+    """The ``batch_scoring.training.*`` tags of the run (read back by
+    :mod:`airflow_batch_scoring.metrics.training_baseline` for ``baseline="training"``)."""
+    return {TAG_SOURCE: source_tag(source), TAG_DIGEST: digest, TAG_ROWS: str(rows), TAG_LABEL: label_column}

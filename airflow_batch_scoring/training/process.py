@@ -66,7 +66,7 @@ def train(job: TrainingJob, secrets: Mapping[str, Any], log: Callable[[str], Non
         os.environ[MLFLOW_TOKEN_VARIABLE] = token  # this process's own environment, for MLflow's REST client
     result = log_and_register(
         model, sample=data.sample_features(), register_as=job.register_as, alias=job.alias,
-        tags=training_tags(job.source_record, data.digest, data.rows, data.label), run_name=job.job_id,
+        tags=training_tags(job.source, data.digest, data.rows, data.label), run_name=job.job_id,
         tracking_uri=job.tracking_uri, registry_uri=job.registry_uri, experiment=job.experiment, log=log,
     )
     return {**result, "rows": data.rows, "digest": data.digest, "label_column": data.label,

@@ -25,6 +25,7 @@ from airflow_batch_scoring.driver.prepare import safe_job_id
 from airflow_batch_scoring.errors import ConfigurationError, ReplicaError
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE
+from airflow_batch_scoring.metrics.training_baseline import input_digest
 from airflow_batch_scoring.runtime.protocol import ERROR_MARKER, error_from_marker
 from airflow_batch_scoring.sources import open_source
 from airflow_batch_scoring.specs import DataSpec, spec_to_dict
@@ -93,11 +94,8 @@ def plan_training(
         training_kwargs=kwargs, tracking_uri=tracking_uri, registry_uri=registry_uri, experiment=experiment or None,
         batch_size=batch, part_size=part,
     )
-    scan = job.reading_job()
-    record = {**spec_to_dict(reading.spec), "input": reading.describe(scan)}
-    digest = reading.fingerprint(scan)
-    del files
-    return TrainingJob(**{**job.__dict__, "source_record": record, "digest": digest})
+    record = {**spec_to_dict(reading.spec), "input": reading.describe(job.reading_job())}
+    return TrainingJob(**{**job.__dict__, "source_record": record, "digest": input_digest(files)})
 
 
 def training_command(job_path: str) -> list[str]:

@@ -31,7 +31,7 @@ from airflow_batch_scoring.kubernetes import manifests, status
 from airflow_batch_scoring.kubernetes.launcher import KubernetesLauncher
 from airflow_batch_scoring.kubernetes.settings import KubernetesSettings
 from airflow_batch_scoring.specs import FileSpec
-from tests.support.kube_cluster import FakeCluster, Kubelet, Outcome
+from tests.support.kube_cluster import TEST_AGENT, FakeCluster, Kubelet, Outcome
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +100,20 @@ def test_oom_names_the_index_and_the_memory_limit(cluster, namespace, kubelet, t
     assert "index 1 (shard 1)" in message and "OOMKilled" in message and "memory limit of 256Mi" in message
     assert "index 0" not in message and "index 2" not in message
     assert [j.metadata.name for j in _jobs(cluster, namespace)] == [launcher.name]  # a failed Job is kept
+
+
+def test_polls_list_only_pending_pods_and_the_failures_read_them_all(cluster, namespace, kubelet, tmp_path):
+    """A poll of a 1,000-index Job reads its pending pods, not all 1,000 (benchmarks/bench_scale_out.py); judging the
+    failed Job reads every pod, once. (The emulator filters nothing: the request's selector is what is checked.)"""
+    kubelet.script.update({0: Outcome("ok"), 1: Outcome("exit", code=1, log="boom")})
+    launcher = _launcher(cluster, namespace)
+    with pytest.raises(ReplicaError, match="index 1"):
+        launcher.run(_job_file(tmp_path, 2), 2, secrets=SECRETS)
+    lists = [r for r in cluster.requests("get", "pods") if r.namespace == namespace and not r.name
+             and r.headers.get("User-Agent") != TEST_AGENT]
+    selectors = [r.params.get("fieldSelector") for r in lists]
+    assert selectors[-1] is None and selectors.count(None) == 1, selectors  # the failures: every pod, once, last
+    assert selectors[:-1] and set(selectors[:-1]) == {"status.phase=Pending"}, selectors
 
 
 def test_image_pull_failure_names_the_image_and_deletes_the_job(cluster, namespace, kubelet, tmp_path):

@@ -139,6 +139,8 @@ def test_the_async_hook_reads_the_job_and_its_pods_and_deletes_the_job(cluster, 
 
     job, pods, after = asyncio.run(scenario())
     assert job["metadata"]["name"] == "job-f" and [p["metadata"]["name"] for p in pods] == ["job-f-0-abcde"]
+    polled = [r.params for r in cluster.requests("get", "pods") if r.namespace == namespace and not r.name]
+    assert polled and all(p.get("fieldSelector") == "status.phase=Pending" for p in polled)  # a poll: pending pods
     assert after == (None, [])
     assert [r.data for r in cluster.requests("delete", "jobs") if r.namespace == namespace] == [
         {"propagationPolicy": "Foreground"}, {"propagationPolicy": "Foreground"}]

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import roc_auc_score
 
 from airflow_batch_scoring import cli
 from tests.support.helpers import FEATURES, Models, make_frame, write_frame
@@ -32,7 +34,9 @@ def labeled_frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
 
 
 def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, dict, str]:
-    code = cli.main(["metrics", *args])
+    """``batch-scoring metrics``; the permutation importance (its own job) only when asked: it has its own tests."""
+    extra = [] if "--importance-sample" in args else ["--importance-sample", "0"]
+    code = cli.main(["metrics", *args, *extra])
     out = capsys.readouterr()
     return code, (json.loads(out.out) if code == 0 else {}), out.err
 
@@ -184,3 +188,135 @@ def test_a_missed_threshold_fails_after_writing_metrics(models: Models, tmp_path
     assert "missed 1 threshold(s): roc_auc = " in err and "needs roc_auc >= 0.999" in err
     record = read_metrics(tmp_path / "out")
     assert record["passed"] is False and [t["passed"] for t in record["thresholds"]] == [False, True]
+
+
+# Permutation importance: the replicas sample the labeled rows, the driver merges the samples, real replica processes
+# score the shuffled copies; every importance equals sklearn.inspection.permutation_importance on the same sample.
+@pytest.mark.parametrize(("kind", "replicas"), [("classifier", 1), ("classifier", 3), ("regressor", 3)])
+def test_permutation_importance_equals_scikit_learn(models: Models, tmp_path: Path, capsys, kind: str,
+                                                    replicas: int):
+    frame = labeled_frame(2400, seed=31)
+    for i, part in enumerate([frame.iloc[:700], frame.iloc[700:]]):  # shards of unequal sizes
+        write_frame(part, tmp_path / "in" / f"part-{i}.parquet", "parquet")
+    label, task = ("label", "classification") if kind == "classifier" else ("target", "regression")
+    code, summary, err = run_cli(
+        capsys, "--model", str(models.path(kind)), "--source", f"file://{tmp_path}/in/",
+        "--output", f"file://{tmp_path}/out/", "--label-column", label, "--task", task,
+        "--replicas", str(replicas), "--batch-size", "300", "--importance-sample", "400",
+        "--importance-repeats", "3", "--importance-seed", "7",
+    )
+    assert code == 0, err[-3000:]
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    found = record["importance"]
+    sample = pd.read_parquet(tmp_path / "out" / "importance" / "sample.parquet")
+    # a uniform sample of the labeled rows, without repeats, of the size asked
+    assert len(sample) == found["sample_rows"] == 400 and list(sample.columns) == [*FEATURES, label]
+    original = frame.set_index(FEATURES)
+    assert sample.set_index(FEATURES).index.is_unique and sample.set_index(FEATURES).index.isin(original.index).all()
+    assert (sample[label].to_numpy() == original.loc[list(sample[FEATURES].itertuples(index=False)), label]).all()
+    metric = "roc_auc" if kind == "classifier" else "r2"
+    # the AUC of the positive class's probability, which the job has (scikit-learn's "roc_auc" scorer takes the
+    # decision function when there is one, whose ties differ where expit rounds two scores to one probability)
+    scoring = (lambda model, x, y: roc_auc_score(y == "yes", model.predict_proba(x)[:, 1])) \
+        if kind == "classifier" else "r2"
+    expected = permutation_importance(models.estimator(kind), sample[FEATURES], sample[label], scoring=scoring,
+                                      n_repeats=3, random_state=7)
+    assert found["metric"] == metric and found["repeats"] == 3 and found["seed"] == 7
+    by_name = {f["feature"]: f for f in found["features"]}
+    for i, name in enumerate(FEATURES):
+        assert by_name[name]["importances"] == pytest.approx(expected.importances[i].tolist(), abs=1e-9)
+        assert by_name[name]["mean"] == pytest.approx(expected.importances_mean[i], abs=1e-9)
+        assert by_name[name]["std"] == pytest.approx(expected.importances_std[i], abs=1e-9)
+    means = [f["mean"] for f in found["features"]]
+    top = FEATURES[int(np.argmax(expected.importances_mean))]
+    assert means == sorted(means, reverse=True) and found["features"][0]["feature"] == top
+    # the XCom summary's top features, the report's plot; the shuffled copies are not left behind
+    assert summary["top_features"][0] == {"feature": top, "importance": means[0], "std": found["features"][0]["std"]}
+    assert 'data-plot="permutation importance' in (tmp_path / "out" / "report.html").read_text()
+    assert sorted(p.name for p in (tmp_path / "out" / "importance").iterdir()) == ["sample.parquet"]
+
+
+def test_importance_switched_off_and_bad_values(models: Models, tmp_path: Path, capsys):
+    frame = labeled_frame(600, seed=32)
+    write_frame(frame, tmp_path / "in" / "part-0.parquet", "parquet")
+    args = ["--model", str(models.classifier_path), "--source", f"file://{tmp_path}/in/", "--label-column", "label",
+            "--task", "classification"]
+    code, summary, err = run_cli(capsys, *args, "--output", f"file://{tmp_path}/off/", "--importance-sample", "0")
+    assert code == 0, err[-3000:]
+    assert "importance" not in json.loads((tmp_path / "off" / "metrics.json").read_text())
+    assert summary["top_features"] == [] and not (tmp_path / "off" / "importance").exists()
+    for flag, value, words in [("--importance-sample", "-5", "importance_sample must be a number of rows"),
+                               ("--importance-repeats", "0", "importance_repeats must be a whole number")]:
+        code = cli.main(["metrics", *args, "--output", f"file://{tmp_path}/bad/", flag, value])
+        assert code != 0 and words in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+
+
+# baseline="training": the training data recorded on the model version's MLflow run (the tags the training job sets,
+# set here with MlflowClient), in the session's real registry.
+def _register_with_training_tags(model, name: str, tags: dict[str, str]) -> str:
+    import mlflow
+
+    mlflow.set_experiment("metrics-training-baseline")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                        serialization_format="cloudpickle", pip_requirements=["scikit-learn"])
+        for key, value in tags.items():
+            mlflow.MlflowClient().set_tag(run.info.run_id, key, value)
+    return f"models:/{name}/{info.registered_model_version}"
+
+
+def test_drift_against_the_training_data_recorded_with_the_model(models: Models, tmp_path: Path, capsys):
+    from airflow_batch_scoring.io.files import list_inputs
+    from airflow_batch_scoring.metrics.training_baseline import input_digest
+
+    frame, training = labeled_frame(1500, seed=41, shift=0.3), labeled_frame(1200, seed=42)
+    write_frame(frame, tmp_path / "in" / "part.parquet", "parquet")
+    write_frame(training, tmp_path / "train" / "part.parquet", "parquet")
+    train_uri = f"file://{tmp_path}/train/"
+    digest = input_digest(list_inputs(train_uri))
+    uri = _register_with_training_tags(models.classifier, "metrics-training-baseline", {
+        "batch_scoring.training.source": json.dumps({"uri": train_uri, "format": "parquet"}),
+        "batch_scoring.training.digest": "sha256:" + "0" * 64,  # recorded before the data changed
+        "batch_scoring.training.rows": "1200",
+        "batch_scoring.training.label_column": "label",
+    })
+    code, summary, err = run_cli(
+        capsys, "--model", uri, "--source", f"file://{tmp_path}/in/", "--output", f"file://{tmp_path}/out/",
+        "--label-column", "label", "--task", "classification", "--baseline", "training", "--replicas", "2",
+        "--batch-size", "500", "--thresholds", '{"max_psi": 5}',
+    )
+    assert code == 0, err[-3000:]
+    assert "WARNING: the training data" in err and "changed since the model was trained" in err
+    record = read_metrics(tmp_path / "out")
+    base = record["baseline"]
+    assert base["rows"] == 1200 and base["input"]["uri"] == train_uri and base["digest"] == digest
+    assert base["training"]["digest"] == "sha256:" + "0" * 64 and base["training"]["digest_now"] == digest
+    assert base["training"]["digest_matches"] is False and base["training"]["label_column"] == "label"
+    columns = record["drift"]["columns"]
+    assert "label" not in columns and set(FEATURES) <= set(columns)
+    proba = models.classifier.predict_proba
+    for column, current, reference in [("f0", frame["f0"], training["f0"]),
+                                       ("probability_yes", proba(frame[FEATURES])[:, 1],
+                                        proba(training[FEATURES])[:, 1])]:
+        found = columns[column]
+        exact = ks_2samp(current, reference).statistic
+        assert found["ks"] - 1e-12 <= exact <= found["ks"] + found["ks_max_error"] + 1e-12
+        edges = found["psi_edges"]
+        shares = [np.maximum(np.bincount(np.searchsorted(edges, v, side="left"), minlength=len(edges) + 1) / len(v),
+                             1e-4) for v in (np.asarray(current), np.asarray(reference))]
+        assert found["psi"] == pytest.approx(float(np.sum((shares[0] - shares[1]) * np.log(shares[0] / shares[1]))),
+                                             rel=1e-9)
+    assert summary["metrics"]["max_psi"] == record["drift"]["max_psi"]
+
+
+def test_training_baseline_errors(models: Models, tmp_path: Path, capsys):
+    write_frame(labeled_frame(300, seed=43), tmp_path / "in" / "part.parquet", "parquet")
+    untagged = _register_with_training_tags(models.classifier, "metrics-no-training-tags", {})
+    common = ["--source", f"file://{tmp_path}/in/", "--output", f"file://{tmp_path}/out/", "--label-column",
+              "label", "--task", "classification", "--baseline", "training"]
+    for model, words in [(str(models.classifier_path), "needs a model from an MLflow registry or run"),
+                         (untagged, "records no training data")]:
+        code, _, err = run_cli(capsys, "--model", model, *common)
+        assert code != 0 and words in err and "Give baseline= a source spec" in err, err[-2000:]
+        assert not (tmp_path / "out").exists()

@@ -291,14 +291,14 @@ def test_a_publish_stopped_part_way_on_s3_is_finished_by_the_retry(model, seawee
                        storage_options=storage)
     execute_job(job, files, log=lambda line: None, storage_options=storage)
 
-    failing_moves(s3fs.S3FileSystem, 3)
+    failing_moves(s3fs.S3FileSystem, 3, "_cp_file")
     job, files = build(model, (tmp_path / "in.csv").as_uri(), sink, job_id="run-s3", replicas=3,
                        storage_options=storage)
-    with pytest.raises(file_publish.PublishError, match="stopped after"):
+    with pytest.raises(file_publish.PublishError, match=r"stopped after \d+ of 10 step\(s\) \(OSError: the store"):
         execute_job(job, files, log=lambda line: None, storage_options=storage)
     fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
     path = sink.removeprefix("s3://")
-    assert not fs.exists(f"{path}/_SUCCESS")
+    assert not fs.exists(f"{path}/_SUCCESS") and not fs.exists(f"{path}/_manifest.json")
 
     retry, files = build(model, (tmp_path / "in.csv").as_uri(), sink, job_id="run-s3", attempt="try2", replicas=3,
                          storage_options=storage)

@@ -4,6 +4,7 @@ connection, and scoring through them. tests/conftest.py registers the fixtures `
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from dataclasses import dataclass
@@ -84,22 +85,35 @@ def store(request, monkeypatch) -> Store:
 
 @pytest.fixture
 def failing_moves(monkeypatch):
-    """Make the k-th move of a publish (and only that one) fail, as a store outage would."""
+    """Make the k-th move of a publish (and only that one) fail, as a store outage would: its ``mv`` on the local
+    disk, its server-side copy (s3fs's coroutine ``_cp_file``) on a store."""
 
-    def install(fs_class, k: int) -> list[int]:
-        original = fs_class.mv
+    def install(fs_class, k: int, method: str = "mv") -> list[int]:
+        original = getattr(fs_class, method)
         calls = [0]
 
-        def mv(self, *args, **kwargs):
+        def fail_at_k() -> None:
             calls[0] += 1
             if calls[0] == k:
                 raise OSError("the store went away (injected)")
+
+        def mv(self, *args, **kwargs):
+            fail_at_k()
             return original(self, *args, **kwargs)
 
-        monkeypatch.setattr(fs_class, "mv", mv)
+        async def amv(self, *args, **kwargs):
+            fail_at_k()
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(fs_class, method, amv if inspect.iscoroutinefunction(original) else mv)
+        patched.append(fs_class)
+        fs_class.clear_instance_cache()  # cached instances hold sync wrappers of the unpatched coroutine
         return calls
 
-    return install
+    patched: list = []
+    yield install
+    for fs_class in patched:
+        fs_class.clear_instance_cache()
 
 
 def score_on(store: Store, model: str, source: dict, sink: dict, tmp_path: Path, **kwargs) -> dict:

@@ -139,10 +139,13 @@ def test_pods_score_like_local_replicas_row_for_row(k8s_dag, setup, cluster, buc
 
 
 def test_deferrable_waits_in_the_trigger_and_commits_on_resume(k8s_dag, setup, cluster, bucket, models: Models,
-                                                               tmp_path, capfd, caplog):
+                                                               tmp_path, capfd, caplog, monkeypatch):
+    """Also a plan over what a ConfigMap holds (the limit lowered here; a real one is some thousands of input files):
+    it is staged on the store, the pods and the resumed task read it from there, and it goes with the staging."""
     namespace, kubelet, prefix = setup
     frame = make_frame(1200, seed=63)
     _upload_input(bucket, prefix, [frame], tmp_path)
+    monkeypatch.setattr(manifests, "CONFIGMAP_LIMIT", 1000)  # the pointers: ~550 bytes
     conf = _conf(prefix, namespace, cluster, str(models.regressor_path), "jsonl", 2, deferrable=True)
     dag_run = k8s_dag.test(run_conf=conf, mark_success_pattern="score_local")
     assert dag_run.state == "success", capfd.readouterr().out[-5000:]
@@ -151,6 +154,11 @@ def test_deferrable_waits_in_the_trigger_and_commits_on_resume(k8s_dag, setup, c
     summary = xcom_of(dag_run, "score_kubernetes")
     assert summary["rows_out"] == 1200
     assert "[DAG TEST] running trigger in line" in caplog.text  # the wait happened in the trigger
+    config_map = next(c for c in cluster.created("configmaps") if c["metadata"]["namespace"] == namespace)
+    pointers = [json.loads(config_map["data"][key]) for key in (manifests.JOB_KEY, manifests.INPUTS_KEY)]
+    staged = f"s3://{prefix}/out-kubernetes/_temporary/"
+    assert [p["staged_document"].startswith(staged) for p in pointers] == [True, True], pointers
+    assert not bucket.exists(pointers[0]["staged_document"].removeprefix("s3://"))  # removed with the staging
 
 
 def test_a_bad_row_fails_with_its_index_file_line_and_column(k8s_dag, setup, cluster, bucket, models: Models,

@@ -1,5 +1,6 @@
 """BatchMetricsOperator inside a real Airflow (``dag.test()``): a registry model's metrics (its task told by its
-signature) equal scikit-learn's on the same rows, land in metrics.json, XCom and the model version's MLflow run; a
+signature) equal scikit-learn's on the same rows, land in metrics.json, XCom and the model version's MLflow run (its
+drift against the training data recorded on that run, its permutation importance on a sample); a
 missed threshold fails the task at once (no retry) after writing metrics.json; bad input fails at once, publishing
 nothing."""
 
@@ -27,7 +28,7 @@ def metrics_dag(airflow_db):
 def conf(**values) -> dict:
     """A run's conf with every param (``dag.test()`` keeps an earlier run's values for the params left out)."""
     return {"label_column": "label", "task": "", "protected": [], "baseline": None, "thresholds": {}, "replicas": 1,
-            **values}
+            "importance_sample": 0, **values}
 
 
 def labeled(rows: int, seed: int):
@@ -41,18 +42,29 @@ def labeled(rows: int, seed: int):
 def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_path: Path):
     import mlflow
 
+    from airflow_batch_scoring.io.files import list_inputs
+    from airflow_batch_scoring.metrics.training_baseline import input_digest
+
     frame, baseline = labeled(1500, seed=61), labeled(1000, seed=62)
     write_frame(frame, tmp_path / "in" / "part.parquet", "parquet")
     write_frame(baseline, tmp_path / "train" / "part.parquet", "parquet")
     out = tmp_path / "out"
+    # baseline="training": the tags the training job records on the version's run, set here
+    client, train_uri = mlflow.MlflowClient(), (tmp_path / "train").as_uri() + "/"
+    run_of_version = client.get_model_version_by_alias(models.registry_name, "champion").run_id
+    digest = input_digest(list_inputs(train_uri))
+    for key, value in {"source": json.dumps({"uri": train_uri}), "digest": digest, "rows": "1000",
+                       "label_column": "label"}.items():
+        client.set_tag(run_of_version, f"batch_scoring.training.{key}", value)
     dag_run = metrics_dag.test(run_conf=conf(**{
         "model": f"models:/{models.registry_name}@champion",
         "source": {"uri": (tmp_path / "in").as_uri() + "/"},
         "output": {"uri": out.as_uri() + "/"},
         "protected": ["region"],
-        "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
+        "baseline": "training",
         "thresholds": {"accuracy": 0.6, "max_psi": 0.5, "max_demographic_parity_difference": 0.5},
         "replicas": 2,
+        "importance_sample": 300,
     }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")
@@ -66,6 +78,15 @@ def test_registry_model_metrics_in_dag_test(metrics_dag, models: Models, tmp_pat
     assert summary["metrics"]["accuracy"] == record["classification"]["accuracy"]
     assert summary["passed"] is True and all(t["passed"] for t in summary["thresholds"])
     assert set(record["drift"]["columns"]) >= {*FEATURES, "prediction", "probability_yes"}
+    assert "label" not in record["drift"]["columns"] and record["baseline"]["input"]["uri"] == train_uri
+    assert record["baseline"]["training"] == {"run_id": run_of_version, "digest": digest, "rows": 1000,
+                                              "label_column": "label", "digest_now": digest, "digest_matches": True}
+    # the permutation importance: the sample merged over both replicas, in metrics.json and the XCom
+    importance = record["importance"]
+    assert importance["metric"] == "roc_auc" and importance["sample_rows"] == 300 and importance["repeats"] == 2
+    assert {f["feature"] for f in importance["features"]} == set(FEATURES)
+    assert summary["top_features"] == [{"feature": f["feature"], "importance": f["mean"], "std": f["std"]}
+                                       for f in importance["features"][:5]]
     # the metrics are on the model version's run
     run_id = summary["mlflow_run_id"]
     logged = mlflow.MlflowClient().get_run(run_id).data.metrics
@@ -108,7 +129,8 @@ def test_missing_label_column_fails_without_retry_and_publishes_nothing(metrics_
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLOTS = {"confusion matrix", "calibration", "selection rate by region", "PSI per column"}
+PLOTS = {"confusion matrix", "calibration", "selection rate by region", "PSI per column",
+         "permutation importance (roc_auc drop)"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -122,7 +144,7 @@ def test_the_report_renders_in_chromium_with_every_plot(metrics_dag, models: Mod
         "model": str(models.classifier_path), "task": "classification",
         "source": {"uri": (tmp_path / "in").as_uri() + "/"}, "output": {"uri": out.as_uri() + "/"},
         "protected": ["region"], "baseline": {"uri": (tmp_path / "train").as_uri() + "/"},
-        "thresholds": {"roc_auc": 0.6},
+        "thresholds": {"roc_auc": 0.6}, "importance_sample": 200,
     }))
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "metrics")

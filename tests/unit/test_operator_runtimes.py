@@ -3,6 +3,7 @@ servers): what the operator hands to its runtime, and what the runtimes do with 
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -147,8 +148,10 @@ def test_local_runtime_prestarts_with_the_task_replicas_and_discards_what_it_did
     runtime = LocalRuntime(ResolvedTask(model="m", runtime="local", replicas=4), context(), print)
     runtime.start()
     launcher.start_early.assert_called_once_with(4)
-    runtime.prepare("model", probabilities=True, output_schema=None)
-    launcher.prestart.assert_called_once_with("model", 4, probabilities=True, output_schema=None)
+    model = SimpleNamespace(uri="m", path="/models/m.joblib")  # records no requirements: nothing to warn about
+    runtime.prepare(model, probabilities=True, output_schema=None)
+    assert launcher.python == sys.executable  # model_environment="worker"
+    launcher.prestart.assert_called_once_with(model, 4, probabilities=True, output_schema=None)
     runtime.close()
     launcher.discard.assert_called_once_with()
     runtime.kill()
@@ -188,8 +191,9 @@ def test_kubernetes_runtime_resumes_on_a_reattached_launcher(monkeypatch):
 
     seen: dict[str, Any] = {}
 
-    def read_spec(launcher):
-        seen.update(name=launcher.name, namespace=launcher.namespace, shards=launcher.shards)
+    def read_spec(launcher, storage_options):
+        seen.update(name=launcher.name, namespace=launcher.namespace, shards=launcher.shards,
+                    storage_options=storage_options)
         return SimpleNamespace(attempt="try2"), [{"uri": "s3://in/a.csv", "size": 1}]
 
     def finish_job(job, files, start, **kwargs):
@@ -203,9 +207,9 @@ def test_kubernetes_runtime_resumes_on_a_reattached_launcher(monkeypatch):
     event = {"status": "complete", "resume": {
         "reference": {"name": "job-x", "namespace": "ns", "shards": [1, 3]}, "attempt": "try1",
         "start": {"todo": [1, 3], "resumed": [0], "started": "2026-01-01T00:00:00"}}}
-    assert runtime.resume(event, {}) == {"rows_out": 1}
+    assert runtime.resume(event, {"sink": {"key": "k"}}) == {"rows_out": 1}
     assert seen == {"name": "job-x", "namespace": "ns", "shards": [1, 3], "attempt": "try1", "todo": [1, 3],
-                    "runtime": "kubernetes"}
+                    "runtime": "kubernetes", "storage_options": {"key": "k"}}  # a staged plan: the sink's
     with pytest.raises(ReplicaError, match="without its Kubernetes Job's reference"):
         runtime.resume({"status": "complete"}, {})
 

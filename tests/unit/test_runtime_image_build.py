@@ -20,7 +20,11 @@ def _instructions() -> list[tuple[str, str]]:
     """The Dockerfile's instructions (continuation lines joined, comments dropped) as (keyword, arguments)."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+    instructions = [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+    defaults = dict(args.split("=", 1) for keyword, args in instructions if keyword == "ARG" and "=" in args)
+    # an ARG is read with its default (a model image passes its own requirements with --build-arg)
+    return [(keyword, re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m[1], m[0]), args))
+            for keyword, args in instructions]
 
 
 def _wheel_name() -> str:
@@ -65,6 +69,7 @@ def test_the_image_installs_the_built_wheel_without_dependencies():
 def test_the_build_context_holds_the_wheel_and_not_the_sources():
     assert _in_context(f"dist/{_wheel_name()}")
     assert _in_context("runtime_image/requirements.txt")
+    assert _in_context("model-requirements/churn-3.txt")  # a model image's requirements (--build-arg REQUIREMENTS)
     for outside in ("airflow_batch_scoring/__init__.py", "pyproject.toml", "tests/conftest.py", ".venv/bin/python",
                     f"dist/{_wheel_name().replace('.whl', '.tar.gz').replace('-py3-none-any', '')}"):
         assert not _in_context(outside), outside

@@ -64,7 +64,7 @@ def test_a_spec_is_frozen() -> None:
 
 def test_an_unknown_kind_in_a_document_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="kind must be one of"):
-        spec_from_dict({"kind": "delta", "uri": "s3://b/t/"})
+        spec_from_dict({"kind": "hudi", "uri": "s3://b/t/"})
 
 
 @pytest.mark.parametrize(

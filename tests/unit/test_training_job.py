@@ -1,4 +1,5 @@
-"""The TrainingJob crosses the process boundary whole, and the source tag stays under MLflow's limit."""
+"""The TrainingJob crosses the process boundary whole, and the source tag is a source spec a metrics job reads back
+(``baseline="training"``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from airflow_batch_scoring.job import Piece
 from airflow_batch_scoring.specs import parse_data_spec
-from airflow_batch_scoring.training.job import TrainingJob, source_tag
+from airflow_batch_scoring.training.job import TrainingJob, training_tags
 
 
 def test_the_job_round_trips_through_json():
@@ -21,11 +22,12 @@ def test_the_job_round_trips_through_json():
     assert reading.shards == (job.pieces,) and not reading.schema_check
 
 
-def test_a_long_listing_is_summarised_in_the_source_tag():
-    files = [{"uri": f"s3://data/labeled/part-{i:05d}.parquet", "size": 1000, "version": "x"} for i in range(500)]
-    tag = source_tag({"kind": "files", "uri": "s3://data/labeled/", "input": {"files": files}})
-    assert len(tag) <= 7500
-    record = json.loads(tag)
-    assert record["uri"] == "s3://data/labeled/" and record["input"] == {"file_count": 500, "bytes": 500_000}
-    short = source_tag({"kind": "files", "uri": "s3://x/", "input": {"files": files[:2]}})
-    assert json.loads(short)["input"]["files"] == files[:2]
+def test_the_source_tag_parses_back_into_the_same_spec():
+    from airflow_batch_scoring.metrics.training_baseline import DIGEST_TAG, LABEL_TAG, ROWS_TAG, SOURCE_TAG
+
+    for given in ({"uri": "s3://data/labeled/", "format": "csv", "header": True, "conn_id": "aws_data"},
+                  {"uri": "postgresql://scorer@db/sales", "table": "public.labeled", "conn_id": "pg"}):
+        spec = parse_data_spec(given, "source")
+        tags = training_tags(spec, "sha256:ab", 12, "y")
+        assert parse_data_spec(json.loads(tags[SOURCE_TAG]), "source") == spec
+        assert (tags[DIGEST_TAG], tags[ROWS_TAG], tags[LABEL_TAG]) == ("sha256:ab", "12", "y")

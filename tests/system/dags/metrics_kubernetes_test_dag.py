@@ -32,4 +32,5 @@ with DAG(
             batch_size=300,
             kubernetes="{{ params.kubernetes }}",
             poll_interval=0.2,
+            importance_sample=0,  # the importance's own job is tested on local replicas
         )

@@ -18,7 +18,7 @@ with DAG(
     render_template_as_native_obj=True,
     tags=["test"],
     params={"model": "", "source": {}, "output": {}, "label_column": "label", "task": "", "protected": [],
-            "baseline": None, "thresholds": {}, "replicas": 1},
+            "baseline": None, "thresholds": {}, "replicas": 1, "importance_sample": 0},
 ) as dag:
     BatchMetricsOperator(
         task_id="metrics",
@@ -31,6 +31,8 @@ with DAG(
         baseline="{{ params.baseline }}",
         thresholds="{{ params.thresholds }}",
         replicas="{{ params.replicas }}",
+        importance_sample="{{ params.importance_sample }}",
+        importance_repeats=2,
         batch_size=400,
         retries=2,
         retry_delay=timedelta(seconds=0),
