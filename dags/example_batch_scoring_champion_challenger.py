@@ -6,7 +6,8 @@ none, and lands the week's labeled rows (training and held-out, Parquet). Then:
 1. ``train_challenger`` (BatchTrainingOperator) fits ``scoring_demo.train_churn_model`` on the training rows and
    registers a new version with the alias ``challenger``;
 2. ``metrics_champion`` and ``metrics_challenger`` (BatchMetricsOperator) score the same held-out rows with each
-   model: ROC AUC, fairness by ``segment``, drift of the held-out rows against the training rows;
+   model: ROC AUC, fairness by ``segment``, drift of the held-out rows against the training rows (for the
+   challenger: ``baseline="training"``, the data its training run recorded);
 3. ``challenger_wins`` (a short-circuit) reads both summaries: the challenger must beat the champion's ROC AUC by
    ``min_gain`` and stay within ``max_demographic_parity_difference`` and ``max_psi``, else the run stops there;
 4. ``promote`` moves the ``champion`` alias to the challenger's version.
@@ -77,7 +78,7 @@ with DAG(
     )
     # [END howto_operator_batch_training]
 
-    def metrics(task_id: str, model: str) -> BatchMetricsOperator:
+    def metrics(task_id: str, model: str, baseline: str | dict) -> BatchMetricsOperator:
         return BatchMetricsOperator(
             task_id=task_id,
             model=model,
@@ -88,12 +89,14 @@ with DAG(
             task="classification",
             positive_label=1,
             protected_attributes=["segment"],
-            baseline={"uri": TRAINING_ROWS},
+            baseline=baseline,
             log_to_mlflow=False,
         )
 
-    champion = metrics("metrics_champion", f"models:/{MODEL}@champion")
-    challenger = metrics("metrics_challenger", "{{ ti.xcom_pull(task_ids='train_challenger')['model_uri'] }}")
+    champion = metrics("metrics_champion", f"models:/{MODEL}@champion", {"uri": TRAINING_ROWS})
+    # the challenger's drift is against its own training data, as the training task recorded it on its MLflow run
+    challenger = metrics("metrics_challenger", "{{ ti.xcom_pull(task_ids='train_challenger')['model_uri'] }}",
+                         "training")
 
     @task.short_circuit
     def challenger_wins(params: dict | None = None, ti=None) -> bool:

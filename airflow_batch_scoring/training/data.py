@@ -43,7 +43,7 @@ class TrainingData:
 
     @property
     def digest(self) -> str:
-        """The source's fingerprint, or the sha256 of the rows read."""
+        """The digest of the input as listed, or the sha256 of the rows read."""
         if self.job.digest is not None:
             return self.job.digest
         assert self._hash is not None

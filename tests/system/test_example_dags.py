@@ -156,6 +156,9 @@ def test_champion_challenger_dag_promotes_a_winner_and_keeps_the_champion_otherw
     assert new["roc_auc"] - old["roc_auc"] >= 0.01
     assert str(client.get_model_version_by_alias(model, "champion").version) == trained["version"]
     assert xcom(run, "promote") == trained["model_uri"]
+    record = json.loads((examples.demo_dir / "metrics" / "2026-11-02" / "metrics_challenger" / "metrics.json")
+                        .read_text())
+    assert record["baseline"]["training"]["digest_matches"] is True  # the training task's tags, read back
 
     run = dag.test(logical_date=pendulum.datetime(2026, 11, 9, 3, 0, tz="UTC"), run_conf={"max_iter": 1})
     assert run.state == "success"
