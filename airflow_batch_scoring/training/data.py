@@ -1,6 +1,6 @@
 """The labeled rows a training callable receives: read with scoring's own readers (any source), as one pandas
 DataFrame or as an iterator of ``pyarrow.RecordBatch``es; counted, sampled for the signature, and digested when the
-source has no fingerprint of its own (a SQL table: a sha256 of the rows as read, in Arrow IPC).
+source has no listing (a SQL table: a sha256 of the rows as read, in Arrow IPC).
 
 Shared with the runtime: never imports Airflow.
 """
