@@ -5,6 +5,7 @@
     batch-scoring manifest file:///data/out/ [--summary | --field totals.rows_out]
     batch-scoring model-requirements --model models:/churn/3 > requirements.in   (a runtime image for the model)
     batch-scoring metrics --model ... --source ... --output ... --label-column y [--baseline ...] (cli_metrics.py)
+    batch-scoring train --training pkg.module:fit --source ... --label-column y --register-as name (cli_train.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 
 from airflow_batch_scoring.cli_metrics import add_metrics_command, run_metrics_command
 from airflow_batch_scoring.cli_support import pick, read_storage_options, summary
+from airflow_batch_scoring.cli_train import add_train_command, run_train_command
 from airflow_batch_scoring.coercion import to_columns
 from airflow_batch_scoring.errors import BatchScoringError
 
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--summary", action="store_true", help="print a few readable lines instead of the JSON")
     view.add_argument("--field", help="print one value by its dotted path, e.g. totals.rows_out or model.version")
     add_metrics_command(commands)  # batch-scoring metrics (cli_metrics.py)
+    add_train_command(commands)  # batch-scoring train (cli_train.py)
     for command in (score, manifest):
         command.add_argument(
             "--storage-options", metavar="FILE",
@@ -248,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "metrics":
             result = run_metrics_command(args, _spec)
+        elif args.command == "train":
+            result = run_train_command(args, _spec)
         elif args.command == "model-requirements":
             print(_model_requirements(args))
             return 0

@@ -70,6 +70,10 @@ class ModelError(BatchScoringError):
     """The model cannot be found, loaded or used."""
 
 
+class TrainingError(BatchScoringError):
+    """A training callable cannot be imported, raised, or returned no fitted model (a retry cannot change it)."""
+
+
 class ReplicaError(BatchScoringError):
     """A scoring replica failed (killed, out of memory, an unexpected crash); the message carries its own error."""
 

@@ -17,6 +17,8 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Batch Scoring",
                 "python-modules": [
                     "airflow_batch_scoring.operators.batch_scoring",
+                    "airflow_batch_scoring.operators.batch_metrics",
+                    "airflow_batch_scoring.operators.batch_training",
                     "airflow_batch_scoring.operators.process_artifact",
                 ],
             }

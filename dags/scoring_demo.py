@@ -100,6 +100,63 @@ def ensure_demo_model(tracking_uri: str = TRACKING_URI) -> str:
         return str(version)
 
 
+def ensure_champion(name: str, tracking_uri: str = TRACKING_URI) -> str:
+    """Give ``name`` a first ``champion`` (the demo classifier) unless it has one; return the champion's version.
+
+    The champion/challenger example's model: the first champion learnt the old relation, the labeled data it is
+    challenged on follows a new one (see :func:`write_labeled`).
+    """
+    demo_version = ensure_demo_model(tracking_uri)  # (the demo store, its experiment and the demo model)
+    with _locked(".champion.lock"):
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        try:
+            return str(client.get_model_version_by_alias(name, "champion").version)
+        except mlflow.exceptions.MlflowException:
+            pass
+        demo = client.get_model_version(MODEL_NAME, demo_version)  # the same artifact, registered under `name`
+        try:
+            client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException:
+            pass  # registered before, without the alias
+        created = client.create_model_version(name, demo.source, run_id=demo.run_id)
+        client.set_registered_model_alias(name, "champion", created.version)
+        return str(created.version)
+
+
+def write_labeled(uri: str, key: str, rows: int) -> bool:
+    """Land labeled rows (``id``, ``x0``..``x7``, ``segment``, ``churned``) as Parquet at ``uri`` unless they exist.
+
+    The label follows a relation that moved since the demo model was trained (``x3`` now matters too), with noise;
+    ``segment`` (``a`` or ``b``) is independent of it, for the fairness metrics.
+    """
+    import numpy as np
+
+    path = Path(uri.removeprefix("file://"))
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = features(key, rows)
+    rng = np.random.default_rng(zlib.crc32(f"label-{key}".encode()))
+    x = frame[FEATURES]
+    score = x["x0"] + 0.5 * x["x1"] - x["x2"] + 1.2 * x["x3"] + rng.normal(scale=0.3, size=rows)
+    frame["segment"] = rng.choice(["a", "b"], size=rows)
+    frame["churned"] = (score > 0).astype("int64")
+    partial = path.with_name(f".{path.name}.partial")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return True
+
+
+def train_churn_model(frame, label_column: str, max_iter: int = 40):
+    """The example's training callable: a gradient-boosted classifier on ``x0``..``x7`` (``max_iter`` rounds)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(max_iter=int(max_iter), random_state=0)
+    return model.fit(frame[FEATURES], frame[label_column])
+
+
 def _register_demo_model(client) -> str:
     import mlflow
     from mlflow.models import infer_signature

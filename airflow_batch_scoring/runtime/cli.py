@@ -1,4 +1,5 @@
-"""The runtime's command line: ``run-shard`` scores one shard of a ScoringJob given as JSON.
+"""The runtime's command line: ``run-shard`` scores one shard of a ScoringJob given as JSON; ``train`` runs a
+TrainingJob (:mod:`airflow_batch_scoring.training.process`).
 
 ``--shard`` defaults to ``JOB_COMPLETION_INDEX`` (set by a Kubernetes Indexed Job); with ``--shards 1,3`` the pod of
 completion index ``i`` scores the i-th listed shard (a retry re-runs only the shards that did not finish). Credentials
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(a replica the local runtime starts early; an empty second line exits)",
     )
     run.add_argument("--progress-interval", type=float, default=float(os.environ.get("BATCH_SCORING_PROGRESS_S", 10)))
+    train = commands.add_parser("train", help="run a TrainingJob: fit, log, register and alias a model")
+    train.add_argument("--job", required=True, help="path of the TrainingJob JSON")
+    train.add_argument("--secrets-stdin", action="store_true", help="read the secret material as JSON from stdin")
+    train.add_argument("--secrets-file", default=None, help="read the secret material as JSON from this file")
     return parser
 
 
@@ -139,6 +144,10 @@ def shard_of(shard: int | None, shards: str | None, completion_index: str | None
 def _run(args: argparse.Namespace) -> int:
     from airflow_batch_scoring.runtime.verified import discard_verified_copies
 
+    if args.command == "train":
+        from airflow_batch_scoring.training.process import train_command
+
+        return train_command(args)
     try:
         return run_shard_command(args)
     finally:

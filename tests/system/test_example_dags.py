@@ -29,6 +29,7 @@ EXAMPLES = {
     "example_batch_scoring_on_landing",
     "example_batch_scoring_downstream",
     "example_batch_scoring_artifact",
+    "example_batch_scoring_champion_challenger",
 }
 
 
@@ -138,6 +139,34 @@ def test_weekly_dag_scores_that_week_into_that_week(examples: Examples):
     output = read_output(examples.demo_dir / "weekly" / "scores" / f"week={week}", "parquet")
     assert len(output) == 14_000
     check_scores(frame, output, examples.estimator())
+
+
+def test_champion_challenger_dag_promotes_a_winner_and_keeps_the_champion_otherwise(examples: Examples):
+    """A challenger trained on the week's labels beats the old champion (which learnt an older relation): the alias
+    moves to it. The next week's challenger, a weak one (one boosting round), loses to it: the alias stays."""
+    import mlflow
+
+    dag = examples.dags["example_batch_scoring_champion_challenger"]
+    model = "demo-churn-weekly"  # (the DAG's MODEL)
+    run = dag.test(logical_date=pendulum.datetime(2026, 11, 2, 3, 0, tz="UTC"))
+    assert run.state == "success"
+    client = mlflow.MlflowClient(tracking_uri=examples.tracking_uri)  # (after the demo made its store)
+    trained = xcom(run, "train_challenger")
+    old, new = xcom(run, "metrics_champion")["metrics"], xcom(run, "metrics_challenger")["metrics"]
+    assert new["roc_auc"] - old["roc_auc"] >= 0.01
+    assert str(client.get_model_version_by_alias(model, "champion").version) == trained["version"]
+    assert xcom(run, "promote") == trained["model_uri"]
+    record = json.loads((examples.demo_dir / "metrics" / "2026-11-02" / "metrics_challenger" / "metrics.json")
+                        .read_text())
+    assert record["baseline"]["training"]["digest_matches"] is True  # the training task's tags, read back
+
+    run = dag.test(logical_date=pendulum.datetime(2026, 11, 9, 3, 0, tz="UTC"), run_conf={"max_iter": 1})
+    assert run.state == "success"
+    weak = xcom(run, "train_challenger")
+    assert weak["version"] != trained["version"]
+    assert str(client.get_model_version_by_alias(model, "challenger").version) == weak["version"]
+    assert str(client.get_model_version_by_alias(model, "champion").version) == trained["version"]  # unchanged
+    assert run.get_task_instance("promote").state == "skipped"
 
 
 def test_artifact_dag_processes_once_and_scores_that_artifact(examples: Examples):
