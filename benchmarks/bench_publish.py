@@ -23,7 +23,6 @@ Results go to ``benchmarks/results/publish.json`` and ``publish.md`` (``--shards
 from __future__ import annotations
 
 import argparse
-import collections
 import functools
 import json
 import shutil
@@ -31,8 +30,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ sys.path.insert(0, str(ROOT))  # the tests.support package: the test suite's Sea
 from harness.data import Log  # noqa: E402
 from harness.provenance import code_state, machine_info  # noqa: E402
 from harness.report import write_results  # noqa: E402
+from harness.s3calls import S3Calls  # noqa: E402
 
 from tests.support.helpers import FEATURES, make_frame, write_frame  # noqa: E402
 from tests.support.launchers import InProcessLauncher  # noqa: E402
@@ -54,41 +53,11 @@ BUCKET = "bench"
 ROWS_PER_FILE = 20
 
 
-class Counter:
-    """Counts the S3 operations s3fs sends while :attr:`active`, and times the wrapped calls."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def install(self) -> None:
-        import s3fs
-
-        original = s3fs.S3FileSystem._call_s3
-        counter = self
-
-        @functools.wraps(original)
-        async def call(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-            if counter.active:
-                counter.calls[method] += 1
-            return await original(fs, method, *args, **kwargs)
-
-        s3fs.S3FileSystem._call_s3 = call
-
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        self.active = True
-        try:
-            yield
-        finally:
-            self.active = False
-
-
-def timed(into: dict[str, float], name: str, method: Callable[..., Any], counter: Counter) -> Callable[..., Any]:
+def timed(into: dict[str, float], name: str, method: Callable[..., Any], counter: S3Calls) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         clock = time.perf_counter()
-        with counter.counting():
+        with counter.counting(reset=False):
             try:
                 return method(*args, **kwargs)
             finally:
@@ -121,8 +90,7 @@ def run(shards: int, rounds: int, log: Log) -> dict[str, Any]:
     model = process_model(str(WORK / "model.joblib"), str(WORK / "processed"))
 
     server = start_seaweedfs(WORK / "seaweedfs")
-    counter = Counter()
-    counter.install()
+    counter = S3Calls()
     figures: list[dict[str, Any]] = []
     try:
         options = {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": server.endpoint}

@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import json
 import shutil
 import sys
 import time
 import types
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,41 +42,13 @@ sys.path.insert(0, str(ROOT))  # tests.support: the test suite's SeaweedFS and K
 from harness.data import Log  # noqa: E402
 from harness.provenance import code_state, machine_info  # noqa: E402
 from harness.report import write_results  # noqa: E402
+from harness.s3calls import S3Calls  # noqa: E402
 
 from tests.support.servers import S3_KEY, S3_SECRET, start_seaweedfs  # noqa: E402
 
 WORK = HERE / "data" / "scale_out"
 BUCKET = "scale"
 LINE = b"0.5,1.5,2.5\n"
-
-
-class S3Calls:
-    """Counts the S3 operations s3fs sends while :meth:`counting`."""
-
-    def __init__(self) -> None:
-        import s3fs
-
-        self.active = False
-        self.calls: collections.Counter[str] = collections.Counter()
-        original = s3fs.S3FileSystem._call_s3
-        calls = self
-
-        @functools.wraps(original)
-        async def call(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-            if calls.active:
-                calls.calls[method] += 1
-            return await original(fs, method, *args, **kwargs)
-
-        s3fs.S3FileSystem._call_s3 = call
-
-    @contextmanager
-    def counting(self) -> Iterator[collections.Counter[str]]:
-        self.calls = collections.Counter()
-        self.active = True
-        try:
-            yield self.calls
-        finally:
-            self.active = False
 
 
 def _model(log: Log) -> Any:

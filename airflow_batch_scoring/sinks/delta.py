@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
-from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import ErrorOutput
 from airflow_batch_scoring.io.delta import APP_ID_PREFIX, open_table, partition_text, table_types, writable
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
@@ -40,11 +38,8 @@ from airflow_batch_scoring.runtime.shards import ShardReport, report_name
 from airflow_batch_scoring.sinks import delta_commit
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
 from airflow_batch_scoring.sinks.file_staging import read_json, take_lease, write_json
+from airflow_batch_scoring.sinks.table_files import MANIFEST, TableFilesSink
 from airflow_batch_scoring.specs import DataSpec, DeltaSpec, narrow
-
-#: the folder (in the table's folder) of the runs' bookkeeping; Delta readers ignore it.
-BOOKKEEPING = "_batch_scoring"
-MANIFEST = "_manifest.json"
 
 
 def files_name(shard: int) -> str:
@@ -168,13 +163,15 @@ class DeltaShardWriter:
         write_json(self.fs, f"{self.attempt_folder}/{report_name(self.shard)}", dict(report))
 
 
-class DeltaSink:
+class DeltaSink(TableFilesSink):
     """A Delta Lake table (local files, S3 and S3-compatible stores, GCS, Azure): modes ``append``, ``overwrite``,
     ``overwrite_partition`` and ``merge``, one commit per run.
 
     :param job: the job; its sink is a :class:`~airflow_batch_scoring.specs.DeltaSpec`.
     :param secrets: the fsspec options of the table's store.
     """
+
+    spec_type = DeltaSpec
 
     def __init__(self, job: ScoringJob, secrets: Mapping[str, Any] | None):
         self.job = job
@@ -184,27 +181,6 @@ class DeltaSink:
     @staticmethod
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
         check_sink_root(spec.uri, secrets, spec.conn_id)
-
-    @staticmethod
-    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> DataSpec:
-        """Refuse a table at a store's root, and one that is, holds or lies inside the source."""
-        resolved = replace(narrow(spec, DeltaSpec), uri=locations.normalize_location(spec.uri, "sink").rstrip("/"))
-        locations.check_sink_not_root(resolved.uri + "/")
-        if source_files is not None:
-            locations.check_apart(source_files, resolved.uri + "/")
-        return resolved
-
-    @staticmethod
-    def staging_uri(job: ScoringJob) -> str:
-        return f"{job.sink.uri.rstrip('/')}/{BOOKKEEPING}/{job.job_id}"
-
-    @staticmethod
-    def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
-        return spec
-
-    @property
-    def location(self) -> str:
-        return self.spec.uri
 
     @property
     def into(self) -> str:

@@ -14,22 +14,21 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
-from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.io.iceberg import ATTEMPT_KEY, RUN_ID_KEY, load_catalog, load_table, storage_of
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, report_name
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
-from airflow_batch_scoring.sinks.delta import BOOKKEEPING, MANIFEST, DeltaShardWriter, _remove_listed
+from airflow_batch_scoring.sinks.delta import DeltaShardWriter, _remove_listed
 from airflow_batch_scoring.sinks.delta_commit import _staged
 from airflow_batch_scoring.sinks.file_staging import check_lease, read_json, take_lease, write_json
+from airflow_batch_scoring.sinks.table_files import MANIFEST, TableFilesSink
 from airflow_batch_scoring.specs import DataSpec, IcebergSpec, narrow
 
 
@@ -71,11 +70,13 @@ def committed_snapshot(table: Any, job_id: str) -> int | None:
     return found
 
 
-class IcebergSink:
+class IcebergSink(TableFilesSink):
     """An Iceberg table in a SQL catalog: ``append`` or ``overwrite``, one catalog commit per run.
 
     :param secrets: ``{"storage": <fsspec options of the warehouse>, "catalog_url": <the catalog's URL>}``.
     """
+
+    spec_type = IcebergSpec
 
     def __init__(self, job: ScoringJob, secrets: Mapping[str, Any] | None):
         self.job = job
@@ -87,26 +88,6 @@ class IcebergSink:
         iceberg = narrow(spec, IcebergSpec)
         check_sink_root(iceberg.uri, storage_of(secrets), iceberg.conn_id)
         load_catalog(iceberg, secrets)  # the catalog answers
-
-    @staticmethod
-    def check_place(spec: DataSpec, source: DataSpec, source_files: str | None) -> DataSpec:
-        resolved = narrow(spec, IcebergSpec)
-        resolved = replace(resolved, uri=locations.normalize_location(resolved.uri, "sink").rstrip("/"))
-        if source_files is not None:
-            locations.check_apart(source_files, resolved.uri + "/")
-        return resolved
-
-    @staticmethod
-    def staging_uri(job: ScoringJob) -> str:
-        return f"{job.sink.uri.rstrip('/')}/{BOOKKEEPING}/{job.job_id}"
-
-    @staticmethod
-    def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
-        return spec
-
-    @property
-    def location(self) -> str:
-        return self.spec.uri
 
     @property
     def into(self) -> str:

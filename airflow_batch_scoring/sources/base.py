@@ -9,7 +9,10 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -105,3 +108,15 @@ class Source(Protocol):
     def describe(self, job: ScoringJob) -> dict[str, Any]:
         """The manifest's ``input`` section (never a credential)."""
         ...
+
+
+def job_fingerprint(job: ScoringJob, input_state: Mapping[str, Any]) -> str:
+    """A digest of everything that decides a shard's output: the job (the model's digest, every option, the shard
+    plan) and ``input_state`` (the input's listing, a table's pinned version). What differs between attempts of one
+    run (its id, staging folder and attempt, the processed model's local path) is left out."""
+    spec = asdict(job)
+    for key in ("job_id", "staging_uri", "attempt"):
+        spec.pop(key, None)
+    spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
+    document = {"job": spec, **input_state}
+    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()

@@ -14,10 +14,8 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,10 +38,10 @@ from airflow_batch_scoring.io.readers.columns import (
     resolve_columns,
 )
 from airflow_batch_scoring.job import Piece, ScoringJob
-from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
-from airflow_batch_scoring.sources.base import ShardReader
+from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
 from airflow_batch_scoring.sources.file_planner import plan_parquet
+from airflow_batch_scoring.sources.table_files import TableFilesSource
 from airflow_batch_scoring.specs import DataSpec, DeltaSpec, narrow
 
 #: rows the preflight reads before any replica starts.
@@ -191,7 +189,7 @@ def _expression(conditions: Sequence[tuple[str, str, Any]]) -> pc.Expression:
     return expression
 
 
-class DeltaSource:
+class DeltaSource(TableFilesSource):
     """A Delta Lake table (local files, S3, GCS, Azure), read at one version.
 
     :param spec: the source spec (a :class:`~airflow_batch_scoring.specs.DeltaSpec`).
@@ -261,19 +259,6 @@ class DeltaSource:
         fs, _ = filesystem(self.spec.uri, self.secrets)
         return plan_parquet(self.files, replicas, fs)
 
-    def output_format(self) -> str:
-        return "parquet"
-
-    def detect_header(self, plan: ReadPlan, part_size: int) -> bool:
-        return False
-
-    def decide_passthrough(
-        self, names: list[str], given: ModelSchema | None, model_columns: list[str] | None
-    ) -> pa.Schema:
-        schema = self._schema or pa.schema([])
-        return passthrough.decide("", names, given, model_columns,
-                                  sql_columns=[(f.name, f.type) for f in schema])
-
     def preflight(self, job: ScoringJob) -> str:
         """Read the first rows of the first non-empty shard the way a replica will.
 
@@ -292,12 +277,7 @@ class DeltaSource:
 
     def fingerprint(self, job: ScoringJob) -> str | None:
         """The table and its pinned version (with the job's options): a version's files never change."""
-        spec = asdict(job)
-        for key in ("job_id", "staging_uri", "attempt"):
-            spec.pop(key, None)
-        spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
-        document = {"job": spec, "table": self.spec.uri, "version": self.spec.version}
-        return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+        return job_fingerprint(job, {"table": self.spec.uri, "version": self.spec.version})
 
     def check_unchanged(self, job: ScoringJob) -> None:
         """A pinned version does not change: nothing to check."""

@@ -11,10 +11,8 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -30,7 +28,7 @@ from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
-from airflow_batch_scoring.sources.base import ShardReader
+from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
 from airflow_batch_scoring.sources.file_planner import plan_shards
 from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES, preflight
 from airflow_batch_scoring.specs import DataSpec, FileSpec, narrow
@@ -51,16 +49,9 @@ def format_of_listing(uri: str, files: Sequence[InputFile]) -> str:
 
 
 def fingerprint(job: ScoringJob, files: Sequence[InputFile]) -> str:
-    """A digest of everything that decides a shard's output: model digest, input listing, options and shard plan.
-
-    The processed model's local path and the attempt differ between attempts and are left out.
-    """
-    spec = asdict(job)
-    for key in ("job_id", "staging_uri", "attempt"):
-        spec.pop(key, None)
-    spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
-    document = {"job": spec, "inputs": [f.to_dict() for f in files]}
-    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    """The job's fingerprint with its input listing (names, sizes, versions): see
+    :func:`~airflow_batch_scoring.sources.base.job_fingerprint`."""
+    return job_fingerprint(job, {"inputs": [f.to_dict() for f in files]})
 
 
 class _FileShardReader:

@@ -9,10 +9,7 @@ Shared with the runtime: never imports Airflow.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
@@ -24,16 +21,15 @@ from airflow_batch_scoring.io.iceberg import load_catalog, load_table, storage_o
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
-from airflow_batch_scoring.runtime import passthrough
-from airflow_batch_scoring.schema import ModelSchema
-from airflow_batch_scoring.sources.base import ShardReader
+from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
 from airflow_batch_scoring.sources.delta import PREFLIGHT_ROWS, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.files import _FileShardReader
+from airflow_batch_scoring.sources.table_files import TableFilesSource
 from airflow_batch_scoring.specs import DataSpec, FileSpec, IcebergSpec, narrow
 
 
-class IcebergSource:
+class IcebergSource(TableFilesSource):
     """An Iceberg table read at one snapshot.
 
     :param secrets: ``{"storage": <fsspec options of the warehouse>, "catalog_url": <the catalog's URL>}``.
@@ -85,18 +81,6 @@ class IcebergSource:
             raise InputError(f"{self.what} holds no data file: nothing to score.")
         return plan_parquet(self.files, replicas, self._fs())
 
-    def output_format(self) -> str:
-        return "parquet"
-
-    def detect_header(self, plan: ReadPlan, part_size: int) -> bool:
-        return False
-
-    def decide_passthrough(
-        self, names: list[str], given: ModelSchema | None, model_columns: list[str] | None
-    ) -> pa.Schema:
-        schema = self._schema or pa.schema([])
-        return passthrough.decide("", names, given, model_columns, sql_columns=[(f.name, f.type) for f in schema])
-
     def _reader(self, plan: ReadPlan, batch_size: int) -> ShardReader:
         spec = FileSpec(uri=self.spec.uri, format="parquet")
         return _FileShardReader(make_reader(spec, plan, self._fs(), block_size=1 << 20, batch_size=batch_size))
@@ -112,12 +96,8 @@ class IcebergSource:
         return self._reader(plan, batch_size)
 
     def fingerprint(self, job: ScoringJob) -> str | None:
-        spec = asdict(job)
-        for key in ("job_id", "staging_uri", "attempt"):
-            spec.pop(key, None)
-        spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
-        document = {"job": spec, "table": self.spec.table, "snapshot": self.spec.snapshot_id}
-        return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+        """The table and its pinned snapshot (with the job's options): a snapshot's files never change."""
+        return job_fingerprint(job, {"table": self.spec.table, "snapshot": self.spec.snapshot_id})
 
     def check_unchanged(self, job: ScoringJob) -> None:
         """A pinned snapshot does not change: nothing to check."""
