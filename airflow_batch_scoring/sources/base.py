@@ -24,6 +24,9 @@ from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.specs import DataSpec
 
+#: rows a source's preflight reads before any replica starts (tables and queries; files read their own sample).
+PREFLIGHT_ROWS = 1000
+
 
 class ShardReader(Protocol):
     """Streams the pieces of one shard as Arrow tables."""
@@ -120,3 +123,14 @@ def job_fingerprint(job: ScoringJob, input_state: Mapping[str, Any]) -> str:
     spec["model"] = {k: v for k, v in spec["model"].items() if k != "path"}
     document = {"job": spec, **input_state}
     return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_plan(job: ScoringJob) -> ReadPlan:
+    """The columns the driver knows before a replica loads the model (``input_schema`` or the processed model's)."""
+    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
+    return ReadPlan(
+        model_columns=list(schema.columns) if schema is not None else None,
+        coerce=job.schema_check,
+        passthrough=list(job.passthrough_columns),
+        passthrough_types=job.passthrough_arrow_types(),
+    )

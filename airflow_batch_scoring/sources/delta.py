@@ -38,14 +38,11 @@ from airflow_batch_scoring.io.readers.columns import (
     resolve_columns,
 )
 from airflow_batch_scoring.job import Piece, ScoringJob
-from airflow_batch_scoring.schema import ModelSchema
-from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
+from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_fingerprint, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.table_files import TableFilesSource
 from airflow_batch_scoring.specs import DataSpec, DeltaSpec, narrow
 
-#: rows the preflight reads before any replica starts.
-PREFLIGHT_ROWS = 1000
 #: reader features whose files this source cannot read as plain Parquet.
 UNSUPPORTED_FEATURES = ("deletionVectors", "columnMapping")
 
@@ -65,17 +62,6 @@ def _table_or_fail(spec: DeltaSpec, secrets: Mapping[str, Any] | None, version: 
             "yet; compact it (OPTIMIZE / purge deletion vectors) or read a copy without them."
         )
     return table
-
-
-def read_plan(job: ScoringJob) -> ReadPlan:
-    """The columns the driver knows before a replica loads the model (``input_schema`` or the processed model's)."""
-    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
-    return ReadPlan(
-        model_columns=list(schema.columns) if schema is not None else None,
-        coerce=job.schema_check,
-        passthrough=list(job.passthrough_columns),
-        passthrough_types=job.passthrough_arrow_types(),
-    )
 
 
 def _partition_value(text: str | None, kind: pa.DataType) -> Any:

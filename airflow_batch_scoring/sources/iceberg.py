@@ -21,8 +21,7 @@ from airflow_batch_scoring.io.iceberg import load_catalog, load_table, storage_o
 from airflow_batch_scoring.io.readers import make_reader
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
-from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
-from airflow_batch_scoring.sources.delta import PREFLIGHT_ROWS, read_plan
+from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_fingerprint, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.files import _FileShardReader
 from airflow_batch_scoring.sources.table_files import TableFilesSource

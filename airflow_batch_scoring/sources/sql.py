@@ -23,23 +23,9 @@ from airflow_batch_scoring.io.sql import connect_error, database_url, describe_t
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
-from airflow_batch_scoring.sources.base import ShardReader
+from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, read_plan
 from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
 from airflow_batch_scoring.specs import DataSpec, QuerySpec, TableSpec, narrow_sql
-
-#: rows the preflight reads before any replica starts.
-PREFLIGHT_ROWS = 1000
-
-
-def read_plan(job: ScoringJob) -> ReadPlan:
-    """The columns the driver knows before a replica loads the model (``input_schema`` or the processed model's)."""
-    schema = job.input_model_schema() or ModelSchema.parse(job.model.input_schema)
-    return ReadPlan(
-        model_columns=list(schema.columns) if schema is not None else None,
-        coerce=job.schema_check,
-        passthrough=list(job.passthrough_columns),
-        passthrough_types=job.passthrough_arrow_types(),
-    )
 
 
 class SqlSource:
