@@ -184,7 +184,7 @@ class KubernetesLauncher:
             return None
         if local_model is not None:
             upload_model(local_model, job.staging_uri, secrets.get("sink"), job.model.digest)
-        self._create(manifest, job, secrets)
+        self._create(manifest, job.to_json(), secrets, job.staging_uri)
         self.shards, self._started = shards, True
         self.log(
             f"Started Job {self.namespace}/{self.name}: {len(shards)} pod(s) of {self.settings.image} for shard(s) "
@@ -195,18 +195,19 @@ class KubernetesLauncher:
     def reference(self) -> dict[str, Any]:
         return {"name": self.name, "namespace": self.namespace, "shards": list(self.shards)}
 
-    def _create(self, manifest: Any, job: ScoringJob, secrets: Mapping[str, Any]) -> None:
-        """Create the Secret, the ConfigMap and the Job, then make the Job their owner; on a failure, delete what this
-        attempt created."""
+    def _create(self, manifest: Any, job_json: str, secrets: Mapping[str, Any], staging_uri: str | None) -> None:
+        """Create the Secret (``secrets``), the ConfigMap (``job_json``, the inputs) and the Job, then make the Job
+        their owner; on a failure, delete what this attempt created. A plan over what a ConfigMap holds is staged
+        under ``staging_uri`` when it is on an object store."""
         assert self.namespace is not None
         secret = manifests.build_secret(self.settings, name=self.name, namespace=self.namespace, secrets=secrets)
-        job_json, inputs_json = job.to_json(), json.dumps(self.inputs, sort_keys=True)
+        inputs_json = json.dumps(self.inputs, sort_keys=True)
         size = len(job_json.encode()) + len(inputs_json.encode())
-        if size > manifests.CONFIGMAP_LIMIT and is_remote(job.staging_uri):
-            job_json = stage_document(job.staging_uri, manifests.JOB_KEY, job_json, secrets.get("sink"))
-            inputs_json = stage_document(job.staging_uri, manifests.INPUTS_KEY, inputs_json, secrets.get("sink"))
+        if size > manifests.CONFIGMAP_LIMIT and staging_uri and is_remote(staging_uri):
+            job_json = stage_document(staging_uri, manifests.JOB_KEY, job_json, secrets.get("sink"))
+            inputs_json = stage_document(staging_uri, manifests.INPUTS_KEY, inputs_json, secrets.get("sink"))
             self.log(f"The job's plan ({size:,} bytes of JSON) is over what a ConfigMap holds: staged in "
-                     f"{job.staging_uri}/{FOLDER}/ for the pods")
+                     f"{staging_uri}/{FOLDER}/ for the pods")
         config_map = manifests.build_config_map(
             self.settings, name=self.name, namespace=self.namespace, job_json=job_json, inputs_json=inputs_json,
         )
@@ -286,6 +287,7 @@ class KubernetesLauncher:
                 (job.get("metadata", {}).get("annotations") or {}).get(manifests.ANNOTATION_SHARDS)
             )
         if assessment.state == status.SUCCEEDED:
+            self._succeeded(job, pods)
             if self.settings.on_finish_action != "keep_job":
                 self._delete("Background")
             return
@@ -299,6 +301,10 @@ class KubernetesLauncher:
         if stuck or self.settings.on_finish_action == "delete_job":
             self._delete("Foreground")
         raise self._error(assessment, found)
+
+    def _succeeded(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        """Called with the Job's pods once every index succeeded, before the Job is deleted: nothing to read for a
+        scoring Job (its replicas' reports are in the staging folder); a training Job reads its pod's result."""
 
     def _error(self, assessment: status.Assessment, found: list[status.Failure]) -> Exception:
         where = f"Kubernetes Job {self.namespace}/{self.name}"

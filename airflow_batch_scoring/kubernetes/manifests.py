@@ -56,14 +56,14 @@ CONFIGMAP_LIMIT = 1_000_000
 _MAX_JOB_NAME = 52  # pods are named <job>-<index>-<5 chars>, and their hostname <job>-<index> must stay within 63
 
 
-def job_name(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
+def job_name(dag_id: str, task_id: str, run_id: str, map_index: int | None, kind: str = "scoring") -> str:
     """The Job's name: the same for every attempt of one task instance (so that a retry finds it), unique per
-    (DAG, task, map index, run), a valid DNS label."""
+    (DAG, task, map index, run), a valid DNS label; ``kind`` (``"scoring"``, ``"training"``) names the job type."""
     key = "\0".join([dag_id, task_id, str(map_index if map_index is not None else -1), run_id])
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     slug = re.sub(r"[^a-z0-9]+", "-", task_id.lower()).strip("-") or "task"
-    room = _MAX_JOB_NAME - len(JOB_PREFIX) - len("scoring--") - len(digest)
-    return f"{JOB_PREFIX}scoring-{slug[:room].strip('-')}-{digest}"
+    room = _MAX_JOB_NAME - len(JOB_PREFIX) - len(f"{kind}--") - len(digest)
+    return f"{JOB_PREFIX}{kind}-{slug[:room].strip('-')}-{digest}"
 
 
 def config_map_name(name: str) -> str:
@@ -96,6 +96,11 @@ def pod_arguments(shards: list[int], replicas: int) -> list[str]:
     return args
 
 
+def training_arguments() -> list[str]:
+    """The runtime command line's arguments in a training Job's pod: the TrainingJob and the secrets file (mounted)."""
+    return ["train", "--job", f"{JOB_MOUNT}/{JOB_KEY}", "--secrets-file", f"{SECRETS_MOUNT}/{SECRETS_KEY}"]
+
+
 def _labels(settings: KubernetesSettings, name: str) -> dict[str, str]:
     return {**settings.labels, LABEL_MANAGED_BY: MANAGED_BY, LABEL_RUN: name}
 
@@ -110,6 +115,7 @@ def build_job(
     context: Any,
     task: str,
     finish_siblings: bool = False,
+    arguments: list[str] | None = None,
 ) -> k8s.V1Job:
     """Build the Indexed Job through the cncf-kubernetes provider.
 
@@ -120,6 +126,8 @@ def build_job(
     :param task: ``dag.task[map index]/run``, recorded as an annotation.
     :param finish_siblings: the task will be retried: an index failing for a reason a retry can change does not stop
         the other indexes (no ``maxFailedIndexes``); otherwise ``maxFailedIndexes: 0`` stops the Job at once.
+    :param arguments: the runtime command's arguments (default: :func:`pod_arguments`, scoring ``shards``; a
+        training Job passes :func:`training_arguments`).
     :raises ConfigurationError: when the provider refuses a setting (a malformed affinity or toleration).
     """
     from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
@@ -163,7 +171,7 @@ def build_job(
             image=settings.image,
             image_pull_policy=settings.image_pull_policy,
             cmds=list(COMMAND),
-            arguments=pod_arguments(shards, replicas),
+            arguments=list(arguments) if arguments is not None else pod_arguments(shards, replicas),
             env_vars=env,
             container_resources=to_model(settings.resources, "V1ResourceRequirements"),
             security_context=to_model(settings.security_context, "V1PodSecurityContext"),
