@@ -103,6 +103,10 @@ class KubernetesTrainer(KubernetesLauncher):
         """Read the result line from the log of the Job's succeeded pod (before the Job is deleted)."""
         for pod in reversed(status.pods_of(job, pods)):
             if (pod.get("status") or {}).get("phase") == "Succeeded":
-                self.result = result_from_log(self._log_tail(pod["metadata"]["name"]))
+                text = self._log_tail(pod["metadata"]["name"])
+                self.result = result_from_log(text)
                 if self.result is not None:
+                    for line in text.splitlines():  # what the training process said (never a secret)
+                        if line.strip() and not line.startswith(RESULT_MARKER):
+                            self.log(f"[{pod['metadata']['name']}] {line}")
                     return

@@ -27,12 +27,12 @@ class BatchTrainingOperator(BaseOperator):
     """Train a model on labeled rows with an importable callable, log it to MLflow (with its signature and an input
     example), register it as a new version of ``register_as`` and set ``alias`` on it.
 
-    The callable runs in its own process on the worker (``python -m airflow_batch_scoring.runtime train``, the
-    command a pod would run), which reads the source with the scoring engine's readers: it receives a pandas
-    DataFrame of the features and the label (``data="pandas"``), or an iterator of ``pyarrow.RecordBatch``es
-    (``data="arrow"``), and ``label_column=`` when it takes it, and returns the fitted model (anything with
-    ``predict``; a scikit-learn estimator is logged with the ``sklearn`` flavour, anything else as a ``pyfunc``
-    model). The MLflow run records where the training data was and its digest (tags ``batch_scoring.training.*``),
+    The callable runs in its own process (``python -m airflow_batch_scoring.runtime train``) on the worker, or, with
+    ``runtime="kubernetes"``, in the one pod of a Job, which reads the source with the scoring engine's readers: it
+    receives a pandas DataFrame of the features and the label (``data="pandas"``), or an iterator of
+    ``pyarrow.RecordBatch``es (``data="arrow"``), and ``label_column=`` when it takes it, and returns the fitted
+    model (anything with ``predict``; a scikit-learn estimator is logged with the ``sklearn`` flavour, anything else
+    as a ``pyfunc`` model). The MLflow run records where the training data was and its digest (tags ``batch_scoring.training.*``),
     the baseline a later drift check compares with.
 
     A callable that cannot be imported, raises, or returns no model, and a label column the source lacks, fail the

@@ -96,8 +96,10 @@ def test_a_training_pod_registers_a_version_and_only_the_secret_holds_credential
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == manifests.training_arguments() and not container.get("envFrom")
     assert json.loads(config_map["data"][manifests.JOB_KEY])["register_as"] == "trained-on-kubernetes"
+    task_log = "".join(capfd.readouterr())
+    assert f"] {training.__name__}:logistic returned a LogisticRegression" in task_log  # the pod's lines, relayed
     outside = [json.dumps(job), json.dumps(config_map), json.dumps({k: v for k, v in secret.items() if k != "data"}),
-               "".join(capfd.readouterr()), kubelet.runs[0]["output"], json.dumps(kubelet.runs[0]["env"])]
+               task_log, kubelet.runs[0]["output"], json.dumps(kubelet.runs[0]["env"])]
     for value in (S3_SECRET, TOKEN):
         assert all(value not in text for text in outside), value
     # the Job (and its Secret and ConfigMap with it) is deleted once the result is read
