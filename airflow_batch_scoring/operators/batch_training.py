@@ -32,8 +32,8 @@ class BatchTrainingOperator(BaseOperator):
     receives a pandas DataFrame of the features and the label (``data="pandas"``), or an iterator of
     ``pyarrow.RecordBatch``es (``data="arrow"``), and ``label_column=`` when it takes it, and returns the fitted
     model (anything with ``predict``; a scikit-learn estimator is logged with the ``sklearn`` flavour, anything else
-    as a ``pyfunc`` model). The MLflow run records where the training data was and its digest (tags ``batch_scoring.training.*``),
-    the baseline a later drift check compares with.
+    as a ``pyfunc`` model). The MLflow run records where the training data was and its digest (tags
+    ``batch_scoring.training.*``), the baseline a later drift check compares with.
 
     A callable that cannot be imported, raises, or returns no model, and a label column the source lacks, fail the
     task at once (no retry) and register nothing.
