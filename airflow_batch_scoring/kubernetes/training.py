@@ -11,8 +11,9 @@ The result: the training process prints ``BATCH_SCORING_RESULT {json}`` as its l
 rows and digest), the same line a local trainer reads from its child's stdout. Once the Job has succeeded, and before
 it is deleted, the launcher reads it from the pod's log (the pod and its log exist as long as the Job does). Reading
 the pod's log needs only the API access the launcher already uses for failure reports, and no MLflow access from the
-worker; a Job whose result cannot be read fails the task with the pod's name (its version is then the one whose run
-is named after the job id).
+worker; a Job whose result cannot be read fails the task (its version is then the one whose run is named after the
+job id). A retry that finds the earlier attempt's Job running or succeeded with the same job waits for it and reads
+its result, rather than training (and registering) again.
 
 Never imports Airflow (the hook is imported lazily by the launcher).
 """
@@ -79,9 +80,12 @@ class KubernetesTrainer(KubernetesLauncher):
         reattached = False
         if existing is not None:
             annotations = existing.get("metadata", {}).get("annotations") or {}
-            running = status.assess(existing, self._pods(pending=True), manifests.CONTAINER).state == status.RUNNING
-            if running and annotations.get(manifests.ANNOTATION_PLAN) == plan:
-                self.log(f"Reattaching to training Job {self.namespace}/{self.name}, started by an earlier attempt")
+            state = status.assess(existing, self._pods(pending=True), manifests.CONTAINER).state
+            if state in (status.RUNNING, status.SUCCEEDED) and annotations.get(manifests.ANNOTATION_PLAN) == plan:
+                # an earlier attempt's pod still training this job, or done with it (the attempt died before it
+                # read the result): its result, not a second version
+                self.log(f"Reattaching to training Job {self.namespace}/{self.name}, started by an earlier attempt "
+                         f"({state})")
                 reattached = True
             else:
                 self.log(f"Deleting the earlier attempt's Job {self.namespace}/{self.name} before starting a new one")
