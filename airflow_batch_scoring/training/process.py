@@ -44,9 +44,22 @@ def read_training_secrets(from_stdin: bool, path: str | None) -> dict[str, Any]:
 
 def train(job: TrainingJob, secrets: Mapping[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, log, register and alias; return the result (model URI, version, run id, rows, digest)."""
-    from airflow_batch_scoring.training.registry import log_and_register
+    from airflow_batch_scoring.training.registry import find_registered, log_and_register
 
     started = time.perf_counter()
+    token = (secrets.get("mlflow") or {}).get("token")
+    if token:
+        os.environ[MLFLOW_TOKEN_VARIABLE] = token  # this process's own environment, for MLflow's REST client
+    earlier = find_registered(register_as=job.register_as, job_id=job.job_id, digest=job.digest,
+                              tracking_uri=job.tracking_uri, registry_uri=job.registry_uri)
+    if earlier is not None:  # a retry after the registration: the same version, not a second one
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=job.tracking_uri, registry_uri=job.registry_uri)
+        client.set_registered_model_alias(job.register_as, job.alias, earlier["version"])
+        log(f"An earlier try of this task registered {job.register_as} version {earlier['version']} from the same "
+            f"input: not training again; alias {job.alias!r} set")
+        return {**earlier, "alias": job.alias, "train_s": 0.0, "reused": True}
     function = load_callable(job.training)  # before anything is read
     data = TrainingData(job, secrets.get("source"))
     batches = None
@@ -61,9 +74,6 @@ def train(job: TrainingJob, secrets: Mapping[str, Any], log: Callable[[str], Non
     assert data.label is not None
     trained_s = time.perf_counter() - started
     log(f"{job.training} returned a {type(model).__name__} after {trained_s:.2f}s ({data.rows:,} rows)")
-    token = (secrets.get("mlflow") or {}).get("token")
-    if token:
-        os.environ[MLFLOW_TOKEN_VARIABLE] = token  # this process's own environment, for MLflow's REST client
     result = log_and_register(
         model, sample=data.sample_features(), register_as=job.register_as, alias=job.alias,
         tags=training_tags(job.source, data.digest, data.rows, data.label), run_name=job.job_id,

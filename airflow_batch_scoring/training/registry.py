@@ -19,6 +19,9 @@ from mlflow.pyfunc import PythonModel
 from airflow_batch_scoring.errors import TrainingError
 
 _ARTIFACT = "model"
+#: the model version's tag naming the training job (one task instance, every try) that registered it.
+TAG_JOB = "batch_scoring.training.job_id"
+TAG_FLAVOR = "batch_scoring.training.flavor"
 
 
 def is_sklearn(model: Any) -> bool:
@@ -119,7 +122,38 @@ def log_and_register(
                 )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    client.set_model_version_tag(register_as, version, TAG_JOB, run_name)  # a retry of this job finds it
+    client.set_model_version_tag(register_as, version, TAG_FLAVOR, flavor)
     client.set_registered_model_alias(register_as, alias, version)
     log(f"Registered {register_as} version {version} ({flavor}) from run {run.info.run_id}; alias {alias!r} set")
     return {"model_uri": f"models:/{register_as}/{version}", "version": version, "run_id": run.info.run_id,
             "flavor": flavor, "name": register_as, "alias": alias}
+
+
+def find_registered(
+    *, register_as: str, job_id: str, digest: str | None, tracking_uri: str | None, registry_uri: str | None
+) -> dict[str, Any] | None:
+    """The version an earlier try of the training job ``job_id`` registered from the same input (its recorded
+    digest equal to ``digest``; any, when the input has no digest), or ``None``: a retried task then does not
+    register a second version. Returns what :func:`log_and_register` returned, with the run's training tags."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from airflow_batch_scoring.training.job import TAG_DIGEST, TAG_LABEL, TAG_ROWS
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    try:
+        versions = client.search_model_versions(f"name='{register_as}'")
+    except MlflowException:
+        return None  # no such model yet
+    for found in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if (found.tags or {}).get(TAG_JOB) != job_id or not found.run_id:
+            continue
+        run_tags = client.get_run(found.run_id).data.tags
+        if digest is not None and run_tags.get(TAG_DIGEST) != digest:
+            continue  # the input changed since (a cleared task on new data): train anew
+        return {"model_uri": f"models:/{register_as}/{found.version}", "version": str(found.version),
+                "run_id": found.run_id, "flavor": found.tags.get(TAG_FLAVOR), "name": register_as,
+                "rows": int(run_tags.get(TAG_ROWS) or 0), "digest": run_tags.get(TAG_DIGEST),
+                "label_column": run_tags.get(TAG_LABEL)}
+    return None

@@ -202,4 +202,5 @@ def run_training(job: TrainingJob, trainer: Trainer, secrets: Mapping[str, Any],
         "digest": result["digest"],
         "label_column": result["label_column"],
         "flavor": result["flavor"],
+        "reused": bool(result.get("reused")),  # a retry found the version an earlier try registered
     }

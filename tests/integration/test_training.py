@@ -109,6 +109,35 @@ def test_sql_source_and_a_pyfunc_model_digest_the_rows(lite, tmp_path: Path, rep
     predicted = mlflow.pyfunc.load_model(first["model_uri"]).predict(frame[FEATURES])
     np.testing.assert_allclose(predicted, frame["label"].mean())
     assert json.loads(mlflow.MlflowClient().get_run(first["run_id"]).data.tags[TAG_SOURCE])["table"] == "labeled"
+    # a retry of the same task (same job id) registers nothing new: the same version, its alias set again
+    mlflow.MlflowClient().delete_registered_model_alias("trained-sql", "candidate")
+    again = run_training(job, LocalTrainer(), {"source": secrets})
+    assert again["reused"] is True and (again["version"], again["run_id"]) == (first["version"], first["run_id"])
+    assert versions_of("trained-sql") == [first["version"]]
+    assert str(mlflow.MlflowClient().get_model_version_by_alias("trained-sql", "candidate").version) == first["version"]
+
+
+def test_a_retry_reuses_the_version_unless_the_input_changed(tmp_path: Path, replicas_import_tests):
+    from airflow_batch_scoring.specs import parse_data_spec
+    from airflow_batch_scoring.training.run import LocalTrainer, plan_training, run_training
+
+    folder = tmp_path / "in"
+    write_frame(labeled(400, seed=13), folder / "part-0.parquet", "parquet")
+    source = parse_data_spec({"uri": folder.as_uri() + "/", "format": "parquet"}, "source")
+
+    def attempt() -> dict:
+        job = plan_training(job_id="dag.train.-1.run-1", source=source, label_column="label",
+                            training="tests.support.training:logistic", register_as="trained-retry", secrets={})
+        return run_training(job, LocalTrainer(), {"source": {}})
+
+    first, retry = attempt(), attempt()
+    assert first["reused"] is False and retry["reused"] is True and retry["version"] == first["version"]
+    assert retry["rows"] == first["rows"] == 400 and retry["digest"] == first["digest"]
+    write_frame(labeled(500, seed=14), folder / "part-1.parquet", "parquet")  # new data, the task cleared
+    third = attempt()
+    assert third["reused"] is False and versions_of("trained-retry") == sorted([first["version"], third["version"]],
+                                                                            key=int, reverse=True)
+    assert third["rows"] == 900
 
 
 @pytest.mark.parametrize(("function", "label", "expected"), [
