@@ -159,6 +159,8 @@ def test_champion_challenger_dag_promotes_a_winner_and_keeps_the_champion_otherw
     record = json.loads((examples.demo_dir / "metrics" / "2026-11-02" / "metrics_challenger" / "metrics.json")
                         .read_text())
     assert record["baseline"]["training"]["digest_matches"] is True  # the training task's tags, read back
+    if os.environ.get("BATCH_SCORING_TEST_LANE") == "oldest":
+        return  # that lane checks the DAG runs on the oldest Airflow; the losing branch is the same code (main lane)
 
     run = dag.test(logical_date=pendulum.datetime(2026, 11, 9, 3, 0, tz="UTC"), run_conf={"max_iter": 1})
     assert run.state == "success"
