@@ -39,7 +39,7 @@ def state_name(key: str, sink_identity: str) -> str:
     one task writing two sinks keeps two watermarks).
 
     >>> state_name("daily.score.-1", "file:///data/out")
-    'daily.score.-1-4c3a4ca9d5a0'
+    'daily.score.-1-bbeca02573cb'
     """
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[:150] or "key"
     digest = hashlib.sha256(sink_identity.encode()).hexdigest()[:12]
