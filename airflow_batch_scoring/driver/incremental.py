@@ -40,7 +40,8 @@ def _fsspec(secrets: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 
 def _store(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str, Any]] | None) -> WatermarkStore:
-    options = (secrets or {}).get(section["state_on"])
+    role = section.get("state_on")  # the credentials of the sink's or the source's store, or none (local files)
+    options = (secrets or {}).get(role) if role else None
     folder, name = section["state_uri"].rsplit("/", 1)
     return WatermarkStore(folder, name.removesuffix(".json"), _fsspec(options))
 
@@ -87,11 +88,11 @@ def restrict(
             "stays the same across runs, where the watermark of what was scored is kept (e.g. "
             "'s3://bucket/state/scoring/'). A Delta or Iceberg sink keeps it in the table's _batch_scoring/ folder."
         )
-    on_sink = bool(sink.uri) and "://" in sink.uri and store_of(folder) == store_of(sink.uri)
     section: dict[str, Any] = {
         "key": key,
         "state_uri": f"{folder.rstrip('/')}/{state_name(key, identity)}.json",
-        "state_on": "sink" if on_sink else "source",
+        "state_on": next((role for role, spec in (("sink", sink), ("source", source))
+                          if "://" in spec.uri and store_of(folder) == store_of(spec.uri)), None),
     }
     store = _store(section, secrets)
     sink_secrets = (secrets or {}).get("sink")
