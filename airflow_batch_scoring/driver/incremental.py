@@ -129,16 +129,13 @@ def summary_section(job: ScoringJob) -> dict[str, Any]:
 
 
 def manifest_section(job: ScoringJob) -> dict[str, Any]:
-    """The manifest's ``input.incremental``: the key, the watermarks and what was new."""
-    section = job.incremental or {}
-    return {k: section[k] for k in ("key", "since", "watermark", "new_files", "new_versions", "new_snapshots")
-            if k in section}
+    """The manifest's ``input.incremental``: the key, the watermarks and what was new (a file set as its size: the
+    manifest's ``input.files`` lists the files this run scored)."""
+    return summary_section(job)
 
 
-def nothing_new_summary(job: ScoringJob, log: Callable[[str], None]) -> dict[str, Any]:
-    """The task's summary when nothing is new: 0 rows, nothing published, success."""
-    log(f"Incremental: nothing new since {describe_watermark((job.incremental or {}).get('since'))}; nothing was "
-        "scored or published")
+def nothing_new_summary(job: ScoringJob) -> dict[str, Any]:
+    """The task's summary when nothing is new (:func:`restrict` logged it): 0 rows, nothing published, success."""
     return {
         "output_uri": job.sink.uri, "manifest_uri": None, "parts": 0, "rows_in": 0, "rows_out": 0,
         "duration_s": 0.0, "rows_per_s": None, "model_uri": job.model.resolved_uri or job.model.uri,

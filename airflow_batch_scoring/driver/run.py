@@ -142,7 +142,7 @@ def execute_job(
     if incremental.is_nothing_new(job):  # nothing to score: no replica starts, nothing is published
         if launcher is not None:
             launcher.discard()
-        return incremental.nothing_new_summary(job, log)
+        return incremental.nothing_new_summary(job)
     launcher = launcher or LocalLauncher(log)
     runtime = launcher.runtime
     launcher.finish_siblings = keep_on_failure  # a retry will come: running replicas may finish their shards first

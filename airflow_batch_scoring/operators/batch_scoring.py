@@ -328,7 +328,7 @@ class BatchScoringOperator(BaseOperator):
                 log=self.log.info,
             )
             if is_nothing_new(job):  # incremental, and nothing new: success, nothing scored or published
-                return nothing_new_summary(job, self.log.info)
+                return nothing_new_summary(job)
             if files:  # a SQL source lists no files: its plan is logged by the preflight
                 self.log.info(
                     "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),

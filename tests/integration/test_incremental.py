@@ -77,7 +77,8 @@ def test_files_three_landings_a_failed_run_caught_up_nothing_new_and_a_changed_f
     assert third["rows_in"] == 600 and third["new_files"] == 2
     manifest = json.loads((tmp_path / "out" / "r3" / "_manifest.json").read_text())
     assert manifest["input"]["incremental"]["new_files"] == 2
-    assert len(manifest["input"]["incremental"]["since"]["files"]) == 1
+    assert manifest["input"]["incremental"]["since"] == {"files_scored": 1}
+    assert [f["uri"].rsplit("/", 1)[1] for f in manifest["input"]["files"]] == ["b.csv", "c.csv"]
     names = ["id", "prediction"]
     outputs = [read_output(str(tmp_path / "out" / r), "csv_header").select(names) for r in ("r1", "r3")]
     check_predictions(pd.concat(frames), pa.concat_tables(outputs), models.regressor)  # every id exactly once
