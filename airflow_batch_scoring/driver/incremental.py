@@ -50,8 +50,8 @@ def describe_watermark(watermark: Mapping[str, Any] | None) -> str:
     """A watermark for the log: ``version 4``, ``snapshot 123``, ``12 file(s) scored``, or ``the start``."""
     if not watermark:
         return "the start (no run of this key has published yet)"
-    if "files" in watermark:
-        return f"{len(watermark['files'])} file(s) scored"
+    if "files" in watermark or "files_scored" in watermark:
+        return f"{len(watermark['files']) if 'files' in watermark else watermark['files_scored']} file(s) scored"
     if "version" in watermark:
         return f"version {watermark['version']}"
     return f"snapshot {watermark.get('snapshot_id')}"
@@ -104,7 +104,10 @@ def restrict(
     resolved = store.resolve(job_id, published, log)
     since = resolved.retry_of.get("since") if resolved.retry_of is not None else resolved.since
     new = reading.restrict_to_new(since)
-    section.update(since=since, watermark=new.watermark, nothing_new=not new.files, **new.counts)
+    # The job (which every replica reads) carries the watermarks compacted; the full ones wait in the state folder.
+    section.update(since=compact(since), watermark=compact(new.watermark), nothing_new=not new.files, **new.counts)
+    if new.files:
+        store.write_planned(job_id, {"since": since, "watermark": new.watermark})
     if new.files:
         log(f"Incremental ({key}): scoring {len(new.files)} new file(s) of {reading.what} since "
             f"{describe_watermark(since)}")
@@ -121,11 +124,10 @@ def is_nothing_new(job: ScoringJob) -> bool:
 
 
 def summary_section(job: ScoringJob) -> dict[str, Any]:
-    """The summary's ``incremental`` entry (no file lists)."""
+    """The summary's ``incremental`` entry (the job's watermarks are compacted already: no file lists)."""
     section = job.incremental or {}
-    result = {k: section[k] for k in ("key", "new_files", "new_versions", "new_snapshots") if k in section}
-    result.update(since=compact(section.get("since")), watermark=compact(section.get("watermark")))
-    return result
+    return {k: section[k] for k in ("key", "since", "watermark", "new_files", "new_versions", "new_snapshots")
+            if k in section}
 
 
 def manifest_section(job: ScoringJob) -> dict[str, Any]:
@@ -149,8 +151,10 @@ def before_publish(job: ScoringJob, secrets: Mapping[str, Mapping[str, Any]] | N
     if not job.incremental:
         return
     section = job.incremental
-    _store(section, secrets).write_pending(section["key"], job.sink.uri, {
-        "job_id": job.job_id, "since": section.get("since"), "watermark": section.get("watermark"),
+    store = _store(section, secrets)
+    planned = store.read_planned(job.job_id)
+    store.write_pending(section["key"], job.sink.uri, {
+        "job_id": job.job_id, "since": planned.get("since"), "watermark": planned.get("watermark"),
         "sink": spec_to_dict(job.sink),
     })
 
@@ -160,7 +164,9 @@ def after_publish(job: ScoringJob, secrets: Mapping[str, Mapping[str, Any]] | No
     """Promote this run's pending watermark (its sink published); nothing when promoted already."""
     if not job.incremental:
         return
-    promoted = _store(job.incremental, secrets).promote_if(job.job_id)
+    store = _store(job.incremental, secrets)
+    promoted = store.promote_if(job.job_id)
+    store.remove_planned(job.job_id)
     if promoted is not None:
         log(f"Incremental ({job.incremental['key']}): the watermark is now "
             f"{describe_watermark(promoted.get('watermark'))}")

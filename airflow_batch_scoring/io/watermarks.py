@@ -32,6 +32,8 @@ from airflow_batch_scoring.io.files import filesystem, is_local
 
 #: the state folder of a table sink when ``incremental_state`` is not given (in the table's bookkeeping folder).
 TABLE_STATE_FOLDER = "_batch_scoring/incremental"
+#: the subfolder of the state folder where a run keeps the watermarks it plans to move from and to.
+PLANNED = "_planned"
 
 
 def state_name(key: str, sink_identity: str) -> str:
@@ -144,6 +146,53 @@ class WatermarkStore:
         committed = document.get("committed")
         return Resolved(since=committed.get("watermark") if isinstance(committed, Mapping) else None,
                         retry_of=retry_of)
+
+    def planned_uri(self, job_id: str) -> str:
+        """Where a run keeps the watermarks it plans to move from and to (kept out of the job, which every replica
+        reads: a file set can be large)."""
+        folder, name = self.uri.rsplit("/", 1)
+        return f"{folder}/{PLANNED}/{name.removesuffix('.json')}.{job_id}.json"
+
+    def write_planned(self, job_id: str, planned: Mapping[str, Any]) -> None:
+        """Record this run's planned watermarks; remove other runs' (one run of a key at a time)."""
+        fs, path = filesystem(self.planned_uri(job_id), self.storage_options)
+        folder, name = path.rsplit("/", 1)
+        prefix = name.rsplit(".", 2)[0] + "."
+        if is_local(fs):
+            os.makedirs(folder, exist_ok=True)
+        try:
+            for other in fs.ls(folder, detail=False):
+                base = other.rstrip("/").rsplit("/", 1)[-1]
+                if base.startswith(prefix) and base != name:
+                    fs.rm(other)
+        except FileNotFoundError:
+            pass
+        with fs.open(path, "w") as f:
+            f.write(json.dumps(dict(planned), sort_keys=True, default=str))
+
+    def read_planned(self, job_id: str) -> dict[str, Any]:
+        """This run's planned watermarks.
+
+        :raises InputError: when they are gone (removed while the run scored).
+        """
+        fs, path = filesystem(self.planned_uri(job_id), self.storage_options)
+        try:
+            with fs.open(path, "r") as f:
+                return dict(json.load(f))
+        except FileNotFoundError:
+            raise InputError(
+                f"the incremental plan {self.planned_uri(job_id)} of this run is gone (another run of the same key "
+                "started meanwhile?); nothing was published. Run one at a time (max_active_runs=1), then retry.",
+                retryable=True,
+            ) from None
+
+    def remove_planned(self, job_id: str) -> None:
+        """Remove this run's planned watermarks (best effort)."""
+        fs, path = filesystem(self.planned_uri(job_id), self.storage_options)
+        try:
+            fs.rm(path)
+        except (FileNotFoundError, OSError):
+            pass
 
     def write_pending(self, key: str, sink: str, pending: Mapping[str, Any]) -> None:
         """Record what the run about to publish will have scored (before it publishes)."""

@@ -58,6 +58,7 @@ def test_files_three_landings_a_failed_run_caught_up_nothing_new_and_a_changed_f
     first = run(model, source, sink("r1"), tmp_path, state=state.as_uri(), replicas=2)
     assert first["rows_in"] == 300 and first["new_files"] == 1
     assert first["incremental"]["watermark"] == {"files_scored": 1}
+    assert not list((state / "_planned").iterdir())  # the run's planned watermarks, removed once promoted
     assert state_of(state)["committed"]["watermark"]["files"][0]["uri"].endswith("/a.csv")
 
     # landing 2 (good) and landing 3 (a malformed row): the run fails, publishes nothing, the watermark stays
@@ -120,8 +121,11 @@ def test_files_on_seaweedfs(s3_store: Store, models: Models, tmp_path: Path):
         outputs.append(s3_store.read_output(f"{prefix}/out/{n}", "parquet", ["id", "prediction"]))
     check_predictions(pd.concat(frames), pa.concat_tables(outputs), models.regressor)
     s3_store.fs.invalidate_cache()
-    (document,) = s3_store.fs.ls(f"{s3_store.bucket}/{prefix}/state/")
-    assert document.endswith(".json")
+    entries = s3_store.fs.ls(f"{s3_store.bucket}/{prefix}/state/", detail=True)
+    (document,) = [e["name"] for e in entries if e["type"] == "file"]
+    assert document.endswith(".json")  # (and no planned watermark left behind)
+    planned = s3_store.fs.find(f"{s3_store.bucket}/{prefix}/state/_planned/", detail=True)
+    assert [name for name, info in planned.items() if info["type"] == "file"] == []
 
 
 def test_delta_appends_optimize_retry_and_delete(models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

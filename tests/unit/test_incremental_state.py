@@ -108,3 +108,14 @@ def test_a_sql_source_is_not_incremental():
     source = open_source(parse_data_spec({"uri": "sqlite:////tmp/x.db", "table": "events"}, "source"), None)
     with pytest.raises(ConfigurationError, match="incremental scoring reads files, Delta tables or Iceberg"):
         source.restrict_to_new(None)
+
+
+def test_planned_watermarks_stay_out_of_the_job(tmp_path: Path):
+    store = WatermarkStore(tmp_path.as_uri(), "k-0", None)
+    store.write_planned("job-1", {"since": None, "watermark": {"files": [{"uri": "a"}]}})
+    store.write_planned("job-2", {"since": None, "watermark": {"version": 2}})  # an earlier run's plan is removed
+    assert [p.name for p in (tmp_path / "_planned").iterdir()] == ["k-0.job-2.json"]
+    assert store.read_planned("job-2")["watermark"] == {"version": 2}
+    store.remove_planned("job-2")
+    with pytest.raises(InputError, match="is gone"):
+        store.read_planned("job-2")
