@@ -7,7 +7,7 @@ the whole job, beside the naive pandas and polars scripts, in one interleaved ru
 The job of ``bench_peers.py`` restricted to CSV (no header) -> CSV: score 2M rows x 20 float64 features + id with
 the LogisticRegression (LR) and the HistGradientBoosting (HGB) model, writing (id, prediction). Contenders: naive
 pandas and polars (``peers.py``), the engine's CLI with the joblib file at 1 and 2 replicas, once as it runs by
-default (with polars installed, a replica turns to polars' parser after its first 48 MiB) and once with
+default (with polars installed, a replica whose shard holds 128 MiB or more parses with polars) and once with
 ``BATCH_SCORING_CSV_PARSER=arrow``. Every output is
 checked in the first round (every id once and in order, every prediction equal to the model's own). Reports wall
 seconds and the CPU seconds of the whole process tree (less sensitive to other load on the machine than wall time).
@@ -35,7 +35,7 @@ from harness.report import write_results
 from harness.rounds import run_rounds
 from workloads import run_engine
 
-PARSERS = {"auto": "default (polars after 48 MiB)", "arrow": "Arrow's parser only"}
+PARSERS = {"auto": "default (polars for shards of 128 MiB or more)", "arrow": "Arrow's parser only"}
 PEERS = ("pandas", "polars")
 
 

@@ -22,7 +22,7 @@ from airflow_batch_scoring.formats import infer_format
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.files import InputFile, describe_access, filesystem, list_inputs
-from airflow_batch_scoring.io.readers import make_reader
+from airflow_batch_scoring.io.readers import csv_numeric, make_reader
 from airflow_batch_scoring.io.readers.base import PieceReader
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
@@ -53,6 +53,11 @@ def fingerprint(job: ScoringJob, files: Sequence[InputFile]) -> str:
     """The job's fingerprint with its input listing (names, sizes, versions): see
     :func:`~airflow_batch_scoring.sources.base.job_fingerprint`."""
     return job_fingerprint(job, {"inputs": [f.to_dict() for f in files]})
+
+
+def _known_bytes(pieces: Sequence[Piece]) -> int:
+    """The bytes of a shard's byte-range pieces (a whole small file's size is not in its piece: counted as 0)."""
+    return sum(piece.end - piece.start for piece in pieces if piece.end >= 0 and piece.row_groups is None)
 
 
 class _FileShardReader:
@@ -137,6 +142,8 @@ class FileSource:
         self, job: ScoringJob, plan: ReadPlan, *, batch_size: int, on_bad_row: Callable[[BadRow], None] | None = None
     ) -> ShardReader:
         fs, _ = filesystem(self.spec.uri, self.secrets)
+        if self.spec.format == "csv":  # (before the replica's threads start: see csv_numeric.choose)
+            csv_numeric.choose(max((_known_bytes(pieces) for pieces in job.shards), default=0))
         return _FileShardReader(
             make_reader(self.spec, plan, fs, block_size=job.part_size, batch_size=batch_size, on_bad_row=on_bad_row)
         )

@@ -2,8 +2,8 @@
 and bad lines reported exactly as with Arrow's parser (the block goes back to Arrow, which names file, line and
 column).
 
-By default a replica turns to polars only after 48 MiB, more than any test input: these tests switch it on from the
-first block (``tests/unit/test_csv_numeric.py`` compares the two parsers on random blocks).
+By default a replica takes polars only for a shard of 128 MiB or more, more than any test input: these tests switch it
+on whatever the size (``tests/unit/test_csv_numeric.py`` compares the two parsers on random blocks).
 """
 
 from __future__ import annotations

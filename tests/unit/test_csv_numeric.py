@@ -23,8 +23,10 @@ pytest.importorskip("polars")
 def polars_from_the_first_block(monkeypatch):
     monkeypatch.setenv("BATCH_SCORING_CSV_PARSER", "polars")
     csv_numeric._mode.cache_clear()
+    assert csv_numeric.choose(0)
     yield
     csv_numeric._mode.cache_clear()
+    monkeypatch.setitem(csv_numeric._chosen, "polars", None)
 
 NAMES = ["id", "a", "b", "c"]
 TOKENS = [
@@ -127,16 +129,16 @@ def test_columns_without_a_numeric_type_and_the_switch_leave_blocks_to_arrow(mon
     assert parse_numbers(b"1\n2\n", ["x"], {"x": pa.int64()}, ["x"]).to_pydict() == {"x": [1, 2]}
     monkeypatch.setenv("BATCH_SCORING_CSV_PARSER", "arrow")
     csv_numeric._mode.cache_clear()
+    assert not csv_numeric.choose(10 << 30)
     assert parse_numbers(block, NAMES, {"id": pa.int64()}, ["id"]) is None
 
 
 @pytest.mark.unit
-def test_by_default_a_process_turns_to_polars_after_its_warm_up(monkeypatch):
+def test_by_default_only_a_large_shard_takes_polars(monkeypatch):
     monkeypatch.delenv("BATCH_SCORING_CSV_PARSER")
     csv_numeric._mode.cache_clear()
-    monkeypatch.setattr(csv_numeric, "WARM_UP_BYTES", 30)
-    monkeypatch.setitem(csv_numeric._warm_up, "parsed", 0)
-    block = b"1,2.5,3,4\n" * 2  # 20 bytes
-    assert parse_numbers(block, NAMES, {"id": pa.int64()}, ["id"]) is None  # 20 of 30 bytes: Arrow
-    assert parse_numbers(block, NAMES, {"id": pa.int64()}, ["id"]) is None  # 40 of 30 bytes: Arrow
+    block = b"1,2.5,3,4\n" * 2
+    assert not csv_numeric.choose(csv_numeric.MIN_SHARD_BYTES - 1)
+    assert parse_numbers(block, NAMES, {"id": pa.int64()}, ["id"]) is None
+    assert csv_numeric.choose(csv_numeric.MIN_SHARD_BYTES)
     assert parse_numbers(block, NAMES, {"id": pa.int64()}, ["id"]).to_pydict() == {"id": [1, 1]}

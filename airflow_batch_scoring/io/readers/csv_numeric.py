@@ -15,9 +15,9 @@ raises every error, so a bad line is reported exactly as before (file, line, col
   nulls, where Arrow raises (or skips it): the block's delimiters are counted, and a result is kept only when every
   line holds one field per column.
 
-Any polars error sends the block to Arrow. A process turns to polars after its first 48 MiB (:data:`WARM_UP_BYTES`;
-importing polars pays off only on large inputs); ``BATCH_SCORING_CSV_PARSER=arrow`` turns the fast path off,
-``=polars`` takes it from the first block.
+Any polars error sends the block to Arrow. A replica takes the fast path when its shard holds at least 128 MiB of CSV
+(:data:`MIN_SHARD_BYTES`: importing polars pays off only on large inputs; see :func:`choose`);
+``BATCH_SCORING_CSV_PARSER=arrow`` turns it off, ``=polars`` takes it whatever the size.
 ``tests/unit/test_csv_numeric.py`` compares both parsers on random blocks.
 
 Shared with the runtime: never imports Airflow.
@@ -44,22 +44,21 @@ _INTEGERS = (pa.int32(), pa.int64())
 _COMMA = ord(",")
 
 
-#: bytes a process parses with Arrow before it turns to polars (``BATCH_SCORING_CSV_PARSER`` unset): importing polars
-#: costs ~0.15 CPU-s, which the faster parse pays back only over ~100 MiB (1.5 CPU-ms per MiB), so short jobs never
-#: import it.
-WARM_UP_BYTES = 48 << 20
-_warm_up = {"parsed": 0}
+#: the CSV bytes a replica's shard must hold for it to parse with polars (``BATCH_SCORING_CSV_PARSER`` unset):
+#: importing polars costs ~0.15 CPU-s, which the faster parse pays back over ~100 MiB, so short jobs never import it.
+MIN_SHARD_BYTES = 128 << 20
+#: the polars module this process parses with, once :func:`choose` took it (else ``None``: Arrow)
+_chosen: dict[str, Any] = {"polars": None}
 
 
 @cache
 def _mode() -> str:
-    """``arrow`` (never polars), ``polars`` (from the first block) or ``auto`` (after :data:`WARM_UP_BYTES`), from
-    ``BATCH_SCORING_CSV_PARSER``."""
+    """``arrow`` (never polars), ``polars`` (whatever the size) or ``auto`` (shards of :data:`MIN_SHARD_BYTES` or
+    more), from ``BATCH_SCORING_CSV_PARSER``."""
     mode = os.environ.get("BATCH_SCORING_CSV_PARSER", "").strip().lower()
     return mode if mode in ("arrow", "polars") else "auto"
 
 
-@cache
 def _polars() -> Any | None:
     """The polars module, or ``None`` when it is not installed."""
     try:
@@ -69,15 +68,18 @@ def _polars() -> Any | None:
     return polars
 
 
-def _warmed_up(size: int) -> bool:
-    """Whether this process has parsed enough to turn to polars (counting this block of ``size`` bytes if not)."""
+def choose(shard_bytes: int) -> bool:
+    """Decide whether this process parses plain numeric blocks with polars, for a shard of ``shard_bytes`` CSV bytes;
+    if so import polars now.
+
+    Called where a replica opens its reader, before its reading and predicting threads start: importing polars in
+    the reading thread races with the predicting thread, where scikit-learn looks polars up in ``sys.modules`` and
+    may find it half imported (``partially initialized module 'polars' has no attribute 'DataFrame'``).
+    """
     mode = _mode()
-    if mode != "auto":
-        return mode == "polars"
-    if _warm_up["parsed"] >= WARM_UP_BYTES:
-        return True
-    _warm_up["parsed"] += size
-    return False
+    wanted = mode == "polars" or (mode == "auto" and shard_bytes >= MIN_SHARD_BYTES)
+    _chosen["polars"] = _polars() if wanted else None
+    return _chosen["polars"] is not None
 
 
 def plain_numbers(block: bytes, integers: bool) -> bool:
@@ -103,13 +105,11 @@ def parse_numbers(
     """
     if not names or not include or any(types.get(name) not in _NUMBERS for name in include):
         return None
-    if not _warmed_up(len(block)):
-        return None
     if len(names) == 1 and (block.startswith((b"\n", b"\r")) or b"\n\n" in block or b"\n\r\n" in block):
         return None  # a blank line (with one column, the delimiters cannot tell it)
     if not plain_numbers(block, any(types[name] in _INTEGERS for name in include)):
         return None
-    pl = _polars()
+    pl = _chosen["polars"]
     if pl is None:
         return None
     schema = {name: getattr(pl, _NUMBERS[types[name]] if name in include else "String") for name in names}
