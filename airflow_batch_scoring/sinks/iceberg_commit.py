@@ -142,6 +142,12 @@ def commit(
     properties = {RUN_ID_KEY: job.job_id, ATTEMPT_KEY: job.attempt}
     created = table is None
     details: dict[str, Any] = {"created": created}
+    missing = [k for k in spec.merge_keys or () if k not in schema.names]
+    if spec.mode == "merge" and missing:
+        raise ConfigurationError(
+            f"The output for the Iceberg table {spec.table} has no column(s) {missing} named in sink['merge_keys'] "
+            f"(its columns: {schema.names}); nothing was committed. Add them to passthrough_columns."
+        )
     if created:
         catalog.create_namespace_if_not_exists(spec.table.split(".", 1)[0])
         iceberg_schema, partition_spec = _new_layout(schema, spec.partition_by or (), spec.table)

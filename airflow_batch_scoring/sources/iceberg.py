@@ -71,7 +71,12 @@ class IcebergSource(TableFilesSource):
         self._check_names(self._schema.names)
         scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=iceberg_filter(self.spec.filter or ()),
                           selected_fields=tuple(self.spec.columns or ("*",)))
-        tasks = list(scan.plan_files())
+        try:
+            tasks = list(scan.plan_files())
+        except (ValueError, TypeError) as err:  # a value that does not fit its column's type
+            raise InputError(f"source['filter'] {[list(c) for c in self.spec.filter or ()]} does not fit the columns "
+                             f"of {self.what}: {str(err).splitlines()[0][:300]}. Give each value in its column's "
+                             "type.") from None
         if any(task.delete_files for task in tasks):
             raise ConfigurationError(f"{self.what} has row-level delete files, which this source does not read yet; "
                                      "compact the table first.")

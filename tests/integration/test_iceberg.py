@@ -143,11 +143,11 @@ def test_partitions_side_by_side_filtered_source(models: Models, tmp_path: Path)
         write_frame(frame, tmp_path / f"{name}.parquet", "parquet")
     sink = {**catalog, "table": "lake.daily", "mode": "overwrite_partition", "partition_by": ["day"]}
 
-    def score(name: str, day: str, **kwargs) -> dict:
+    def score(name: str, day: str, replicas: int = 1, **kwargs) -> dict:
         return run(model, {"uri": (tmp_path / f"{name}.parquet").as_uri()}, {**sink, "partition": {"day": day}},
-                   tmp_path, replicas=2, passthrough_columns=["id", "day", *FEATURES], **kwargs)
+                   tmp_path, replicas=replicas, passthrough_columns=["id", "day", *FEATURES], **kwargs)
 
-    score("d1", "2026-01-01", job_id="day-1")
+    score("d1", "2026-01-01", replicas=2, job_id="day-1")
     score("d2", "2026-01-02", job_id="day-2")
     score("d1b", "2026-01-01", job_id="day-1b")
     table = table_of({**catalog, "table": "lake.daily"})
@@ -177,6 +177,8 @@ def test_partitions_side_by_side_filtered_source(models: Models, tmp_path: Path)
 
     with pytest.raises(InputError, match=r"source\['filter'\] names the column 'nope'.*its columns are \['id'"):
         run(model, {**source, "filter": [["nope", "=", 1]]}, {"uri": (tmp_path / "none").as_uri() + "/"}, tmp_path)
+    with pytest.raises(InputError, match=r"does not fit the columns of the Iceberg table lake.daily.*into a long"):
+        run(model, {**source, "filter": [["id", "=", "abc"]]}, {"uri": (tmp_path / "none").as_uri() + "/"}, tmp_path)
     assert not (tmp_path / "none").exists()
 
 
