@@ -226,8 +226,14 @@ class IcebergSink(TableFilesSink):
             check_partition(spec, actions)
         if table is not None:
             self._check_schema(table, schema)
-        details = commit(job, catalog, table, schema, [fs.unstrip_protocol(p) for p in paths],
-                         lambda: read_staged(fs, paths), log)
+        from pyiceberg.exceptions import CommitFailedException
+
+        try:
+            details = commit(job, catalog, table, schema, [fs.unstrip_protocol(p) for p in paths],
+                             lambda: read_staged(fs, paths), log)
+        except CommitFailedException as err:  # another writer committed meanwhile: the next attempt commits anew
+            raise InputError(f"the commit to the Iceberg table {spec.table} failed: {str(err).splitlines()[0][:300]}; "
+                             "nothing was committed.", retryable=True) from None
         snapshot = committed_snapshot(load_table(catalog, spec), job.job_id)
         final = dict(manifest)
         final["output"] = {**dict(final.get("output") or {}), "snapshot_id": snapshot,
