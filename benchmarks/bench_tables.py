@@ -52,7 +52,40 @@ def parse_args() -> argparse.Namespace:
     add("--patience", type=float, default=None, help="minutes during which disturbed runs are measured again "
         "(default 10; quick 2)")
     add("--max-rounds", type=int, default=5, help="rounds at most, re-measuring disturbed configurations")
+    add("--models", default=",".join(MODELS), help="the models measured (default lr,hgb); a subset writes "
+        "results/tables_<models>.*")
+    add("--listing-child", choices=SOURCES, help=argparse.SUPPRESS)  # (one fixed-cost measurement, in a fresh process)
     return parser.parse_args()  # fmt: skip
+
+
+def listing_child(kind: str, folder: Path) -> dict[str, Any]:
+    """What a source costs before any row is read, in a fresh process: importing its module and the driver's listing
+    (opening the table, pinning a version or snapshot, planning its files)."""
+    started = time.perf_counter()
+    from airflow_batch_scoring.sources import SOURCES as REGISTRY
+    from airflow_batch_scoring.specs import parse_data_spec
+
+    spec = parse_data_spec(source_spec(kind, folder), "source")
+    source = REGISTRY[spec.kind]()(spec, {"storage": {}} if kind == "iceberg" else {})
+    imported = time.perf_counter()
+    files = source.listing()
+    listed = time.perf_counter()
+    return {"source": kind, "import_s": round(imported - started, 3), "listing_s": round(listed - imported, 3),
+            "files": len(files)}
+
+
+def fixed_costs(folder: Path, rounds: int) -> dict[str, Any]:
+    """:func:`listing_child` of each source, interleaved, ``rounds`` times; medians."""
+    import subprocess
+
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SOURCES}
+    for _ in range(rounds):
+        for kind in SOURCES:
+            out = subprocess.run([sys.executable, __file__, "--listing-child", kind, "--rows", folder.name],
+                                 capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
+            runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {kind: {"import_s": statistics.median(r["import_s"] for r in v),
+                   "listing_s": statistics.median(r["listing_s"] for r in v), "runs": v} for kind, v in runs.items()}
 
 
 def write_lake(rows: int, files: int, log: Any) -> Path:
@@ -198,6 +231,11 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{f['spread'] * 100:.0f} % | {f['ratio_to_parquet']:.3f} | "
                     f"{'yes' if f['within_noise'] else '**no**'} | {f['clean_runs']}/{f['runs']} |"
                 )
+    costs = results.get("fixed_costs") or {}
+    if costs:
+        lines += ["", "Before any row is read (a fresh process, medians): "
+                  + "; ".join(f"{k}: import {v['import_s']:.2f} s + listing {v['listing_s']:.2f} s"
+                              for k, v in costs.items()) + "."]
     checks = results["output_checks"]
     bad = {k: v for k, v in checks.items() if not v["every_id_once"] or v["prediction_mismatches"]}
     lines += ["", f"Outputs checked: {sum(len(v) for v in results['raw'].values())} runs, every id once and every "
@@ -208,6 +246,10 @@ def markdown(results: dict[str, Any]) -> str:
 def main() -> int:
     args = parse_args()
     rows = args.rows or (200_000 if args.quick else 2_000_000)
+    if args.listing_child:
+        print(json.dumps(listing_child(args.listing_child, DATA / "tables" / str(rows))))
+        return 0
+    chosen = [m.strip() for m in args.models.split(",") if m.strip()]
     rounds = args.rounds or (1 if args.quick else 3)
     clock = time.perf_counter()
 
@@ -222,7 +264,10 @@ def main() -> int:
     log(f"machine: {results['machine']}; {uptime}")
     code_at_start = code_state()
     folder = write_lake(rows, args.files, log)
-    models = train_models(log)
+    models = {key: path for key, path in train_models(log).items() if key in chosen}
+    costs = fixed_costs(folder, max(rounds, 3))
+    log("fixed costs (import + listing, fresh process): " + ", ".join(
+        f"{k} {v['import_s']:.2f} + {v['listing_s']:.2f}s" for k, v in costs.items()))
     expected = {key: expected_predictions(path, rows) for key, path in models.items()}
     configs = []
     for key, model in models.items():
@@ -245,6 +290,7 @@ def main() -> int:
         config={"rows": rows, "rounds": rounds, "files": args.files, "row_group": ROW_GROUP, "batch_size": BATCH,
                 "models": MODELS, "model_info": model_info()},
         figures=summarize(raw, rounds),
+        fixed_costs=costs,
         output_checks={k: {"every_id_once": all(c["every_id_once"] for c in v),
                            "prediction_mismatches": sum(c["prediction_mismatches"] or 0 for c in v)}
                        for k, v in checks.items()},
@@ -255,7 +301,8 @@ def main() -> int:
         code={"at_start": code_at_start, "at_end": code_state()},
         total_benchmark_s=round(time.perf_counter() - clock, 1),
     )
-    write_results("tables_quick" if args.quick else "tables", results, markdown(results), log)
+    name = "tables" + ("_quick" if args.quick else "") + ("" if set(chosen) == set(MODELS) else "_" + "_".join(chosen))
+    write_results(name, results, markdown(results), log)
     return 0
 
 
