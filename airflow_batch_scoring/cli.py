@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "~/.cache/airflow-batch-scoring/environments)")
     score.add_argument("--environment-build-timeout", type=float, default=None,
                        help="seconds building a model environment may take (default 900)")
+    score.add_argument("--incremental", action="store_true",
+                       help="score only what is new since the last run of --incremental-key that published (a file, "
+                       "Delta or Iceberg source); nothing new: 0 rows, nothing published")
+    score.add_argument("--incremental-key", default=None,
+                       help="names the same job into the same sink across runs (required with --incremental)")
+    score.add_argument("--incremental-state", default=None,
+                       help="the folder (URI) that keeps the watermark (default: a Delta or Iceberg sink's "
+                       "_batch_scoring/incremental/; required for a file or SQL sink)")
     requirements = commands.add_parser(
         "model-requirements",
         help="print what a model environment installs for a model (its requirements, then the runtime's): the "
@@ -200,6 +208,9 @@ def _score(args: argparse.Namespace) -> dict:
         on_bad_rows=args.on_bad_rows,
         max_bad_rows=args.max_bad_rows,
         max_bad_fraction=args.max_bad_fraction,
+        incremental=args.incremental,
+        incremental_key=args.incremental_key,
+        incremental_state=args.incremental_state,
     )
     settings = EnvironmentSettings.parse(
         model_environment=args.model_environment, requirements=_requirements(args.requirements),
@@ -226,6 +237,7 @@ def _score(args: argparse.Namespace) -> dict:
                 sink=sink,
                 options=scoring,
                 storage_options=options,
+                log=log,
             )
             job = replace(job, environment=environment.manifest)
             return execute_job(job, files, log=log, launcher=launcher, if_exists=args.if_exists,

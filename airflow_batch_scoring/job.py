@@ -134,6 +134,9 @@ class ScoringJob:
     #: the model environment's hash, Python version, requirements and resolved packages
     #: (see :mod:`airflow_batch_scoring.environments`); ``None``: not recorded (the worker's).
     environment: dict[str, Any] | None = None
+    #: incremental scoring: the key, where its state is, the watermark the run starts from and the one it ends at,
+    #: and what is new (see :mod:`airflow_batch_scoring.driver.incremental`); ``None`` for a run that scores all.
+    incremental: dict[str, Any] | None = None
 
     @property
     def replicas(self) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_scoring.coercion import to_bool, to_columns, to_positive_int
-from airflow_batch_scoring.errors import SchemaError
+from airflow_batch_scoring.errors import ConfigurationError, SchemaError
 from airflow_batch_scoring.io.bad_rows.policy import BadRowPolicy
 from airflow_batch_scoring.job import DEFAULT_PART_SIZE, DEFAULT_WRITE_CONCURRENCY
 from airflow_batch_scoring.schema import ModelSchema
@@ -42,6 +42,11 @@ class ScoringOptions:
     :param part_size: bytes per read request and upload part.
     :param write_concurrency: parts of one object uploaded at once.
     :param bad_rows: what to do with rows that cannot be read or coerced.
+    :param incremental: score only what is new since the last run of :attr:`incremental_key` that published.
+    :param incremental_key: names "the same task into the same sink" (the operator's
+        ``<dag_id>.<task_id>.<map_index>``); required with ``incremental``.
+    :param incremental_state: the folder (URI) of the incremental state; ``None``: a table sink's own bookkeeping
+        folder (a file or SQL sink needs one).
     """
 
     replicas: int = 1
@@ -55,6 +60,9 @@ class ScoringOptions:
     part_size: int = DEFAULT_PART_SIZE
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
     bad_rows: BadRowPolicy = field(default_factory=BadRowPolicy)
+    incremental: bool = False
+    incremental_key: str | None = None
+    incremental_state: str | None = None
 
     @classmethod
     def parse(
@@ -73,6 +81,9 @@ class ScoringOptions:
         on_bad_rows: Any = "fail",
         max_bad_rows: Any = None,
         max_bad_fraction: Any = None,
+        incremental: Any = False,
+        incremental_key: Any = None,
+        incremental_state: Any = None,
     ) -> ScoringOptions:
         """Parse the user's values: the real types or their rendered template text (``"4"``, ``"True"``,
         ``"id, score"``, a schema's JSON). ``None`` for ``batch_size``, ``part_size`` and ``write_concurrency``
@@ -81,7 +92,18 @@ class ScoringOptions:
         :raises ConfigurationError: naming the argument and the value that is wrong.
         :raises SchemaError: for a schema argument that is not a schema (naming the argument).
         """
+        is_incremental = to_bool(incremental, "incremental")
+        key = str(incremental_key).strip() if incremental_key not in (None, "") else None
+        state = str(incremental_state).strip() if incremental_state not in (None, "") else None
+        if is_incremental and not key:
+            raise ConfigurationError(
+                "incremental scoring needs a key that names the same task into the same sink across runs "
+                "(batch-scoring score --incremental-key NAME; the operator sets <dag_id>.<task_id>.<map_index>)."
+            )
         return cls(
+            incremental=is_incremental,
+            incremental_key=key if is_incremental else None,
+            incremental_state=state if is_incremental else None,
             replicas=to_positive_int(replicas, "replicas"),
             batch_size=to_positive_int(DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch_size"),
             passthrough_columns=tuple(to_columns(passthrough_columns, "passthrough_columns") or ()),

@@ -125,6 +125,25 @@ def ensure_champion(name: str, tracking_uri: str = TRACKING_URI) -> str:
         return str(created.version)
 
 
+def append_events(uri: str, hour, rows: int) -> int:
+    """Append ``hour``'s events (``id``, ``x0``..``x7``, ``event_day``) to the Delta table at ``uri``, once per hour
+    (a marker beside the table remembers the hours appended); return the rows appended (0 when appended before)."""
+    key = hour.strftime("%Y%m%dT%H%M%S")
+    marker = Path(uri.removeprefix("file://")).parent / "appended" / key
+    with _locked(".events.lock"):
+        if marker.exists():
+            return 0
+        import pyarrow as pa
+        from deltalake import write_deltalake
+
+        frame = features(f"events-{key}", rows, first_id=int(hour.timestamp()) // 3600 * rows)
+        frame["event_day"] = hour.strftime("%Y-%m-%d")
+        write_deltalake(uri.removeprefix("file://"), pa.Table.from_pandas(frame, preserve_index=False), mode="append")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        return rows
+
+
 def write_labeled(uri: str, key: str, rows: int) -> bool:
     """Land labeled rows (``id``, ``x0``..``x7``, ``segment``, ``churned``) as Parquet at ``uri`` unless they exist.
 

@@ -6,10 +6,11 @@ Shared with the runtime: never imports Airflow.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from airflow_batch_scoring.driver import incremental
 from airflow_batch_scoring.errors import ConfigurationError
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
@@ -37,6 +38,7 @@ def prepare_job(
     sink: DataSpec,
     options: ScoringOptions | None = None,
     storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[ScoringJob, list[InputFile]]:
     """List the inputs, check the sink's bucket, plan the shards and build the ScoringJob.
 
@@ -44,6 +46,7 @@ def prepare_job(
     :param attempt: names this attempt of the run (letters, digits, ``_`` and ``-``).
     :param options: the run's scoring options, parsed once by the caller (default: :class:`ScoringOptions`'s).
     :param storage_options: fsspec options of the ``source`` and the ``sink`` (from their connections).
+    :param log: where the incremental lines go (what is new; see :mod:`airflow_batch_scoring.driver.incremental`).
     :raises InputError: when the input does not exist, is empty or cannot be read, or the sink's bucket is missing.
     :raises ConfigurationError: for an invalid parameter.
     """
@@ -55,12 +58,19 @@ def prepare_job(
     files = reading.listing()
     writing = sink_class(sink)
     writing.precheck(sink, secrets.get("sink"))
+    section = None
+    if opts.incremental:  # keep what is new since the key's watermark
+        section, files = incremental.restrict(opts, reading, source, sink, secrets, safe_job_id(job_id), log)
     schema = opts.input_schema or ModelSchema.parse(model.input_schema)
     plan = ReadPlan(list(schema.columns) if schema else None, opts.schema_check, list(opts.passthrough_columns))
     if policy.quarantine and not reading.row_errors:
         raise ConfigurationError(
             f"on_bad_rows='quarantine' is not supported with {reading.what} as the source yet; use 'fail'."
         )
+    if section is not None and section["nothing_new"]:  # nothing to plan: no shard, no replica, nothing published
+        job = ScoringJob(job_id=safe_job_id(job_id), model=model, source=reading.spec, sink=sink, staging_uri="",
+                         incremental=section)
+        return replace(job, staging_uri=writing.staging_uri(job)), files
     shards = reading.plan(opts.replicas, plan, opts.part_size)
     sink = writing.resolve(sink, reading.output_format(), lambda: reading.detect_header(plan, opts.part_size))
     run_types = reading.decide_passthrough(
@@ -86,6 +96,7 @@ def prepare_job(
         max_bad_rows=policy.max_bad_rows,
         max_bad_fraction=policy.max_bad_fraction,
         passthrough_types=passthrough.encode(run_types),
+        incremental=section,
     )
     return replace(job, staging_uri=writing.staging_uri(job)), files
 

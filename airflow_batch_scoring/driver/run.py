@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_batch_scoring.driver import incremental
 from airflow_batch_scoring.driver.launcher import Launcher
 from airflow_batch_scoring.driver.local import LocalLauncher
 from airflow_batch_scoring.driver.manifest import build_manifest, job_summary, policy_of
@@ -138,6 +139,10 @@ def execute_job(
         (the operator sets it while Airflow retries remain); otherwise the staging folder is removed.
     """
     options = storage_options or {}
+    if incremental.is_nothing_new(job):  # nothing to score: no replica starts, nothing is published
+        if launcher is not None:
+            launcher.discard()
+        return incremental.nothing_new_summary(job)
     launcher = launcher or LocalLauncher(log)
     runtime = launcher.runtime
     launcher.finish_siblings = keep_on_failure  # a retry will come: running replicas may finish their shards first
@@ -189,6 +194,7 @@ def finish_job(
     started = datetime.fromisoformat(start.started)
     pending = sink.finish_pending(if_exists)  # begin_job found it: roll the earlier publish forward
     if pending is not None:
+        incremental.after_publish(job, storage_options, log)  # (the run published: its watermark moves)
         return _published(job, pending, start, log)
     try:
         if launch is not None:
@@ -196,16 +202,20 @@ def finish_job(
         reports = sink.read_reports()
         rows_in = sum(r.rows_in for r in reports)
         bad_rows.check_thresholds(policy_of(job), rows_in, reports)  # quarantine: too many bad rows fail the run
-        if rows_in == 0 and not sum(r.rows_bad for r in reports):
+        if rows_in == 0 and not sum(r.rows_bad for r in reports) and not job.incremental:
             raise InputError(
                 f"the input {source.what} holds no data rows (only blank lines or a header); nothing was "
                 f"published{sink.into}. Check the input, and header=True/False."
             )
         source.check_unchanged(job)
+        input_section = source.describe(job)
+        if job.incremental:
+            input_section["incremental"] = incremental.manifest_section(job)
         manifest = build_manifest(
-            job, reports, started, runtime=runtime, input_section=source.describe(job), output_section=sink.describe()
+            job, reports, started, runtime=runtime, input_section=input_section, output_section=sink.describe()
         )
         manifest["resumed_shards"] = list(start.resumed)
+        incremental.before_publish(job, storage_options)  # the watermark this run moves to, pending
         published = sink.publish(reports, manifest, if_exists, log)
     except BaseException as err:
         if isinstance(err, KeepsStaging):
@@ -214,6 +224,7 @@ def finish_job(
         if not keep_on_failure or not resumable or not is_retryable(err):  # no retry will resume this
             sink.discard()
         raise
+    incremental.after_publish(job, storage_options, log)
     return _published(job, published, start, log)
 
 
@@ -224,6 +235,9 @@ def _published(job: ScoringJob, published: Published, start: JobStart, log: Call
         parts=published.parts,
     )
     summary.update(published.extra)
+    if job.incremental:
+        summary["incremental"] = incremental.summary_section(job)
+        summary["new_files"] = job.incremental.get("new_files")
     log(
         f"Scored {summary['rows_in']:,} rows into {published.target} in {summary['duration_s']:.1f}s "
         f"({summary['rows_per_s'] or 0:,.0f} rows/s)"

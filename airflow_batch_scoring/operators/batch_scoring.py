@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_batch_scoring.driver.incremental import is_nothing_new, nothing_new_summary
 from airflow_batch_scoring.driver.prepare import prepare_job, safe_job_id
 from airflow_batch_scoring.driver.run import IF_EXISTS
 from airflow_batch_scoring.environments.settings import EnvironmentSettings, parse_mode
@@ -115,6 +116,13 @@ class BatchScoringOperator(BaseOperator):
         else ``~/.cache/airflow-batch-scoring/environments``.
     :param environment_build_timeout: seconds building a model environment may take; default
         ``BATCH_SCORING_ENV_BUILD_TIMEOUT_S``, else 900.
+    :param incremental: score only what is new since the last run of this task into this sink that published (a
+        file, Delta or Iceberg source): new files, or the rows later table versions/snapshots appended. Nothing
+        new: the task succeeds with ``rows_in: 0`` and publishes nothing. Run one at a time (``max_active_runs=1``
+        or ``depends_on_past=True``); see docs/incremental.md. (templated)
+    :param incremental_state: the folder (URI) that keeps the watermark of what was scored; default: a Delta or
+        Iceberg sink's ``_batch_scoring/incremental/`` folder; a file or SQL sink needs one. Credentials: the sink's
+        connection when the folder is on the sink's store, else the source's. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -142,6 +150,8 @@ class BatchScoringOperator(BaseOperator):
         "predict_probabilities",
         "model_environment",
         "requirements",
+        "incremental",
+        "incremental_state",
     )
     template_fields_renderers = {
         "source": "json", "sink": "json", "input_schema": "json", "output_schema": "json", "passthrough_schema": "json",
@@ -182,6 +192,8 @@ class BatchScoringOperator(BaseOperator):
         requirements: Sequence[str] | str | None = None,
         environment_cache_dir: str | None = None,
         environment_build_timeout: float | str | None = None,
+        incremental: bool | str = False,
+        incremental_state: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -228,6 +240,8 @@ class BatchScoringOperator(BaseOperator):
         self.requirements = requirements
         self.environment_cache_dir = environment_cache_dir
         self.environment_build_timeout = environment_build_timeout
+        self.incremental = incremental
+        self.incremental_state = incremental_state
         #: the runtime of the running ``execute`` (for ``on_kill``), else ``None``.
         self._runtime: ScoringRuntime | None = None
 
@@ -280,7 +294,7 @@ class BatchScoringOperator(BaseOperator):
         self._check_sink_allowed(sink)
         runtime = runtime_for(task, context, self.log.info)
         runtime.check_locations(source, sink)  # before the model is fetched
-        scoring = self._options(task.replicas)  # every option parsed once, before the model is fetched
+        scoring = self._options(task.replicas, context)  # every option parsed once, before the model is fetched
         options = self._storage_options(source, sink)
         OutputLocationLink.persist(context, data_access(sink).location(sink, options["sink"]))  # no credentials
         work = tempfile.mkdtemp(prefix="batch-scoring-")
@@ -311,7 +325,10 @@ class BatchScoringOperator(BaseOperator):
                 sink=sink,
                 options=scoring,
                 storage_options=options,
+                log=self.log.info,
             )
+            if is_nothing_new(job):  # incremental, and nothing new: success, nothing scored or published
+                return nothing_new_summary(job)
             if files:  # a SQL source lists no files: its plan is logged by the preflight
                 self.log.info(
                     "Planned %d shard(s) over %d input file(s), %d bytes", job.replicas, len(files),
@@ -326,9 +343,14 @@ class BatchScoringOperator(BaseOperator):
             self._runtime = None
             shutil.rmtree(work, ignore_errors=True)
 
-    def _options(self, replicas: Any) -> ScoringOptions:
-        """The scoring options from this task's rendered arguments (``replicas``: the task's or the stage's)."""
+    def _options(self, replicas: Any, context: Context) -> ScoringOptions:
+        """The scoring options from this task's rendered arguments (``replicas``: the task's or the stage's); an
+        incremental run's key is ``<dag_id>.<task_id>.<map_index>``."""
+        ti = context["ti"]
         return ScoringOptions.parse(
+            incremental=self.incremental,
+            incremental_key=f"{ti.dag_id}.{ti.task_id}.{getattr(ti, 'map_index', -1)}",
+            incremental_state=self.incremental_state,
             replicas=replicas,
             batch_size=self.batch_size,
             passthrough_columns=self.passthrough_columns,

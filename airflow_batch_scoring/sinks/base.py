@@ -125,6 +125,17 @@ class Sink(Protocol):
         """
         ...
 
+    @staticmethod
+    def watermark_place(spec: DataSpec) -> tuple[str, str | None]:
+        """Incremental scoring: what identifies this sink in the state's name, and the state folder used when
+        ``incremental_state`` is not given (``None``: the user must give one)."""
+        ...
+
+    @staticmethod
+    def published(spec: DataSpec, secrets: Mapping[str, Any] | None, job_id: str) -> bool:
+        """Whether the run ``job_id`` published into the sink ``spec`` (settles its pending watermark)."""
+        ...
+
     @property
     def location(self) -> str:
         """The output, for logs and XCom (no credentials)."""

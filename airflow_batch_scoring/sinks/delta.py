@@ -184,6 +184,12 @@ class DeltaSink(TableFilesSink):
     def precheck(spec: DataSpec, secrets: Mapping[str, Any] | None) -> None:
         check_sink_root(spec.uri, secrets, spec.conn_id)
 
+    @staticmethod
+    def published(spec: DataSpec, secrets: Mapping[str, Any] | None, job_id: str) -> bool:
+        from airflow_batch_scoring.sinks.incremental import delta_published
+
+        return delta_published(spec, secrets, job_id)
+
     @property
     def into(self) -> str:
         return f" into the Delta table {self.spec.uri} ({self.spec.mode})"

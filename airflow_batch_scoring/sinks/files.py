@@ -24,7 +24,7 @@ from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
 from airflow_batch_scoring.io.writers import make_writer
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, part_name, report_name
-from airflow_batch_scoring.sinks import file_publish, file_staging
+from airflow_batch_scoring.sinks import file_publish, file_staging, incremental
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
 from airflow_batch_scoring.specs import DataSpec, FileSpec, narrow
 
@@ -110,6 +110,14 @@ class FileSink:
                 "sink['compression'] is for CSV and JSON lines: Parquet compresses its columns itself (snappy)."
             )
         return resolved
+
+    @staticmethod
+    def watermark_place(spec: DataSpec) -> tuple[str, str | None]:
+        return incremental.file_place(spec)
+
+    @staticmethod
+    def published(spec: DataSpec, secrets: Mapping[str, Any] | None, job_id: str) -> bool:
+        return incremental.file_published(spec, secrets, job_id)
 
     @property
     def location(self) -> str:

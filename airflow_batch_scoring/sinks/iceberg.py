@@ -96,6 +96,12 @@ class IcebergSink(TableFilesSink):
         check_sink_root(iceberg.uri, storage_of(secrets), iceberg.conn_id)
         load_catalog(iceberg, secrets)  # the catalog answers
 
+    @staticmethod
+    def published(spec: DataSpec, secrets: Mapping[str, Any] | None, job_id: str) -> bool:
+        from airflow_batch_scoring.sinks.incremental import iceberg_published
+
+        return iceberg_published(spec, secrets, job_id)
+
     @property
     def into(self) -> str:
         return f" into the Iceberg table {self.spec.table} ({self.spec.mode})"

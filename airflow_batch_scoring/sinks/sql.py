@@ -254,6 +254,18 @@ class SqlSink:
         """A table takes the output's columns as they are: nothing to decide."""
         return spec
 
+    @staticmethod
+    def watermark_place(spec: DataSpec) -> tuple[str, str | None]:
+        from airflow_batch_scoring.sinks.incremental import sql_place
+
+        return sql_place(spec)
+
+    @staticmethod
+    def published(spec: DataSpec, secrets: Mapping[str, Any] | None, job_id: str) -> bool:
+        from airflow_batch_scoring.sinks.incremental import sql_published
+
+        return sql_published(spec, secrets, job_id)
+
     @property
     def location(self) -> str:
         return sink_location(self.spec, self.secrets)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from airflow_batch_scoring.io import locations
+from airflow_batch_scoring.io.watermarks import TABLE_STATE_FOLDER
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.specs import DataSpec, narrow
 
@@ -46,6 +47,12 @@ class TableFilesSink:
     @staticmethod
     def resolve(spec: DataSpec, source_format: str, detect_header: Callable[[], bool]) -> DataSpec:
         return spec
+
+    @staticmethod
+    def watermark_place(spec: DataSpec) -> tuple[str, str | None]:
+        """Incremental scoring: keyed by the table's location; the state lives in its bookkeeping folder."""
+        uri = spec.uri.rstrip("/")
+        return f"{spec.kind}:{uri}", f"{uri}/{TABLE_STATE_FOLDER}"
 
     @property
     def location(self) -> str:

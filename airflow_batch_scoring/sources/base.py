@@ -22,6 +22,7 @@ from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.readers.columns import ReadPlan
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.schema import ModelSchema
+from airflow_batch_scoring.sources.incremental import NewData
 from airflow_batch_scoring.specs import DataSpec
 
 #: rows a source's preflight reads before any replica starts (tables and queries; files read their own sample).
@@ -70,6 +71,15 @@ class Source(Protocol):
 
     def listing(self) -> list[InputFile]:
         """List the inputs (the driver, once); a source without files returns ``[]``."""
+        ...
+
+    def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
+        """Incremental scoring: keep only what is new since the watermark ``since`` (``None``: everything), after
+        :meth:`listing` and before :meth:`plan`; return it with the watermark once it is scored (see
+        :mod:`airflow_batch_scoring.sources.incremental`).
+
+        :raises ConfigurationError: for a source that cannot be read incrementally (a SQL table or query).
+        """
         ...
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:

@@ -40,6 +40,7 @@ from airflow_batch_scoring.io.readers.columns import (
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_fingerprint, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
+from airflow_batch_scoring.sources.incremental import NewData, delta_new
 from airflow_batch_scoring.sources.table_files import TableFilesSource
 from airflow_batch_scoring.specs import DataSpec, DeltaSpec, narrow
 
@@ -192,6 +193,7 @@ class DeltaSource(TableFilesSource):
         self.what = f"the Delta table {self.spec.uri}" + (
             f" (version {self.spec.version})" if self.spec.version is not None else "")
         self._schema: pa.Schema | None = None
+        self._live: tuple[set[str], bool] = (set(), False)  # every data file of the pinned version; partitioned?
 
     @staticmethod
     def place(spec: DataSpec) -> tuple[DataSpec, str | None]:
@@ -220,6 +222,8 @@ class DeltaSource(TableFilesSource):
                     f"{schema.names}."
                 )
         actions = pa.table(table.get_add_actions(flatten=True))
+        root = self.spec.uri.rstrip("/")
+        self._live = ({_file_uri(root, p) for p in actions.column("path").to_pylist()}, bool(partition_columns))
         pruning = [c for c in self.spec.filter or () if c[0] in partition_columns]
         if pruning and actions.num_rows:
             typed = pa.table({
@@ -228,13 +232,21 @@ class DeltaSource(TableFilesSource):
                 for c in {c[0] for c in pruning}
             }).append_column("__row", pa.array(range(actions.num_rows), pa.int64()))
             actions = actions.take(typed.filter(_expression(pruning)).column("__row"))
-        root = self.spec.uri.rstrip("/")
         self.files = [
             InputFile(_file_uri(root, path), int(size), version=f"delta:{self.spec.version}")
             for path, size in zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(),
                                   strict=True)
         ]
         return self.files
+
+    def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
+        """Keep the data files the commits after version ``since`` appended (see
+        :func:`~airflow_batch_scoring.sources.incremental.delta_new`)."""
+        live, partitioned = self._live
+        new = delta_new(self.spec.uri, since, int(self.spec.version or 0), self.files, live, partitioned,
+                        self.secrets)
+        self.files = new.files
+        return new
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
         if not self.files:

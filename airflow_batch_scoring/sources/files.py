@@ -31,6 +31,7 @@ from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sources.base import ShardReader, job_fingerprint
 from airflow_batch_scoring.sources.file_planner import plan_shards
 from airflow_batch_scoring.sources.file_preflight import SAMPLE_BYTES, preflight
+from airflow_batch_scoring.sources.incremental import NewData, new_files
 from airflow_batch_scoring.specs import DataSpec, FileSpec, narrow
 
 
@@ -97,6 +98,12 @@ class FileSource:
         self.files = list_inputs(self.spec.uri, self.secrets, conn_id=self.spec.conn_id)
         return self.files
 
+    def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
+        """Keep the listed files not scored yet (see :func:`~airflow_batch_scoring.sources.incremental.new_files`)."""
+        new = new_files(self.files, since, self.spec.uri)
+        self.files = new.files
+        return new
+
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
         if not self.spec.format:
             self.spec = replace(self.spec, format=format_of_listing(self.spec.uri, self.files))
@@ -144,7 +151,7 @@ class FileSource:
         """
         now = list_inputs(self.spec.uri, self.secrets, conn_id=self.spec.conn_id)
         before = {f.uri: f for f in self.files}
-        after = {f.uri: f for f in now}
+        after = {f.uri: f for f in now if not job.incremental or f.uri in before}  # new files: the next run's
         added = sorted(set(after) - set(before))
         removed = sorted(set(before) - set(after))
         changed = sorted(u for u in set(before) & set(after) if before[u] != after[u])

@@ -27,6 +27,7 @@ from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.files import _FileShardReader
 from airflow_batch_scoring.sources.iceberg_reader import IcebergShardReader
+from airflow_batch_scoring.sources.incremental import NewData, iceberg_new
 from airflow_batch_scoring.sources.table_files import TableFilesSource
 from airflow_batch_scoring.sources.table_filter import iceberg_filter
 from airflow_batch_scoring.specs import DataSpec, FileSpec, IcebergSpec, narrow
@@ -94,6 +95,14 @@ class IcebergSource(TableFilesSource):
                 if column not in names:
                     raise InputError(f"source[{key!r}] names the column {column!r}, which {self.what} does not have; "
                                      f"its columns are {names}. Nothing was scored.")
+
+    def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
+        """Keep the data files the ``append`` snapshots after ``since`` added (see
+        :func:`~airflow_batch_scoring.sources.incremental.iceberg_new`)."""
+        table = load_table(load_catalog(self.spec, self.secrets), self.spec)
+        new = iceberg_new(table, since, table.snapshot_by_id(self.spec.snapshot_id), self.files, self.spec.table)
+        self.files = new.files
+        return new
 
     def _fs(self) -> Any:
         return filesystem(self.spec.uri, storage_of(self.secrets))[0]

@@ -24,6 +24,7 @@ from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.runtime import passthrough
 from airflow_batch_scoring.schema import ModelSchema
 from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, read_plan
+from airflow_batch_scoring.sources.incremental import NewData, not_incremental
 from airflow_batch_scoring.sources.sql_relation import SqlReader, SqlRelation
 from airflow_batch_scoring.specs import DataSpec, QuerySpec, TableSpec, narrow_sql
 
@@ -54,6 +55,9 @@ class SqlSource:
 
     def listing(self) -> list[InputFile]:
         return []
+
+    def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
+        raise not_incremental(self.what)
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
         """Check the source's columns and cut it into ``replicas`` shards of key ranges."""

@@ -16,6 +16,7 @@ from airflow_batch_scoring.io.bad_rows import quarantine
 from airflow_batch_scoring.io.bad_rows.quarantine import Diagnosis
 from airflow_batch_scoring.io.readers.base import UNDECODED, TextReader, with_long_lines
 from airflow_batch_scoring.io.readers.columns import ColumnMap, check_missing, resolve_columns
+from airflow_batch_scoring.io.readers.csv_numeric import parse_numbers
 from airflow_batch_scoring.io.textblocks import (
     HEAD_BYTES,
     detect_newline,
@@ -147,6 +148,12 @@ class CsvReader(TextReader):
         block = self.text(block)
         types = {source: t for _, source, t in columns.typed() if t is not None}
         quoted = b'"' in block
+        if not quoted and not partial:
+            fast = parse_numbers(block, self._names, types, columns.source_names)
+            if fast is not None:
+                if self.plan.rejects:
+                    check_missing(fast, columns, self.plan)
+                return fast
         # A block without any quote character parses the same with quoting off, ~10 % cheaper (measured 1.75 vs 1.95
         # CPU-s per 2M rows x 21 columns): the tokenizer then skips its quote state machine.
         parse_options = (
