@@ -46,7 +46,6 @@ from airflow_batch_scoring.sql_spec import (
 )
 from airflow_batch_scoring.table_spec import (
     DELTA_KEYS,
-    ICEBERG_MODES,
     as_filter,
     as_identifier,
     as_mode,
@@ -243,17 +242,20 @@ class DeltaSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeltaSpec:
         """The spec :meth:`to_dict` wrote (its JSON lists back as tuples)."""
-        values = dict(data)
-        for key in ("partition_by", "merge_keys", "columns"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if values.get("partition") is not None:
-            values["partition"] = tuple((k, v) for k, v in values["partition"])
-        if values.get("filter") is not None:
-            values["filter"] = tuple(
-                (c, o, tuple(v) if isinstance(v, list) else v) for c, o, v in values["filter"]
-            )
-        return cls(**values)
+        return cls(**_tuples(data))
+
+
+def _tuples(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A table spec's JSON lists back as the tuples the spec holds."""
+    values = dict(data)
+    for key in ("partition_by", "merge_keys", "columns"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    if values.get("partition") is not None:
+        values["partition"] = tuple((k, v) for k, v in values["partition"])
+    if values.get("filter") is not None:
+        values["filter"] = tuple((c, o, tuple(v) if isinstance(v, list) else v) for c, o, v in values["filter"])
+    return values
 
 
 @dataclass(frozen=True)
@@ -268,9 +270,17 @@ class IcebergSpec:
     :param catalog_conn_id: an Airflow SQL connection to the catalog database (its URL, with the password, travels
         as a secret, never in the job).
     :param conn_id: the Airflow connection of the warehouse's store (as for files).
-    :param mode: sink: ``append`` or ``overwrite``; ``None`` for a source.
+    :param mode: sink: ``append``, ``overwrite`` (the whole table), ``overwrite_partition`` (the rows of
+        :attr:`partition`) or ``merge`` (on :attr:`merge_keys`); ``None`` for a source.
+    :param partition_by: sink: the identity partition columns of a table the run creates (an existing table keeps its
+        own).
+    :param partition: sink, ``overwrite_partition``: the partition replaced, as ``(column, value)`` pairs.
+    :param merge_keys: sink, ``merge``: the columns that identify a row.
     :param allow_new_columns: sink: output columns the existing table lacks are added to it (else refused).
     :param snapshot_id: source: the snapshot read (``None``: the current one when the run is planned, then pinned).
+    :param columns: source: the columns read (``None``: those the model and the passthrough need).
+    :param filter: source: ``(column, operator, value)`` conditions that all hold; they prune the snapshot's data
+        files (partitions, column statistics) and the rows read.
     """
 
     kind: ClassVar[str] = "iceberg"
@@ -282,8 +292,13 @@ class IcebergSpec:
     catalog_conn_id: str | None = None
     conn_id: str | None = None
     mode: str | None = None
+    partition_by: tuple[str, ...] | None = None
+    partition: tuple[tuple[str, Any], ...] | None = None
+    merge_keys: tuple[str, ...] | None = None
     allow_new_columns: bool = False
     snapshot_id: int | None = None
+    columns: tuple[str, ...] | None = None
+    filter: tuple[tuple[str, str, Any], ...] | None = None
 
     @property
     def format(self) -> str:
@@ -291,7 +306,8 @@ class IcebergSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IcebergSpec:
-        return cls(**data)
+        """The spec :meth:`to_dict` wrote (its JSON lists back as tuples)."""
+        return cls(**_tuples(data))
 
 
 #: a source or sink spec: narrow it with ``isinstance`` (or dispatch on its ``kind``).
@@ -467,6 +483,15 @@ def _delta_spec(value: Mapping[str, Any], role: str) -> DeltaSpec:
             columns=as_names(value.get("columns"), "source['columns']"),
             filter=as_filter(value.get("filter"), "source['filter']"),
         )
+    return DeltaSpec(
+        uri=uri, conn_id=conn_id, **_table_sink_keys(value),
+        allow_new_columns=to_bool(value.get("allow_new_columns", False), "sink['allow_new_columns']"),
+    )
+
+
+def _table_sink_keys(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The mode of a Delta or Iceberg sink and the keys it needs: ``partition`` (``overwrite_partition``),
+    ``merge_keys`` (``merge``), ``partition_by`` (a table the run creates)."""
     mode = as_mode(value.get("mode"), "sink['mode']")
     partition = None
     if mode == "overwrite_partition":
@@ -486,10 +511,7 @@ def _delta_spec(value: Mapping[str, Any], role: str) -> DeltaSpec:
             raise ConfigurationError(
                 f"sink['partition'] names {stray}, which are not in sink['partition_by'] {list(partition_by)}."
             )
-    return DeltaSpec(
-        uri=uri, conn_id=conn_id, mode=mode, partition_by=partition_by, partition=partition, merge_keys=merge_keys,
-        allow_new_columns=to_bool(value.get("allow_new_columns", False), "sink['allow_new_columns']"),
-    )
+    return {"mode": mode, "partition_by": partition_by, "partition": partition, "merge_keys": merge_keys}
 
 
 def _iceberg_spec(value: Mapping[str, Any], role: str) -> IcebergSpec:
@@ -520,10 +542,7 @@ def _iceberg_spec(value: Mapping[str, Any], role: str) -> IcebergSpec:
         snapshot = value.get("snapshot_id")
         if snapshot is not None and (isinstance(snapshot, bool) or not isinstance(snapshot, int)):
             raise ConfigurationError(f"source['snapshot_id'] must be a snapshot id (an integer), got {snapshot!r}.")
-        return IcebergSpec(**common, snapshot_id=snapshot)
-    mode = str(value.get("mode") or "append").strip().lower()
-    if mode not in ICEBERG_MODES:
-        raise ConfigurationError(f"sink['mode'] of an Iceberg table must be one of {', '.join(ICEBERG_MODES)}, got "
-                                 f"{value.get('mode')!r}.")
-    return IcebergSpec(**common, mode=mode,
+        return IcebergSpec(**common, snapshot_id=snapshot, columns=as_names(value.get("columns"), "source['columns']"),
+                           filter=as_filter(value.get("filter"), "source['filter']"))
+    return IcebergSpec(**common, **_table_sink_keys(value),
                        allow_new_columns=to_bool(value.get("allow_new_columns", False), "sink['allow_new_columns']"))

@@ -118,12 +118,12 @@ def as_mode(value: Any, what: str) -> str:
     return mode
 
 
-#: the sink modes of an Iceberg table.
-ICEBERG_MODES = ("append", "overwrite")
+#: the sink modes of an Iceberg table (those of a Delta table).
+ICEBERG_MODES = DELTA_MODES
 ICEBERG_SOURCE_KEYS = frozenset({"format", "table", "catalog_uri", "catalog_conn_id", "warehouse", "conn_id",
-                                 "snapshot_id"})
+                                 "snapshot_id", "columns", "filter"})
 ICEBERG_SINK_KEYS = frozenset({"format", "table", "catalog_uri", "catalog_conn_id", "warehouse", "conn_id", "mode",
-                               "allow_new_columns"})
+                               "partition_by", "partition", "merge_keys", "allow_new_columns"})
 
 
 def check_iceberg_keys(value: Mapping[str, Any], role: str) -> None:

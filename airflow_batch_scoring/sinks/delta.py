@@ -60,6 +60,8 @@ class DeltaShardWriter:
     """One shard's Parquet data files (one per partition value met), listed before they are written."""
 
     quarantine: ErrorOutput | None = None
+    #: whether the partition columns stay in the data files (Iceberg's do; Delta's are in the log only).
+    keeps_partition_columns = False
 
     def __init__(self, job: ScoringJob, shard: int, secrets: Mapping[str, Any] | None):
         self.job = job
@@ -109,10 +111,10 @@ class DeltaShardWriter:
         missing = [c for c in self.partition_columns if c not in table.column_names]
         if missing:
             raise ConfigurationError(
-                f"The Delta table {self.spec.uri} is partitioned by {self.partition_columns}, and the output has no "
+                f"The table {self.spec.uri} is partitioned by {self.partition_columns}, and the output has no "
                 f"column(s) {missing}: add them to passthrough_columns."
             )
-        data = table.drop_columns(self.partition_columns)
+        data = table if self.keeps_partition_columns else table.drop_columns(self.partition_columns)
         keys = table.select(self.partition_columns).group_by(self.partition_columns).aggregate([])
         for values in keys.to_pylist():
             mask = None

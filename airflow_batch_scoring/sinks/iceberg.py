@@ -1,12 +1,13 @@
 """An Apache Iceberg table (SQL catalog) as a sink: replicas write Parquet data files, the driver adds them to the
 table in ONE catalog commit.
 
-Data files go to ``<warehouse>/<namespace>/<table>/data/part-<shard>-<n>.<job_id>.<attempt>.parquet`` (no reader
-sees a file before a snapshot names it); the run's bookkeeping (the lease, the listed files, the reports, the
-manifest) to ``<warehouse>/<namespace>/<table>/_batch_scoring/<job_id>/``, as for a Delta table
-(:mod:`~airflow_batch_scoring.sinks.delta`). The commit is one transaction (``add_files``, after a ``delete`` of every
-row for ``overwrite``; a missing table is created in the same transaction), and every snapshot it makes carries the
-run id in its summary: an attempt that finds its run there commits nothing again. Unpartitioned tables only, for now.
+Data files go to ``<warehouse>/<namespace>/<table>/data/[<column>=<value>/]part-<shard>-<n>.<job_id>.<attempt>.parquet``
+(one file per identity partition met; no reader sees a file before a snapshot names it), or, for ``merge``, to the
+run's ``_batch_scoring/<job_id>/data/`` (read back by the merge, then removed); the run's bookkeeping (the lease, the
+listed files, the reports, the manifest) to ``<warehouse>/<namespace>/<table>/_batch_scoring/<job_id>/``, as for a
+Delta table (:mod:`~airflow_batch_scoring.sinks.delta`). The commit (:mod:`~airflow_batch_scoring.sinks.iceberg_commit`)
+is one transaction, and every snapshot it makes carries the run id in its summary: an attempt that finds its run there
+commits nothing again.
 
 Shared with the runtime: never imports Airflow.
 """
@@ -21,19 +22,29 @@ import pyarrow as pa
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError, ReplicaError
 from airflow_batch_scoring.io.files import check_sink_root, filesystem, is_local
-from airflow_batch_scoring.io.iceberg import ATTEMPT_KEY, RUN_ID_KEY, load_catalog, load_table, storage_of
+from airflow_batch_scoring.io.iceberg import load_catalog, load_table, storage_of
 from airflow_batch_scoring.job import ScoringJob
 from airflow_batch_scoring.runtime.shards import ShardReport, report_name
 from airflow_batch_scoring.sinks.base import Published, Resumption, ShardWriter
 from airflow_batch_scoring.sinks.delta import DeltaShardWriter, _remove_listed
 from airflow_batch_scoring.sinks.delta_commit import _staged
 from airflow_batch_scoring.sinks.file_staging import check_lease, read_json, take_lease, write_json
+from airflow_batch_scoring.sinks.iceberg_commit import (
+    check_partition,
+    commit,
+    committed_snapshot,
+    identity_columns,
+    read_staged,
+)
 from airflow_batch_scoring.sinks.table_files import MANIFEST, TableFilesSink
 from airflow_batch_scoring.specs import DataSpec, IcebergSpec, narrow
 
 
 class IcebergShardWriter(DeltaShardWriter):
-    """One shard's Parquet data file in the table's ``data/`` folder, listed before it is written."""
+    """One shard's Parquet data files (one per partition value met) in the table's ``data/`` folder (``merge``: the
+    run's staging folder), listed before they are written; the files keep the partition columns."""
+
+    keeps_partition_columns = True
 
     def __init__(self, job: ScoringJob, shard: int, secrets: Mapping[str, Any] | None):
         self.job = job
@@ -46,7 +57,12 @@ class IcebergShardWriter(DeltaShardWriter):
         if is_local(self.fs):
             self.fs.makedirs(self.attempt_folder, exist_ok=True)
         self.partition_columns = []
-        self.data_folder = f"{self.root}/data"
+        iceberg = narrow(job.sink, IcebergSpec)
+        if iceberg.mode != "merge":
+            table = load_table(load_catalog(iceberg, secrets), iceberg)
+            self.partition_columns = (identity_columns(table, iceberg.table) if table is not None
+                                      else list(iceberg.partition_by or ()))
+        self.data_folder = f"{staging}/data" if iceberg.mode == "merge" else f"{self.root}/data"
         self.writers = {}
         self.rows = {}
         self.listed = []
@@ -60,18 +76,9 @@ def _arrow_text(kind: pa.DataType) -> str:
     return str(kind)
 
 
-def committed_snapshot(table: Any, job_id: str) -> int | None:
-    """The id of the snapshot that committed run ``job_id`` (the last one, for an overwrite's two), or ``None``."""
-    found = None
-    for snapshot in table.snapshots() if table is not None else ():
-        summary = snapshot.summary
-        if summary is not None and summary.get(RUN_ID_KEY) == job_id:
-            found = snapshot.snapshot_id
-    return found
-
-
 class IcebergSink(TableFilesSink):
-    """An Iceberg table in a SQL catalog: ``append`` or ``overwrite``, one catalog commit per run.
+    """An Iceberg table in a SQL catalog: ``append``, ``overwrite``, ``overwrite_partition`` or ``merge``, one catalog
+    commit per run.
 
     :param secrets: ``{"storage": <fsspec options of the warehouse>, "catalog_url": <the catalog's URL>}``.
     """
@@ -106,18 +113,40 @@ class IcebergSink(TableFilesSink):
         if self.job.on_bad_rows != "fail":
             raise ConfigurationError("on_bad_rows='quarantine' is not supported with an Iceberg sink yet; use 'fail'.")
         table = self._table()
+        spec = self.spec
         if table is None:
+            if spec.mode == "overwrite_partition" and not spec.partition_by:
+                raise ConfigurationError(
+                    f"There is no Iceberg table {spec.table} yet, and mode='overwrite_partition' needs a partitioned "
+                    "table: set sink['partition_by'] (the columns of sink['partition']) so that the run creates it."
+                )
             return
         if if_exists == "fail":
             raise ConfigurationError(
-                f"The Iceberg table {self.spec.table} already exists and if_exists='fail'; write elsewhere, or set "
+                f"The Iceberg table {spec.table} already exists and if_exists='fail'; write elsewhere, or set "
                 "if_exists='replace' (then sink['mode'] decides)."
             )
-        if table.spec().fields:
+        partitioned = identity_columns(table, spec.table)
+        if spec.partition_by is not None and list(spec.partition_by) != partitioned:
             raise ConfigurationError(
-                f"The Iceberg table {self.spec.table} is partitioned; this sink writes unpartitioned tables only for "
-                "now: write to an unpartitioned table."
+                f"The Iceberg table {spec.table} is partitioned by {partitioned}, not by sink['partition_by'] "
+                f"{list(spec.partition_by)}: an existing table keeps its partitioning; fix or remove partition_by."
             )
+        if spec.mode == "overwrite_partition":
+            named = sorted(name for name, _ in spec.partition or ())
+            if named != sorted(partitioned):
+                raise ConfigurationError(
+                    f"sink['partition'] must give a value for each partition column of the Iceberg table "
+                    f"{spec.table} ({partitioned}), got {named}."
+                )
+        if spec.mode == "merge":
+            columns = [f.name for f in table.schema().fields]
+            missing = [k for k in spec.merge_keys or () if k not in columns]
+            if missing:
+                raise ConfigurationError(
+                    f"The Iceberg table {spec.table} has no column(s) {missing} named in sink['merge_keys']; its "
+                    f"columns are {columns}."
+                )
 
     def resume_publish(self, if_exists: str, log: Callable[[str], None]) -> bool:
         snapshot = committed_snapshot(self._table(), self.job.job_id)
@@ -159,8 +188,11 @@ class IcebergSink(TableFilesSink):
         return reports
 
     def describe(self) -> dict[str, Any]:
-        return {"table": self.spec.table, "warehouse": self.spec.warehouse, "format": "iceberg",
-                "mode": self.spec.mode}
+        spec = self.spec
+        return {"table": spec.table, "warehouse": spec.warehouse, "format": "iceberg", "mode": spec.mode,
+                "partition_by": list(spec.partition_by) if spec.partition_by else None,
+                "partition": dict(spec.partition) if spec.partition else None,
+                "merge_keys": list(spec.merge_keys) if spec.merge_keys else None}
 
     def finish_pending(self, if_exists: str) -> Published | None:
         snapshot = committed_snapshot(self._table(), self.job.job_id)
@@ -175,8 +207,6 @@ class IcebergSink(TableFilesSink):
     def publish(
         self, reports: list[ShardReport], manifest: Mapping[str, Any], if_exists: str, log: Callable[[str], None]
     ) -> Published:
-        from pyiceberg.expressions import AlwaysTrue
-
         spec, job = self.spec, self.job
         storage = storage_of(self.secrets)
         check_lease(job, storage)
@@ -190,29 +220,26 @@ class IcebergSink(TableFilesSink):
         if schema is None:
             raise InputError(f"the run wrote no data file for the Iceberg table {spec.table}; nothing was committed.")
         fs, root = filesystem(spec.uri, storage)
+        fs.invalidate_cache()
         paths = []
         for action in actions:
             path = f"{root}/{action['path']}"
             if not fs.exists(path) or int(fs.size(path)) != int(action["size"]):
                 raise InputError(f"the data file {path} of this run is missing or changed; nothing was committed. "
                                  "Retry the run.", retryable=True)
-            paths.append(fs.unstrip_protocol(path))
-        properties = {RUN_ID_KEY: job.job_id, ATTEMPT_KEY: job.attempt}
-        created = table is None
-        if created:
-            namespace = spec.table.split(".", 1)[0]
-            catalog.create_namespace_if_not_exists(namespace)
-            transaction = catalog.create_table_transaction(spec.table, schema=schema, location=spec.uri)
-        else:
+            paths.append(path)
+        if spec.mode == "overwrite_partition":
+            check_partition(spec, actions)
+        if table is not None:
             self._check_schema(table, schema)
-            transaction = table.transaction()
-        with transaction as tx:
-            if not created and spec.allow_new_columns:
-                with tx.update_schema() as update:
-                    update.union_by_name(schema)
-            if spec.mode == "overwrite" and not created:
-                tx.delete(AlwaysTrue(), snapshot_properties=properties)
-            tx.add_files(paths, snapshot_properties=properties)
+        from pyiceberg.exceptions import CommitFailedException
+
+        try:
+            details = commit(job, catalog, table, schema, [fs.unstrip_protocol(p) for p in paths],
+                             lambda: read_staged(fs, paths), log)
+        except CommitFailedException as err:  # another writer committed meanwhile: the next attempt commits anew
+            raise InputError(f"the commit to the Iceberg table {spec.table} failed: {str(err).splitlines()[0][:300]}; "
+                             "nothing was committed.", retryable=True) from None
         snapshot = committed_snapshot(load_table(catalog, spec), job.job_id)
         final = dict(manifest)
         final["output"] = {**dict(final.get("output") or {}), "snapshot_id": snapshot,
@@ -220,10 +247,10 @@ class IcebergSink(TableFilesSink):
         _, staging = filesystem(job.staging_uri, storage)
         write_json(fs, f"{staging}/{MANIFEST}", final)
         _remove_listed_reports(fs, f"{staging}/{job.attempt}")
-        if created:
-            log(f"Created the Iceberg table {spec.table} at {spec.uri}")
-        return self._published(final, {"snapshot_id": snapshot, "created": created, "files": len(paths),
-                                       "mode": spec.mode, "already_committed": False}, len(paths))
+        if spec.mode == "merge":
+            _remove_listed_reports(fs, f"{staging}/data")
+        return self._published(final, {**details, "snapshot_id": snapshot, "files": len(paths), "mode": spec.mode,
+                                        "already_committed": False}, len(paths))
 
     def _check_schema(self, table: Any, output: pa.Schema) -> None:
         existing = {f.name: _arrow_text(f.type) for f in table.schema().as_arrow()}
@@ -252,6 +279,8 @@ class IcebergSink(TableFilesSink):
         try:
             fs, staging = filesystem(self.job.staging_uri, storage_of(self.secrets))
             _remove_listed(fs, f"{staging}/{self.job.attempt}")
+            if self.spec.mode == "merge" and fs.exists(f"{staging}/data"):
+                fs.rm(f"{staging}/data", recursive=True)
         except (OSError, ConfigurationError, InputError):
             pass
 

@@ -1,8 +1,10 @@
 """An Apache Iceberg table (SQL catalog) as a source: pinned to one snapshot, split by its data files' row groups.
 
 The driver loads the table once and pins its snapshot (``source['snapshot_id']``, or the current one then); the
-snapshot's data files (its scan's tasks) are planned as Parquet files, and each replica reads its row groups. Tables
-whose snapshot needs delete files (row-level deletes) are refused for now.
+snapshot's data files (its scan's tasks, pruned by ``source['filter']`` on partitions and column statistics) are
+planned as Parquet files, and each replica reads its row groups (with ``columns`` or a ``filter``: only the columns
+needed, the rows the filter keeps: :mod:`~airflow_batch_scoring.sources.iceberg_reader`). Tables whose snapshot needs
+delete files (row-level deletes) are refused for now.
 
 Shared with the runtime: never imports Airflow.
 """
@@ -24,8 +26,10 @@ from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_fingerprint, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.files import _FileShardReader
+from airflow_batch_scoring.sources.iceberg_reader import IcebergShardReader
 from airflow_batch_scoring.sources.incremental import NewData, iceberg_new
 from airflow_batch_scoring.sources.table_files import TableFilesSource
+from airflow_batch_scoring.sources.table_filter import iceberg_filter
 from airflow_batch_scoring.specs import DataSpec, FileSpec, IcebergSpec, narrow
 
 
@@ -65,13 +69,32 @@ class IcebergSource(TableFilesSource):
         self.spec = replace(self.spec, snapshot_id=snapshot.snapshot_id)
         self.what = f"the Iceberg table {self.spec.table} (snapshot {snapshot.snapshot_id})"
         self._schema = table.schema().as_arrow()
-        tasks = list(table.scan(snapshot_id=snapshot.snapshot_id).plan_files())
+        self._check_names(self._schema.names)
+        scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=iceberg_filter(self.spec.filter or ()),
+                          selected_fields=tuple(self.spec.columns or ("*",)))
+        try:
+            tasks = list(scan.plan_files())
+        except (ValueError, TypeError) as err:  # a value that does not fit its column's type
+            raise InputError(f"source['filter'] {[list(c) for c in self.spec.filter or ()]} does not fit the columns "
+                             f"of {self.what}: {str(err).splitlines()[0][:300]}. Give each value in its column's "
+                             "type.") from None
         if any(task.delete_files for task in tasks):
             raise ConfigurationError(f"{self.what} has row-level delete files, which this source does not read yet; "
                                      "compact the table first.")
         self.files = [InputFile(task.file.file_path, int(task.file.file_size_in_bytes),
                                 version=f"iceberg:{snapshot.snapshot_id}") for task in tasks]
         return self.files
+
+    def _check_names(self, names: list[str]) -> None:
+        """Every column ``filter`` and ``columns`` name is the table's.
+
+        :raises InputError: naming the column and the table's columns.
+        """
+        for key, named in (("filter", [c[0] for c in self.spec.filter or ()]), ("columns", self.spec.columns or ())):
+            for column in named:
+                if column not in names:
+                    raise InputError(f"source[{key!r}] names the column {column!r}, which {self.what} does not have; "
+                                     f"its columns are {names}. Nothing was scored.")
 
     def restrict_to_new(self, since: Mapping[str, Any] | None) -> NewData:
         """Keep the data files the ``append`` snapshots after ``since`` added (see
@@ -86,10 +109,13 @@ class IcebergSource(TableFilesSource):
 
     def plan(self, replicas: int, plan: ReadPlan, part_size: int) -> list[list[Piece]]:
         if not self.files:
-            raise InputError(f"{self.what} holds no data file: nothing to score.")
+            raise InputError(f"{self.what} holds no data file"
+                             f"{' where source[filter] holds' if self.spec.filter else ''}: nothing to score.")
         return plan_parquet(self.files, replicas, self._fs())
 
     def _reader(self, plan: ReadPlan, batch_size: int) -> ShardReader:
+        if self.spec.filter or self.spec.columns:
+            return IcebergShardReader(self.spec, plan, self._fs(), batch_size)
         spec = FileSpec(uri=self.spec.uri, format="parquet")
         return _FileShardReader(make_reader(spec, plan, self._fs(), block_size=1 << 20, batch_size=batch_size))
 
@@ -112,4 +138,6 @@ class IcebergSource(TableFilesSource):
 
     def describe(self, job: ScoringJob) -> dict[str, Any]:
         return {"table": self.spec.table, "format": "iceberg", "warehouse": self.spec.warehouse,
-                "snapshot_id": self.spec.snapshot_id, "files": len(self.files)}
+                "snapshot_id": self.spec.snapshot_id, "files": len(self.files),
+                "columns": list(self.spec.columns) if self.spec.columns else None,
+                "filter": [list(c) for c in self.spec.filter] if self.spec.filter else None}

@@ -59,12 +59,23 @@ def test_iceberg_specs():
         ({"table": "scores", "catalog_uri": "sqlite:///c.db", "warehouse": "/w"}, "must be 'namespace.table'"),
         ({"table": "a.b", "warehouse": "/w"}, "needs its catalog"),
         ({"table": "a.b", "catalog_uri": "postgresql://u:secret@h/db", "warehouse": "/w"}, "holds a password"),
-        ({"table": "a.b", "catalog_uri": "sqlite:///c.db", "warehouse": "/w", "mode": "merge"}, "must be one of"),
+        ({"table": "a.b", "catalog_uri": "sqlite:///c.db", "warehouse": "/w", "mode": "upsert"}, "must be one of"),
+        ({"table": "a.b", "catalog_uri": "sqlite:///c.db", "warehouse": "/w", "mode": "merge"}, "merge_keys"),
+        ({"table": "a.b", "catalog_uri": "sqlite:///c.db", "warehouse": "/w", "mode": "overwrite_partition"},
+         "must name the partition"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             parse_data_spec({"format": "iceberg", **value}, "sink")
     with pytest.raises(ConfigurationError, match="is for Iceberg tables"):
         parse_data_spec({"uri": "/x", "warehouse": "/w"}, "source")
+    daily = parse_data_spec({"format": "iceberg", "table": "lake.daily", "catalog_uri": "sqlite:///c.db",
+                             "warehouse": "/w", "mode": "overwrite_partition", "partition": {"day": "2026-01-01"},
+                             "partition_by": ["day"]}, "sink")
+    assert daily.partition == (("day", "2026-01-01"),) and spec_from_dict(spec_to_dict(daily)) == daily
+    source = parse_data_spec({"format": "iceberg", "table": "lake.daily", "catalog_uri": "sqlite:///c.db",
+                              "warehouse": "/w", "columns": ["id", "x"], "filter": [["day", "in", ["a", "b"]]]},
+                             "source")
+    assert source.filter == (("day", "in", ("a", "b")),) and spec_from_dict(spec_to_dict(source)) == source
 
 
 def test_schema_of_an_existing_delta_table():
