@@ -7,7 +7,8 @@ reached over ``http://`` or ``https://``, :class:`RestRegistry` makes the same c
 ``POST /api/2.0/mlflow/registered-models/get-latest-versions``, ``GET /api/2.0/mlflow/model-versions/get-download-uri``)
 with the credentials MLflow would send, and :meth:`RestRegistry.download` fetches a version's files when the server
 serves them (``mlflow-artifacts:/...``: ``GET /api/2.0/mlflow-artifacts/artifacts?path=...`` lists a folder,
-``GET /api/2.0/mlflow-artifacts/artifacts/<path>`` streams a file) or when they lie in a local folder.
+``GET /api/2.0/mlflow-artifacts/artifacts/<path>`` streams a file; a ``runs:/<run>/<path>`` location is the run's
+artifact folder, ``GET /api/2.0/mlflow/runs/get``, + path) or when they lie in a local folder.
 
 Credentials are read as MLflow reads them: ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (or
 ``~/.mlflow/credentials``) as basic auth, else ``MLFLOW_TRACKING_TOKEN`` as a bearer token (what the ``mlflow``
@@ -90,6 +91,9 @@ class RestRegistry:
             _NoRedirect(), urllib.request.HTTPSHandler(context=_tls_context())
         )
 
+    def __repr__(self) -> str:  # the headers hold the credentials
+        return f"RestRegistry(registry_uri={self.registry_uri!r}, tracking_uri={self.tracking_uri!r})"
+
     @classmethod
     def for_uris(cls, tracking_uri: str | None, registry_uri: str | None) -> RestRegistry | None:
         """The REST client for these URIs (``None``: each falls back to ``MLFLOW_TRACKING_URI`` and
@@ -151,6 +155,8 @@ class RestRegistry:
             them), or the server does not serve them as expected.
         """
         location = self.download_uri(name, version).rstrip("/")
+        if location.startswith("runs:/"):
+            location = self._run_artifacts(location)
         parsed = urllib.parse.urlparse(location)
         os.makedirs(target, exist_ok=True)
         final = os.path.join(target, posixpath.basename(parsed.path.rstrip("/")) or "model")
@@ -174,6 +180,21 @@ class RestRegistry:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         return final
+
+    def _run_artifacts(self, location: str) -> str:
+        """Where ``runs:/<run_id>/<path>`` lies: the run's artifact folder (from the tracking server) + path. (A
+        path that is not there, e.g. a logged model MLflow finds elsewhere, lists no files: MLflow downloads it.)"""
+        run_id, _, path = location[len("runs:/"):].strip("/").partition("/")
+        if self.tracking_uri is None or not run_id:
+            raise RestUnavailable("a runs:/ location needs an HTTP(S) tracking URI")
+        answer = self._call("GET", "/runs/get", {"run_id": run_id}, base=self.tracking_uri)
+        try:
+            root = answer["run"]["info"]["artifact_uri"]
+        except (KeyError, TypeError) as err:
+            raise RestUnavailable("unexpected answer to runs/get") from err
+        if not isinstance(root, str) or not root:
+            raise RestUnavailable("the run has no artifact location")
+        return f"{root.rstrip('/')}/{path}" if path else root
 
     def _download_served(self, location: urllib.parse.ParseResult, folder: str) -> None:
         """Copy the folder ``mlflow-artifacts:[//host]/<path>`` from the tracking server into ``folder``."""
@@ -211,9 +232,10 @@ class RestRegistry:
 
     # --- HTTP -----------------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One registry call; the registry's "not found" answer becomes :class:`RegistryLookupError`."""
-        url = f"{self.registry_uri}{API}{endpoint}"
+    def _call(self, method: str, endpoint: str, body: dict[str, Any], base: str | None = None) -> dict[str, Any]:
+        """One API call (to the registry unless ``base`` names another server); a "not found" answer becomes
+        :class:`RegistryLookupError`."""
+        url = f"{base or self.registry_uri}{API}{endpoint}"
         if method == "GET":
             return self._json(self._open(method, f"{url}?{urllib.parse.urlencode(body)}", None))
         return self._json(self._open(method, url, json.dumps(body).encode()))
@@ -267,15 +289,15 @@ def _version_info(answer: dict[str, Any]) -> VersionInfo:
     try:
         version = answer["model_version"]
         tags = {t["key"]: t.get("value", "") for t in version.get("tags", [])}
-        created = version.get("creation_timestamp")
+        # as MlflowClient's ModelVersion.from_proto reads the same message: absent strings "" (run_id None), 0
         return VersionInfo(
             name=version["name"],
             version=str(version["version"]),
-            run_id=version.get("run_id") or None,
-            source=version.get("source") or None,
+            run_id=version.get("run_id"),
+            source=version.get("source", ""),
             tags=tags,
             aliases=list(version.get("aliases", [])),
-            creation_timestamp=int(created) if created is not None else None,
+            creation_timestamp=int(version.get("creation_timestamp", 0)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise RestUnavailable(f"unexpected model version answer: {type(err).__name__}") from err
