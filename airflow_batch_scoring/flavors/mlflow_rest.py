@@ -21,7 +21,8 @@ Everything else stays with ``MlflowClient`` (:func:`RestRegistry.for_uris` retur
 URI with credentials in it, custom auth (``MLFLOW_TRACKING_AUTH``, ``MLFLOW_TRACKING_AWS_SIGV4``, request-header
 plug-ins), workspaces (``MLFLOW_WORKSPACE``), an artifact store of another scheme, and any answer that is not the
 registry saying "not found" (a server error, a refused connection, an unexpected body): MLflow then retries and
-reports as it always did. ``BATCH_SCORING_MLFLOW_REST=0`` turns this client off.
+reports as it always did. ``BATCH_SCORING_MLFLOW_REST=0`` turns this client off. (Certificates: the system's CA
+store, or ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``; a TLS failure also goes to MLflow, which uses certifi's.)
 
 Never imports Airflow or MLflow.
 """
@@ -87,9 +88,10 @@ class RestRegistry:
             self._headers["Authorization"] = authorization
         self._timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 120)
         # No redirects: the credentials go to the server named, never on to another one (MLflow follows them).
-        self._opener = urllib.request.build_opener(
-            _NoRedirect(), urllib.request.HTTPSHandler(context=_tls_context())
-        )
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if any(uri.startswith("https:") for uri in (registry_uri, tracking_uri or "")):
+            handlers.append(urllib.request.HTTPSHandler(context=_tls_context()))  # (loading CAs takes 20-50 ms)
+        self._opener = urllib.request.build_opener(*handlers)
 
     def __repr__(self) -> str:  # the headers hold the credentials
         return f"RestRegistry(registry_uri={self.registry_uri!r}, tracking_uri={self.tracking_uri!r})"
