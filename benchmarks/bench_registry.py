@@ -83,6 +83,16 @@ def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to its process group; SIGKILL if it has not exited after 30 s (a loaded machine)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
 def register(url: str, folder: str) -> None:
     """The model folder as a logged model (MLflow 3's default source), version 1 of NAME, ``@champion``."""
     import mlflow
@@ -151,8 +161,7 @@ def main() -> int:
             order=lambda index, todo: todo if index % 2 == 0 else list(reversed(todo)),
         )  # fmt: skip
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        stop_server(server)
         shutil.rmtree(server_dir, ignore_errors=True)
     digests = {r["digest"] for name in ("resolve-rest", "resolve-mlflowclient") for r in raw[name]}
     assert len(digests) == 1, digests  # one version, one digest, whichever client
