@@ -77,7 +77,8 @@ def test_a_missing_model_gives_the_same_error(served: RegisteredOnServer, refere
         assert not raised.value.retryable
         messages.append(str(raised.value))
     assert messages[0] == messages[1]
-    assert reference in messages[0] and "Check the name" in messages[0] or "has no version" in messages[0]
+    assert reference in messages[0]
+    assert "Check the name" in messages[0] or "has no version in stage 'Production'" in messages[0]
 
 
 def test_no_mlflow_import_and_the_credentials_mlflow_sends(served: RegisteredOnServer, tmp_path: Path,
