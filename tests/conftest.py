@@ -145,6 +145,16 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
+def mlflow_server():
+    """A real ``mlflow server`` (SQLite store, artifacts served as ``mlflow-artifacts:/``) on loopback."""
+    from tests.support.mlflow_server import start_mlflow_server
+
+    server = start_mlflow_server(SESSION_DIR / "mlflow-server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_bucket(seaweedfs) -> str:
     import boto3
 

@@ -1,9 +1,11 @@
 """MLflow models (flavor ``mlflow``, artifact type ``python/mlflow``): registry versions and aliases, run artifacts,
 and model folders.
 
-- ``models:/name/version`` is checked against the registry; ``models:/name@alias`` is resolved to the version the
-  alias points to *now*, and that fixed version is downloaded: every replica of the run scores it, even if the alias
-  moves meanwhile. The registry name and version are recorded as ``source_model_name`` / ``source_model_version``.
+- ``models:/name/version`` is checked against the registry; ``models:/name@alias`` (``/latest``, ``/<stage>``) is
+  resolved to the version it points to *now* (:mod:`.mlflow_registry`), and that fixed version is downloaded: every
+  replica of the run scores it, even if the alias moves meanwhile. The registry name and version are recorded as
+  ``source_model_name`` / ``source_model_version``. An HTTP(S) tracking server is asked through its REST API without
+  importing MLflow (:mod:`.mlflow_rest`); any other registry, or what that client cannot answer, through MlflowClient.
 - ``runs:/<run>/<path>`` is downloaded; a local MLflow model folder (with an ``MLmodel`` file) is used in place, or
   copied into the target.
 - The schema comes from the model's signature, or from ``input_schema`` / ``output_schema`` in the MLmodel's
@@ -13,8 +15,9 @@ and model folders.
   any other model through MLflow: the ``sklearn`` flavour as the raw estimator, every other one as a pyfunc. Class
   probabilities: :mod:`.mlflow_probabilities`.
 
-Never imports Airflow; MLflow is imported only to resolve and download ``models:/`` and ``runs:/`` references, and to
-load the models :mod:`.mlmodel` leaves to it.
+Never imports Airflow; MLflow is imported only to resolve and download ``models:/`` references of registries other
+than an HTTP(S) server (or what its REST API cannot answer) and ``runs:/`` references, and to load the models
+:mod:`.mlmodel` leaves to it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from typing import Any
 
 from airflow_batch_scoring.errors import ModelError
 from airflow_batch_scoring.flavors.base import Flavor, Predictor
+from airflow_batch_scoring.flavors.mlflow_registry import (
+    RegistryLookupError,
+    VersionInfo,
+    parse_reference,
+    resolve_reference,
+)
+from airflow_batch_scoring.flavors.mlflow_rest import RestRegistry, RestUnavailable
 from airflow_batch_scoring.flavors.mlmodel import MLmodelFile, native_model
 from airflow_batch_scoring.flavors.processing import (
     ArtifactRequest,
@@ -40,8 +50,6 @@ from airflow_batch_scoring.flavors.sklearn import EstimatorPredictor, feature_sc
 from airflow_batch_scoring.job import ModelSpec
 from airflow_batch_scoring.schema import ModelSchema
 
-VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
-ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
 RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
 
 
@@ -59,58 +67,94 @@ def _client(tracking_uri: str | None, registry_uri: str | None) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
 
 
+class _ClientRegistry:
+    """MLflow's ``MlflowClient`` as a :class:`~.mlflow_registry.Registry` (any store MLflow knows)."""
+
+    def __init__(self, tracking_uri: str | None, registry_uri: str | None) -> None:
+        from mlflow.exceptions import MlflowException
+
+        self._client = _client(tracking_uri, registry_uri)
+        self._errors = MlflowException
+
+    def _info(self, model_version: Any) -> VersionInfo:
+        return VersionInfo(
+            name=model_version.name,
+            version=str(model_version.version),
+            run_id=model_version.run_id,
+            source=model_version.source,
+            tags=dict(model_version.tags or {}),
+            aliases=list(getattr(model_version, "aliases", []) or []),
+            creation_timestamp=model_version.creation_timestamp,
+        )
+
+    def version_by_alias(self, name: str, alias: str) -> VersionInfo:
+        try:
+            return self._info(self._client.get_model_version_by_alias(name, alias))
+        except self._errors as err:
+            raise RegistryLookupError(err.message) from err
+
+    def version(self, name: str, version: str) -> VersionInfo:
+        try:
+            return self._info(self._client.get_model_version(name, version))
+        except self._errors as err:
+            raise RegistryLookupError(err.message) from err
+
+    def latest_versions(self, name: str, stage: str | None) -> list[str]:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():  # stages are deprecated in MLflow 3, and still answered
+                warnings.simplefilter("ignore", FutureWarning)
+                found = self._client.get_latest_versions(name, None if stage is None else [stage])
+        except self._errors as err:
+            raise RegistryLookupError(err.message) from err
+        return [str(v.version) for v in found]
+
+
 def resolve_registry_uri(
     uri: str, tracking_uri: str | None = None, registry_uri: str | None = None
 ) -> tuple[str, str, str, dict[str, Any]]:
-    """Return ``(name, version, fixed uri, source metadata)`` for a ``models:/`` reference.
+    """Return ``(name, version, fixed uri, source metadata)`` for a ``models:/`` reference, through the server's REST
+    API when it is an HTTP(S) server (:mod:`.mlflow_rest`), else (or when that cannot answer) through MlflowClient.
 
-    :raises ModelError: when the model, version or alias is not in the registry.
+    :raises ModelError: when the model, version, alias or stage is not in the registry.
     """
-    from mlflow.exceptions import MlflowException
-
-    client = _client(tracking_uri, registry_uri)
-    metadata: dict[str, Any] = {}
-    where = "the tracking/registry URI (MLFLOW_TRACKING_URI, or the MLflow connection)"
-    if match := ALIAS_URI.match(uri):
-        name, alias = match["name"], match["alias"]
+    reference = parse_reference(uri)
+    rest = RestRegistry.for_uris(tracking_uri, registry_uri)
+    if rest is not None:
         try:
-            model_version = client.get_model_version_by_alias(name, alias)
-        except MlflowException as err:
-            raise ModelError(
-                f"Cannot resolve {uri!r}: the registry has no alias {alias!r} on model {name!r} ({err.message}). "
-                f"Check the name and the alias, and {where}."
-            ) from err
-        metadata["alias"] = alias
-    elif match := VERSION_URI.match(uri):
-        name = match["name"]
-        try:
-            model_version = client.get_model_version(name, match["version"])
-        except MlflowException as err:
-            raise ModelError(
-                f"Cannot find {uri!r} in the registry ({err.message}). Check the name and the version, and {where}."
-            ) from err
-    else:
-        raise ModelError(
-            f"Cannot read the model reference {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>."
-        )
-    version = str(model_version.version)
-    metadata.update(
-        {
-            "registry_uri": redact_uri(registry_uri or tracking_uri or _default_registry_uri()),
-            "run_id": model_version.run_id,
-            "source": model_version.source,
-            "tags": dict(model_version.tags or {}),
-            "aliases": list(getattr(model_version, "aliases", []) or []),
-            "creation_timestamp": model_version.creation_timestamp,
-        }
+            return resolve_reference(reference, rest, redact_uri(rest.registry_uri))
+        except RestUnavailable:
+            pass  # MlflowClient answers (and retries, and reports) as it always did
+    registry = _ClientRegistry(tracking_uri, registry_uri)
+    return resolve_reference(
+        reference, registry, redact_uri(registry_uri or tracking_uri or _default_registry_uri())
     )
-    return name, version, f"models:/{name}/{version}", metadata
 
 
 def _default_registry_uri() -> str:
     import mlflow
 
     return mlflow.get_registry_uri()
+
+
+def download_version(name: str, version: str, target: str, tracking_uri: str | None,
+                     registry_uri: str | None = None) -> str:
+    """Download registry version ``version`` of ``name`` into ``target`` and return the local folder: from an HTTP(S)
+    server without MLflow when it serves the files or they are local (:meth:`.mlflow_rest.RestRegistry.download`),
+    else with MLflow (:func:`download`).
+
+    :raises ModelError: when the download fails.
+    """
+    rest = RestRegistry.for_uris(tracking_uri, registry_uri)
+    if rest is not None:
+        try:
+            return rest.download(name, version, target)
+        except (RestUnavailable, RegistryLookupError):
+            pass  # MLflow downloads it, or reports why it cannot
+        except OSError as err:  # the local disk: MLflow would fail the same way
+            raise ModelError(f"Cannot download the model 'models:/{name}/{version}': {err}") from err
+    return download(f"models:/{name}/{version}", target, tracking_uri, registry_uri)
 
 
 def download(uri: str, target: str, tracking_uri: str | None, registry_uri: str | None = None) -> str:
@@ -181,7 +225,7 @@ def process_mlflow(request: ArtifactRequest) -> ModelSpec:
         name, version, resolved, source_metadata = resolve_registry_uri(
             uri, request.tracking_uri, request.registry_uri
         )
-        path = download(resolved, request.target_dir, request.tracking_uri, request.registry_uri)
+        path = download_version(name, version, request.target_dir, request.tracking_uri, request.registry_uri)
     elif match := RUN_URI.match(uri):
         resolved = uri
         source_metadata = {"run_id": match["run_id"], "artifact_path": match["path"]}

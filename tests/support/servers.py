@@ -61,10 +61,13 @@ class Server:
                 self.process.wait()
 
 
-def _start(name: str, command: list[str], folder: Path, ready_url: str, ok: tuple[int, ...] = (200,)) -> Server:
+def _start(
+    name: str, command: list[str], folder: Path, ready_url: str, ok: tuple[int, ...] = (200,),
+    env: dict[str, str] | None = None,
+) -> Server:
     log = folder / f"{name}.log"
     process = subprocess.Popen(
-        command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=folder
+        command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=folder, env=env
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

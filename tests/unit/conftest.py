@@ -10,8 +10,8 @@ import pytest
 UNIT = Path(__file__).resolve().parent
 
 #: fixtures that start a server or need a process outside this one (defined in tests/conftest.py)
-FORBIDDEN = {"seaweedfs", "azurite", "fake_gcs", "postgres", "s3_bucket", "azure_container", "gcs_bucket", "bucket",
-             "replicas_import_tests"}
+FORBIDDEN = {"seaweedfs", "azurite", "fake_gcs", "postgres", "mlflow_server", "s3_bucket", "azure_container",
+             "gcs_bucket", "bucket", "replicas_import_tests"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
