@@ -20,28 +20,24 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import ConfigurationError, InputError
 from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.bad_rows.quarantine import BadRow
 from airflow_batch_scoring.io.delta import open_table, table_schema
 from airflow_batch_scoring.io.files import InputFile, filesystem
-from airflow_batch_scoring.io.readers.casts import CastFailure
 from airflow_batch_scoring.io.readers.columns import (
     ColumnMap,
     MissingColumn,
     ReadPlan,
-    check_missing,
-    coerce,
     resolve_columns,
 )
 from airflow_batch_scoring.job import Piece, ScoringJob
 from airflow_batch_scoring.sources.base import PREFLIGHT_ROWS, ShardReader, job_fingerprint, read_plan
 from airflow_batch_scoring.sources.file_planner import plan_parquet
 from airflow_batch_scoring.sources.incremental import NewData, delta_new
-from airflow_batch_scoring.sources.table_files import TableFilesSource
+from airflow_batch_scoring.sources.table_files import TableFilesSource, read_piece
+from airflow_batch_scoring.sources.table_filter import arrow_filter
 from airflow_batch_scoring.specs import DataSpec, DeltaSpec, narrow
 
 #: reader features whose files this source cannot read as plain Parquet.
@@ -115,30 +111,17 @@ class DeltaShardReader:
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
         partition = self.values.get(piece.path, {})
-        with self.fs.open(self.fs._strip_protocol(piece.path), "rb") as f:
-            try:
-                parquet = pq.ParquetFile(f)
-            except (pa.ArrowInvalid, OSError) as err:
-                raise InputError(f"is not a readable Parquet file ({err}).", path=piece.path) from err
-            groups = list(piece.row_groups) if piece.row_groups is not None else list(range(parquet.num_row_groups))
-            for batch in parquet.iter_batches(batch_size=self.batch_size, row_groups=groups,
-                                              columns=self.file_columns):
-                table = pa.Table.from_batches([batch])
-                for name in self.partition_columns:
-                    if name in self.columns.source_names or any(c[0] == name for c in self.row_filter):
-                        kind = self.schema.field(name).type
-                        table = table.append_column(name, pa.array([partition.get(name)] * table.num_rows, kind))
-                if self.row_filter:
-                    table = table.filter(_expression(self.row_filter))
-                if not table.num_rows:
-                    continue
-                try:
-                    table = coerce(table, self.columns)
-                    if self.plan.rejects:
-                        check_missing(table, self.columns, self.plan)
-                except CastFailure as failure:
-                    raise InputError(failure.message(), path=piece.path, column=failure.column) from None
-                yield self.columns.output(table)
+        row_filter = arrow_filter(self.row_filter) if self.row_filter else None
+
+        def complete(table: pa.Table) -> pa.Table:
+            for name in self.partition_columns:
+                if name in self.columns.source_names or any(c[0] == name for c in self.row_filter):
+                    kind = self.schema.field(name).type
+                    table = table.append_column(name, pa.array([partition.get(name)] * table.num_rows, kind))
+            return table.filter(row_filter) if row_filter is not None else table
+
+        return read_piece(self.fs, piece, self.plan, self.batch_size, lambda _: (self.columns, self.file_columns),
+                          complete)
 
     def close(self) -> None:
         """Nothing stays open between pieces."""
@@ -158,22 +141,6 @@ def _missing(uri: str) -> MissingColumn:
         )
 
     return missing
-
-
-def _expression(conditions: Sequence[tuple[str, str, Any]]) -> pc.Expression:
-    expression = None
-    for column, operator, value in conditions:
-        field = pc.field(column)
-        if operator == "in":
-            term = field.isin(list(value))
-        elif operator == "not in":
-            term = ~field.isin(list(value))
-        else:
-            term = {"=": field == value, "!=": field != value, "<": field < value, "<=": field <= value,
-                    ">": field > value, ">=": field >= value}[operator]
-        expression = term if expression is None else expression & term
-    assert expression is not None
-    return expression
 
 
 class DeltaSource(TableFilesSource):
@@ -231,7 +198,7 @@ class DeltaSource(TableFilesSource):
                              for v in actions.column(f"partition.{c}").to_pylist()], schema.field(c).type)
                 for c in {c[0] for c in pruning}
             }).append_column("__row", pa.array(range(actions.num_rows), pa.int64()))
-            actions = actions.take(typed.filter(_expression(pruning)).column("__row"))
+            actions = actions.take(typed.filter(arrow_filter(pruning)).column("__row"))
         self.files = [
             InputFile(_file_uri(root, path), int(size), version=f"delta:{self.spec.version}")
             for path, size in zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(),

@@ -14,19 +14,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow_batch_scoring.errors import InputError
-from airflow_batch_scoring.io.readers.casts import CastFailure
 from airflow_batch_scoring.io.readers.columns import (
     ColumnMap,
     MissingColumn,
     ReadPlan,
-    check_missing,
-    coerce,
     resolve_columns,
 )
 from airflow_batch_scoring.job import Piece
+from airflow_batch_scoring.sources.table_files import read_piece
 from airflow_batch_scoring.sources.table_filter import arrow_filter
 from airflow_batch_scoring.specs import IcebergSpec
 
@@ -67,26 +64,9 @@ class IcebergShardReader:
         return self._layouts[key]
 
     def read(self, piece: Piece) -> Iterator[pa.Table]:
-        with self.fs.open(self.fs._strip_protocol(piece.path), "rb") as f:
-            try:
-                parquet = pq.ParquetFile(f)
-            except (pa.ArrowInvalid, OSError) as err:
-                raise InputError(f"is not a readable Parquet file ({err}).", path=piece.path) from err
-            columns, read = self._layout(parquet.schema_arrow.names)
-            groups = list(piece.row_groups) if piece.row_groups is not None else list(range(parquet.num_row_groups))
-            for batch in parquet.iter_batches(batch_size=self.batch_size, row_groups=groups, columns=read):
-                table = pa.Table.from_batches([batch])
-                if self.filter is not None:
-                    table = table.filter(self.filter)
-                if not table.num_rows:
-                    continue
-                try:
-                    table = coerce(table, columns)
-                    if self.plan.rejects:
-                        check_missing(table, columns, self.plan)
-                except CastFailure as failure:
-                    raise InputError(failure.message(), path=piece.path, column=failure.column) from None
-                yield columns.output(table)
+        keep = self.filter
+        return read_piece(self.fs, piece, self.plan, self.batch_size, self._layout,
+                          (lambda table: table.filter(keep)) if keep is not None else None)
 
     def close(self) -> None:
         """Nothing stays open between pieces."""
