@@ -183,6 +183,7 @@ def start_stack(home: Path, dags: Path, extra_env: dict[str, str] | None = None)
     stack = Stack(home=home, env=env, url=f"http://127.0.0.1:{api_port}", mlflow_url=mlflow_url)
     (home / "mlflow").mkdir(exist_ok=True)
     mlflow_env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_TRACKING")}
+    mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # (MLflow 3's job runner: processes nothing here needs)
     stack.processes["mlflow"] = _spawn("mlflow", [
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
