@@ -64,7 +64,9 @@ class Stack:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            # (longer than the database's busy timeout, 30 s: a request SQLite kept waiting answers 'Database
+            # error', which request() retries, instead of the client giving up first)
+            with urllib.request.urlopen(request, timeout=90) as response:
                 text = response.read().decode()
                 return response.status, json.loads(text) if text else None
         except urllib.error.HTTPError as err:
