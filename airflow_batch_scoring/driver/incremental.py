@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow_batch_scoring.errors import ConfigurationError
+from airflow_batch_scoring.io import locations
 from airflow_batch_scoring.io.files import InputFile
 from airflow_batch_scoring.io.watermarks import WatermarkStore, state_name
 from airflow_batch_scoring.job import ScoringJob
@@ -64,6 +65,26 @@ def compact(watermark: Mapping[str, Any] | None) -> Any:
     return dict(watermark) if watermark else None
 
 
+def _check_state_apart(folder: str, source: DataSpec, sink: DataSpec) -> None:
+    """Refuse a state folder that is or lies inside the source's or the sink's location: its documents would
+    be read as input, or published among the output.
+
+    :raises ConfigurationError: naming the state folder, the location and what to do instead.
+    """
+    for role, spec in (("source", source), ("sink", sink)):
+        if not spec.uri:
+            continue  # a SQL table
+        for state in locations.locations_of(folder, "sink"):
+            for place in locations.locations_of(spec.uri, role):
+                if place.contains(state):
+                    harm = "read as input" if role == "source" else "published among the output"
+                    raise ConfigurationError(
+                        f"incremental_state {folder!r} lies in the {role} {spec.uri!r} (compared as {state} and "
+                        f"{place}): the watermark documents would be {harm}. Keep the state in a folder of its own, "
+                        "e.g. a sibling 'state/' folder."
+                    )
+
+
 def restrict(
     options: ScoringOptions,
     reading: Source,
@@ -88,6 +109,8 @@ def restrict(
             "stays the same across runs, where the watermark of what was scored is kept (e.g. "
             "'s3://bucket/state/scoring/'). A Delta or Iceberg sink keeps it in the table's _batch_scoring/ folder."
         )
+    if options.incremental_state:
+        _check_state_apart(folder, source, sink)
     section: dict[str, Any] = {
         "key": key,
         "state_uri": f"{folder.rstrip('/')}/{state_name(key, identity)}.json",

@@ -119,3 +119,23 @@ def test_planned_watermarks_stay_out_of_the_job(tmp_path: Path):
     store.remove_planned("job-2")
     with pytest.raises(InputError, match="is gone"):
         store.read_planned("job-2")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("state", "where"),
+    [("s3://lake/in/", "source"), ("s3://lake/in/state/", "source"), ("s3://lake/in/../in/_state", "source"),
+     ("s3://lake/scores/state/", "sink"), (None, None), ("s3://lake/state/", None), ("s3://other/in/state/", None),
+     ("s3://lake/", None)],
+)
+def test_the_state_folder_lies_outside_the_source_and_the_sink(state: str | None, where: str | None):
+    """Inside the source, its documents would be read as input; inside the sink, published among the output."""
+    from airflow_batch_scoring.driver.incremental import _check_state_apart
+    from airflow_batch_scoring.specs import FileSpec
+
+    source, sink = FileSpec(uri="s3://lake/in/"), FileSpec(uri="s3://lake/scores/")
+    if where is None:
+        _check_state_apart(state or "s3://lake/state/", source, sink)
+        return
+    with pytest.raises(ConfigurationError, match=f"lies in the {where} .*Keep the state in a folder of its own"):
+        _check_state_apart(state, source, sink)
